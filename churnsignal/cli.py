@@ -40,7 +40,9 @@ def _load_error(exc: Exception) -> click.ClickException:
 @main.command()
 @click.argument("text", required=False)
 @click.option("--jsonl", is_flag=True, help='Read {"id": ..., "text": ...} lines on stdin, write one result line each.')
-def analyse(text: str | None, jsonl: bool) -> None:
+@click.option("--format", "output", type=click.Choice(["json", "table"]), default="json", show_default=True,
+              help="json: one JSON object per message; table: one readable line per message.")
+def analyse(text: str | None, jsonl: bool, output: str) -> None:
     """Print what churnsignal sees in a support message (sentiment, entities, masking)."""
     from churnsignal.nlp.analyse import analyse as run
     from churnsignal.nlp.sentiment import ModelLoadError
@@ -52,16 +54,17 @@ def analyse(text: str | None, jsonl: bool) -> None:
         if text is not None:
             if not text.strip():
                 raise click.UsageError("TEXT is empty: nothing to analyse")
-            click.echo(json.dumps(run([text], settings)[0], ensure_ascii=False))
+            render = json.dumps if output == "json" else _table_row
+            click.echo(render(run([text], settings)[0], ensure_ascii=False))
             return
-        failed = _analyse_jsonl(sys.stdin.buffer, lambda texts: run(texts, settings))
+        failed = _analyse_jsonl(sys.stdin.buffer, lambda texts: run(texts, settings), output)
     except (ModelLoadError, FileNotFoundError, OSError) as exc:
         raise _load_error(exc) from exc
     if failed:
         click.echo(f"{failed} line(s) could not be analysed; see their \"error\" fields", err=True)
 
 
-def _analyse_jsonl(stream: BinaryIO, run) -> int:
+def _analyse_jsonl(stream: BinaryIO, run, output: str = "json") -> int:
     """Stream results in input order, batch by batch; returns the number of failed lines."""
     failed = 0
     bar = tqdm(unit="msg", file=sys.stderr, disable=not sys.stderr.isatty())
@@ -73,11 +76,26 @@ def _analyse_jsonl(stream: BinaryIO, run) -> int:
         for record in parsed:
             out = record if "error" in record else _with_id(record, next(results))
             failed += "error" in out
-            sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n")
+            line = json.dumps(out, ensure_ascii=False) if output == "json" else _table_row(out)
+            click.echo(line)
         sys.stdout.flush()
         bar.update(len(batch))
     bar.close()
     return failed
+
+
+_LABEL_COLOURS = {"negative": "red", "neutral": "yellow", "positive": "green"}
+
+
+def _table_row(result: dict[str, Any], ensure_ascii: bool = False) -> str:
+    """One readable line: id, sentiment, entities, masked text (colour only on a terminal)."""
+    ident = str(result.get("id", result.get("line", "")))[:16].ljust(16)
+    if result.get("sentiment") is None:
+        return f"{ident} {click.style('error', fg='magenta'):>8}       {result['error']}"
+    label, prob = result["sentiment"]["label"], result["sentiment"]["negative_prob"]
+    ents = " ".join(f"[{e['label']} {e['text']}]" for e in result["entities"])
+    text = result["masked_text"] if len(result["masked_text"]) <= 60 else result["masked_text"][:59] + "…"
+    return f"{ident} {click.style(label.ljust(8), fg=_LABEL_COLOURS[label])} {prob:.2f}  {text}  {ents}"
 
 
 def _with_id(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp import entities, lexicon
 from churnsignal.nlp.masking import mask_pii
@@ -33,6 +35,8 @@ def sentiment_label(negative_prob: float, settings: Settings) -> str:
 
 def sentiment_model(settings: Settings) -> SentimentModel:
     s = settings.sentiment
+    if s.threads:
+        torch.set_num_threads(s.threads)
     return load_sentiment(s.model_dir, s.max_tokens, s.batch_size, s.negative_label, s.quantize)
 
 

@@ -24,7 +24,8 @@ def _t2s() -> opencc.OpenCC:
 def normalize(text: str) -> str:
     """Full-width ASCII forms to half-width, traditional to simplified, whitespace collapsed.
 
-    Emoji pass through unchanged: they are signal (😡 vs 😋).
+    Emoji pass through unchanged: they are signal (😡 vs 😋). Never raises: lone
+    surrogates (from a bad decode upstream) become U+FFFD before OpenCC sees them.
     """
     text = _SURROGATES.sub("\ufffd", text).translate(_TABLE)
     return _SPACES.sub(" ", _t2s().convert(text)).strip()

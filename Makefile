@@ -1,0 +1,20 @@
+# The two commands of the README. Each sets up .venv on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test
+
+# torch goes in first and pinned to the CPU build: a looser requirement from another
+# package would otherwise pull the CUDA build (several GB).
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/churnsignal analyse --jsonl --format table < docs/sample_messages.jsonl
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q

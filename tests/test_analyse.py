@@ -1,0 +1,70 @@
+"""``churnsignal.nlp.analyse`` with the shipped models, offline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from churnsignal.nlp import analyse
+
+NEGATIVE = ["快递三天都没到，客服也不回消息，我要退款", "太差了，质量很烂，再也不买了", "送餐慢了一个多小时，饭都凉了，差评"]
+POSITIVE = ["非常好，很满意，下次还来", "味道很好，送餐也快，好评", "质量很好，物流很快，推荐购买"]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any attempt to reach a model hub fails instead of silently downloading.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+def test_clear_cut_sentences_get_the_right_label() -> None:
+    results = analyse(NEGATIVE + POSITIVE)
+    assert [r["sentiment"]["label"] for r in results] == ["negative"] * 3 + ["positive"] * 3
+    assert all(r["sentiment"]["negative_prob"] > 0.8 for r in results[:3])
+    assert all(r["sentiment"]["negative_prob"] < 0.2 for r in results[3:])
+
+
+def test_a_complaint_is_read_whole() -> None:
+    result = analyse([NEGATIVE[0]])[0]
+    labels = {e["label"] for e in result["entities"]}
+    assert {"LOGISTICS", "SERVICE", "REFUND"} <= labels
+    for entity in result["entities"]:
+        assert result["masked_text"][entity["start"]:entity["end"]] == entity["text"]
+    assert result["negative_word_share"] >= 0.0 and set(result["emotions"]) >= {"anger", "disgust"}
+    assert result["model"]["sentiment"]["name"] and result["model"]["entities"]["name"]
+
+
+def test_personal_data_never_reaches_the_result() -> None:
+    text = "我的手机号１３９１２３４５６７８，邮箱wang.lei@example.com，快递一直没到"
+    result = analyse([text])[0]
+    dumped = json.dumps(result, ensure_ascii=False)
+    assert "13912345678" not in dumped and "１３９１２３４５６７８" not in dumped and "wang.lei" not in dumped
+    assert "[PHONE]" in result["masked_text"] and "[EMAIL]" in result["masked_text"]
+    assert result["pii"] == ["email", "phone"]
+
+
+def test_traditional_and_full_width_text_is_normalised() -> None:
+    result = analyse(["服務態度太差了，ＡＢＣ"])[0]
+    assert result["masked_text"] == "服务态度太差了，ABC"
+    assert result["sentiment"]["label"] == "negative"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_text_gets_a_clear_error_not_a_guess(text: str) -> None:
+    result = analyse([text, "很好"])
+    assert result[0]["sentiment"] is None and "empty" in result[0]["error"]
+    assert result[1]["sentiment"]["label"] in {"positive", "neutral"}
+
+
+def test_very_long_and_non_chinese_text() -> None:
+    long_text = "物流太慢了，客服也不理人。" * 8000
+    results = analyse([long_text, "The parcel never arrived.", "🙂🙂🙂", "1234567"])
+    assert results[0]["truncated"] is True and results[0]["sentiment"]["label"] == "negative"
+    assert all(0.0 <= r["sentiment"]["negative_prob"] <= 1.0 for r in results)
+
+
+def test_a_non_string_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="text 1 is int"):
+        analyse(["好", 3])  # type: ignore[list-item]

@@ -1,0 +1,84 @@
+"""``churnsignal analyse`` on the command line: output shape and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from churnsignal.cli import main
+from churnsignal.config import get_settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings():
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def invoke(*args: str, input: bytes | str | None = None, **env: str):
+    return CliRunner().invoke(main, ["analyse", *args], input=input, env=env or None)
+
+
+def test_one_text_prints_one_json_object() -> None:
+    result = invoke("快递三天都没到，客服也不回消息，我要退款")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["sentiment"]["label"] == "negative"
+
+
+def test_jsonl_keeps_order_and_reports_each_bad_line() -> None:
+    lines = [
+        json.dumps({"id": "a", "text": "太差了，再也不买了"}, ensure_ascii=False).encode(),
+        b'{"id": "b", "text": "\xff\xfe broken"}',
+        b"not json at all",
+        json.dumps({"id": "d"}).encode(),
+        json.dumps({"id": "e", "text": ""}).encode(),
+        json.dumps({"id": "f", "text": "很满意" * 40_000}, ensure_ascii=False).encode(),
+        json.dumps({"text": "The parcel never arrived."}).encode(),
+        b"",
+    ]
+    result = invoke("--jsonl", input=b"\n".join(lines) + b"\n")
+    assert result.exit_code == 0
+    assert "Traceback" not in result.output
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == len(lines)
+    assert out[0]["id"] == "a" and out[0]["sentiment"]["label"] == "negative"
+    assert out[1] == {"line": 2, "error": "invalid UTF-8 at byte 20"}
+    assert out[2]["line"] == 3 and out[2]["error"].startswith("not JSON")
+    assert out[3]["line"] == 4 and "text" in out[3]["error"]
+    assert out[4]["id"] == "e" and "empty" in out[4]["error"]
+    assert out[5]["id"] == "f" and out[5]["truncated"] is True
+    assert "id" not in out[6] and out[6]["sentiment"] is not None
+    assert out[7]["line"] == 8
+    assert "5 line(s) could not be analysed" in result.stderr
+
+
+def test_table_format_is_one_readable_line_per_message() -> None:
+    result = invoke("--jsonl", "--format", "table", input='{"id": "t1", "text": "等了两个小时，饭都凉了"}\n')
+    assert result.exit_code == 0
+    [line] = result.stdout.splitlines()
+    assert line.startswith("t1") and "negative" in line and "饭都凉了" in line
+
+
+@pytest.mark.parametrize("args", [(), ("some text", "--jsonl")])
+def test_text_or_jsonl_not_both_nor_neither(args: tuple[str, ...]) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2 and "either one TEXT or --jsonl" in result.output
+
+
+def test_empty_text_argument_is_a_usage_error() -> None:
+    result = invoke("  ")
+    assert result.exit_code == 2 and "empty" in result.output
+
+
+def test_bad_configuration_is_a_message_not_a_traceback() -> None:
+    result = invoke("好", CHURNSIGNAL_SENTIMENT__NEUTRAL_LOW="0.9", CHURNSIGNAL_SENTIMENT__NEUTRAL_HIGH="0.1")
+    assert result.exit_code == 1 and "configuration" in result.output and "neutral_low" in result.output
+
+
+def test_a_missing_model_directory_is_a_message(tmp_path) -> None:
+    result = invoke("好", CHURNSIGNAL_SENTIMENT__MODEL_DIR=str(tmp_path / "nowhere"))
+    assert result.exit_code == 1 and "cannot load a model" in result.output and "config.json" in result.output
