@@ -13,7 +13,7 @@ __all__ = ["analyse"]
 def __getattr__(name: str) -> Any:
     # Lazy, so `import churnsignal.nlp.corpus` (training, tests) does not load torch and spaCy.
     if name == "analyse":
-        from churnsignal.nlp.analyse import analyse
+        from churnsignal.nlp.analysis import analyse
 
         return analyse
     raise AttributeError(name)

@@ -120,6 +120,7 @@ def _int8(model: BertForSequenceClassification) -> torch.nn.Module:
         # torch 2.10+ flags eager quantisation as moving to torchao; it still works and is
         # the only CPU int8 path without another dependency.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*", category=UserWarning)
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 

@@ -46,7 +46,7 @@ def test_jsonl_keeps_order_and_reports_each_bad_line() -> None:
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(out) == len(lines)
     assert out[0]["id"] == "a" and out[0]["sentiment"]["label"] == "negative"
-    assert out[1] == {"line": 2, "error": "invalid UTF-8 at byte 20"}
+    assert out[1] == {"line": 2, "error": "invalid UTF-8 at byte 21"}
     assert out[2]["line"] == 3 and out[2]["error"].startswith("not JSON")
     assert out[3]["line"] == 4 and "text" in out[3]["error"]
     assert out[4]["id"] == "e" and "empty" in out[4]["error"]
