@@ -16,6 +16,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -35,12 +36,13 @@ def chat_turns(count: int) -> list[str]:
 def cli_rate(turns: list[str]) -> dict[str, float]:
     """Messages/s through the real CLI, reading its streamed output as it comes."""
     env = os.environ | {"OMP_NUM_THREADS": str(THREADS), "CHURNSIGNAL_SENTIMENT__THREADS": str(THREADS)}
-    payload = "".join(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n" for n, t in enumerate(turns))
+    # Input comes from a file: writing it into a pipe while the output pipe fills would deadlock.
+    payload = tempfile.TemporaryFile("w+", encoding="utf-8")
+    payload.writelines(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n" for n, t in enumerate(turns))
+    payload.seek(0)
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "churnsignal.cli", "analyse", "--jsonl"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "churnsignal.cli", "analyse", "--jsonl"], stdin=payload,
                             stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")
-    proc.stdin.write(payload)
-    proc.stdin.close()
     lines, first_batch_done = 0, None
     for _ in proc.stdout:
         lines += 1

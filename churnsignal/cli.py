@@ -44,7 +44,7 @@ def _load_error(exc: Exception) -> click.ClickException:
               help="json: one JSON object per message; table: one readable line per message.")
 def analyse(text: str | None, jsonl: bool, output: str) -> None:
     """Print what churnsignal sees in a support message (sentiment, entities, masking)."""
-    from churnsignal.nlp.analyse import analyse as run
+    from churnsignal.nlp.analysis import analyse as run
     from churnsignal.nlp.sentiment import ModelLoadError
 
     if jsonl == (text is not None):

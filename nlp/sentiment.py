@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers.utils import logging as transformers_logging
 
 from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
@@ -66,8 +67,11 @@ class SentimentModel:
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise ModelLoadError(f"{directory}: not a model directory (no config.json); expected what save_pretrained writes")
+        # A CLI that streams JSON must not draw transformers' loading bar on every start.
+        transformers_logging.disable_progress_bar()
         try:
-            model = BertForSequenceClassification.from_pretrained(directory, local_files_only=True)
+            # fp32 whatever the stored dtype: fp16 matrix products are slow on CPUs.
+            model = BertForSequenceClassification.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
             self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{directory}: cannot load a BERT sequence classifier: {exc}") from exc

@@ -281,18 +281,23 @@ def fit_ngram(work: Path, corpus_dir: Path | None, C: float) -> NgramSentiment:
 
 
 def assemble(work: Path, corpus_dir: Path | None, out: Path, name: str, version: str) -> dict:
-    """Stage 5: blend BERT and n-gram log-odds by a logistic regression fitted on dev
-    (this also calibrates the probability) and write one shippable model directory.
+    """Stage 5: write one shippable model directory and fit the blend.
 
-    The dev BERT log-odds come from the model as it will run (int8), so the blend
-    calibrates what users get.
+    The BERT is stored in fp16 (half the repository size; it is loaded back as fp32).
+    The blend — a logistic regression on BERT and n-gram log-odds fitted on dev, which
+    also calibrates the probability — is fitted on the BERT exactly as it will run:
+    from those fp16 weights, quantised to int8.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, roc_auc_score
 
+    if out.exists():
+        shutil.rmtree(out)
+    BertForSequenceClassification.from_pretrained(work / "sentiment").to(torch.float16).save_pretrained(out)
+    BertTokenizerFast.from_pretrained(work / "sentiment").save_pretrained(out)
     _, dev = train_and_dev(corpus_dir)
     texts, y = [normalize(i.text) for i in dev], np.array([i.negative for i in dev])
-    bert = SentimentModel(work / "sentiment").bert_logits(texts)
+    bert = SentimentModel(out).bert_logits(texts)
     ngram_model = fit_ngram(work, corpus_dir, C=8.0)
     ngram = ngram_model.decision_function(texts)
     stack = LogisticRegression(C=1.0).fit(np.column_stack([bert, ngram]), y)
@@ -300,11 +305,9 @@ def assemble(work: Path, corpus_dir: Path | None, out: Path, name: str, version:
     blended = blend.bert * bert + blend.ngram * ngram + blend.bias
     dev_figures = {part: {"accuracy": round(accuracy_score(y, z > 0), 4), "auc": round(roc_auc_score(y, z), 4)}
                    for part, z in (("bert", bert), ("ngram", ngram), ("blend", blended))}
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(work / "sentiment", out)
     ngram_model.save(out)
     (out / BLEND).write_text(json.dumps(asdict(blend), indent=2))
+    shutil.copy(work / "sentiment" / "recipe.json", out / "recipe.json")
     card = {"name": name, "version": version, "dev": dev_figures, "dev_texts": len(dev)}
     (out / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False))
     return card
