@@ -41,7 +41,9 @@ _MOBILE = r"(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}"
 _LANDLINE = r"0\d{2,3}-\d{7,8}"
 _PHONE = rf"(?<!\d)(?:{_MOBILE}|{_LANDLINE})(?!\d)"
 # Possessive quantifiers and the look-behind keep a long run without "@" linear to scan.
-_EMAIL = r"(?<![\w.%+-])[\w.%+-]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+"
+# The local part starts with a letter or digit, so the "+@x.y" left beside a masked
+# address ("[EMAIL]+@x.y") is not a second address: masking stays idempotent.
+_EMAIL = r"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]*+@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+"
 
 _HAN = "\u4e00-\u9fff"
 _PROVINCES = (
