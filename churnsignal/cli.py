@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -58,8 +58,12 @@ def analyse(text: str | None, jsonl: bool, output: str) -> None:
             click.echo(render(run([text], settings)[0], ensure_ascii=False))
             return
         failed = _analyse_jsonl(sys.stdin.buffer, lambda texts: run(texts, settings), output)
-    except (ModelLoadError, FileNotFoundError, OSError) as exc:
+    except (ModelLoadError, FileNotFoundError) as exc:
         raise _load_error(exc) from exc
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     if failed:
         click.echo(f"{failed} line(s) could not be analysed; see their \"error\" fields", err=True)
 
