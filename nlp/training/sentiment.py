@@ -32,6 +32,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from churnsignal.nlp.corpus import LabelledText
 from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.normalize import normalize
@@ -276,12 +277,11 @@ def finetune(work: Path, corpus_dir: Path | None, recipe: Recipe, mlm_dir: Path)
     return out
 
 
-def fit_ngram(work: Path, corpus_dir: Path | None, C: float) -> NgramSentiment:
+def fit_ngram(work: Path, fit: Sequence[LabelledText], C: float) -> NgramSentiment:
     """Stage 4: the n-gram half, on the same fit split as the BERT."""
     out = work / "ngram"
     if (out / NGRAM_CONFIG).is_file():
         return NgramSentiment.load(out)
-    fit, _ = train_and_dev(corpus_dir)
     model = NgramSentiment(C=C).fit([normalize(i.text) for i in fit], [i.negative for i in fit])
     model.save(out)
     return model
@@ -302,10 +302,10 @@ def assemble(work: Path, corpus_dir: Path | None, out: Path, name: str, version:
         shutil.rmtree(out)
     BertForSequenceClassification.from_pretrained(work / "sentiment").to(torch.float16).save_pretrained(out)
     BertTokenizerFast.from_pretrained(work / "sentiment").save_pretrained(out)
-    _, dev = train_and_dev(corpus_dir)
+    fit, dev = train_and_dev(corpus_dir)
     texts, y = [normalize(i.text) for i in dev], np.array([i.negative for i in dev])
     bert = SentimentModel(out).bert_logits(texts)
-    ngram_model = fit_ngram(work, corpus_dir, C=8.0)
+    ngram_model = fit_ngram(work, fit, C=8.0)
     ngram = ngram_model.decision_function(texts)
     stack = LogisticRegression(C=1.0).fit(np.column_stack([bert, ngram]), y)
     blend = Blend(bert=float(stack.coef_[0][0]), ngram=float(stack.coef_[0][1]), bias=float(stack.intercept_[0]))
