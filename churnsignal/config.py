@@ -50,6 +50,64 @@ class EntitySettings(BaseModel):
     model_dir: Path | None = None
 
 
+class Tier(BaseModel):
+    """A warning tier: a churn probability strictly above ``above`` reaches it."""
+
+    name: str
+    above: float = Field(ge=0.0, lt=1.0)
+    # SPEC: the highest tier is answered within 4 h, the middle within 12 h, the lowest within 24 h.
+    response_hours: float = Field(gt=0)
+
+
+class Intervention(BaseModel):
+    """What an agent is asked to do for a customer whose risk has this driver."""
+
+    zh: str
+    en: str
+
+
+def _default_tiers() -> list[Tier]:
+    return [Tier(name="red", above=0.70, response_hours=4),
+            Tier(name="yellow", above=0.30, response_hours=12),
+            Tier(name="blue", above=0.10, response_hours=24)]
+
+
+def _default_interventions() -> dict[str, Intervention]:
+    # SPEC's intervention library, keyed by churn driver.
+    return {
+        "price": Intervention(zh="发放定向优惠券", en="send a targeted coupon"),
+        "service": Intervention(zh="安排专属客服回访", en="arrange a dedicated agent callback"),
+        "social": Intervention(zh="邀请加入会员社群", en="invite to the member community"),
+        "other": Intervention(zh="人工复核客户情况", en="review the customer by hand"),
+    }
+
+
+class FusionSettings(BaseModel):
+    """How purchase and text signals become a churn risk, a tier and an action."""
+
+    # Highest tier first; below the last tier's cut-off there is no alert.
+    tiers: list[Tier] = Field(default_factory=_default_tiers)
+    interventions: dict[str, Intervention] = Field(default_factory=_default_interventions)
+    # SPEC: a 7-day window for high-frequency customers, 90 days for the others.
+    high_frequency_orders_per_month: float = Field(4.0, gt=0)
+    short_window_days: int = Field(7, ge=1)
+    long_window_days: int = Field(90, ge=1)
+    # Per-message analysis results, keyed by a hash of the text and the model versions.
+    cache_dir: Path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "churnsignal"
+
+    @model_validator(mode="after")
+    def _tiers_are_ordered(self) -> FusionSettings:
+        cut_offs = [t.above for t in self.tiers]
+        if not self.tiers or cut_offs != sorted(cut_offs, reverse=True) or len(set(cut_offs)) != len(cut_offs):
+            raise ValueError("fusion.tiers must list at least one tier, highest cut-off first, cut-offs distinct")
+        if len({t.name for t in self.tiers}) != len(self.tiers):
+            raise ValueError("fusion.tiers: tier names must be unique")
+        missing = {"price", "service", "social", "other"} - set(self.interventions)
+        if missing:
+            raise ValueError(f"fusion.interventions: no action for driver(s) {', '.join(sorted(missing))}")
+        return self
+
+
 class Settings(BaseSettings):
     """All of churnsignal's settings."""
 
@@ -57,6 +115,7 @@ class Settings(BaseSettings):
 
     sentiment: SentimentSettings = SentimentSettings()
     entities: EntitySettings = EntitySettings()
+    fusion: FusionSettings = FusionSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -40,6 +40,13 @@ def sentiment_model(settings: Settings) -> SentimentModel:
     return load_sentiment(s.model_dir, s.max_tokens, s.batch_size, s.negative_label, s.quantize)
 
 
+def model_versions(settings: Settings | None = None) -> dict[str, dict]:
+    """Name and version of each model ``analyse`` uses with these settings (loaded once per process)."""
+    settings = settings or get_settings()
+    pipeline = entities.load(settings.entities.model_dir)
+    return {"sentiment": sentiment_model(settings).info, "entities": entities.info(pipeline)}
+
+
 def analyse(texts: Sequence[str], settings: Settings | None = None) -> list[dict[str, Any]]:
     """Analyse a batch of support messages; one result dict per text, same order.
 
@@ -58,7 +65,7 @@ def analyse(texts: Sequence[str], settings: Settings | None = None) -> list[dict
     pipeline = entities.load(settings.entities.model_dir)
     docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)
     results: list[dict[str, Any]] = [_empty(m.text) for m in masked]
-    models = {"sentiment": model.info, "entities": entities.info(pipeline)}
+    models = model_versions(settings)
     for i, prob, doc in zip(readable, probs, docs):
         tokens = [t.text for t in doc]
         results[i] = {

@@ -1,0 +1,194 @@
+"""Per-customer signals as of a moment ``as_of``: purchase behaviour and what they wrote.
+
+Everything here reads only rows strictly before ``as_of``: a feature computed from the
+future would make a model look good in evaluation and useless in service. Each feature
+is described in ``model_cards/fusion.md``; the names are the ones a reason on an alert
+is built from (``fusion/reasons.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from churnsignal.config import FusionSettings
+
+DAY = pd.Timedelta(days=1)
+MONTH_DAYS = 30
+QUARTER_DAYS = 90
+# SPEC: warning signals appear 3 to 6 months before customers leave; complaints that old
+# still count towards the unresolved ones.
+LOOKBACK_DAYS = 180
+
+PURCHASE_FEATURES = (
+    "recency_days", "tenure_days", "orders", "purchase_days", "monetary", "avg_order_value",
+    "gap_mean_days", "gap_std_days", "overdue_ratio",
+    "orders_30d", "freq_change_mom", "orders_90d", "freq_change_qoq",
+    "aov_change_3m", "core_category_gap_days", "refunds", "refund_rate",
+)
+# Entity labels of the complaint extractor that name what went wrong (model_cards/entities.md).
+COMPLAINT_LABELS = ("QUALITY", "LOGISTICS", "REFUND", "SERVICE", "PRICE")
+TEXT_FEATURES = (
+    "messages", "window_days", "neg_prob_mean", "neg_prob_max", "neg_prob_trend", "negative_word_share",
+    *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS),
+    "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
+    "days_since_complaint", "rating_mean", "complaints_6m", "unresolved_tickets",
+)
+
+
+def purchase_features(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """RFM, purchase rhythm and its change, order value trend, category gap and refunds.
+
+    One row per customer with any order before ``as_of``; counts are of paid orders.
+    """
+    # Sorted, so that the same history in another row order gives bit-identical sums.
+    history = orders[orders["ordered_at"] < as_of].sort_values(["customer_id", "ordered_at", "order_id"])
+    customers = pd.Index(history["customer_id"].unique(), name="customer_id")
+    paid = history[history["status"] == "paid"]
+    by = paid.groupby("customer_id")
+    age = (as_of - paid["ordered_at"]) / DAY
+    out = pd.DataFrame(index=customers)
+    out["recency_days"] = (as_of - by["ordered_at"].max()) / DAY
+    out["tenure_days"] = (as_of - by["ordered_at"].min()) / DAY
+    out["orders"] = by.size()
+    out["purchase_days"] = paid.assign(day=paid["ordered_at"].dt.normalize()).groupby("customer_id")["day"].nunique()
+    out["monetary"] = by["amount"].sum()
+    out["avg_order_value"] = by["amount"].mean()
+    gaps = _gaps(paid)
+    out["gap_mean_days"] = gaps.mean()
+    out["gap_std_days"] = gaps.std(ddof=0)
+    out["overdue_ratio"] = out["recency_days"] / out["gap_mean_days"].where(out["gap_mean_days"] > 0)
+    out["orders_30d"] = _count(paid, age < MONTH_DAYS)
+    out["freq_change_mom"] = _change(out["orders_30d"], _count(paid, (age >= MONTH_DAYS) & (age < 2 * MONTH_DAYS)))
+    out["orders_90d"] = _count(paid, age < QUARTER_DAYS)
+    out["freq_change_qoq"] = _change(out["orders_90d"], _count(paid, (age >= QUARTER_DAYS) & (age < 2 * QUARTER_DAYS)))
+    recent_aov = paid[age < QUARTER_DAYS].groupby("customer_id")["amount"].mean()
+    earlier_aov = paid[age >= QUARTER_DAYS].groupby("customer_id")["amount"].mean()
+    out["aov_change_3m"] = recent_aov / earlier_aov.where(earlier_aov > 0) - 1
+    out["core_category_gap_days"] = _core_category_gap(paid, as_of)
+    refunds = history[history["status"] == "refunded"].groupby("customer_id").size()
+    out["refunds"] = refunds
+    out[["orders", "purchase_days", "orders_30d", "orders_90d", "refunds"]] = (
+        out[["orders", "purchase_days", "orders_30d", "orders_90d", "refunds"]].fillna(0))
+    out["refund_rate"] = out["refunds"] / (out["orders"] + out["refunds"])
+    return out.reindex(columns=PURCHASE_FEATURES).astype(float)
+
+
+def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index,
+                  orders_per_month: pd.Series, settings: FusionSettings) -> pd.DataFrame:
+    """Sentiment, complaints and competitor mentions over a window that fits each customer.
+
+    ``events`` are customer-written messages with analysis columns (``fusion/text.py``).
+    High-frequency buyers are read over the short window (a week of silence after a bad
+    delivery matters), the others over the long one.
+    """
+    seen = events[(events["created_at"] < as_of) & events["customer_id"].isin(customers)]
+    seen = seen.sort_values(["customer_id", "created_at"], kind="stable")
+    high = orders_per_month.reindex(customers).fillna(0) >= settings.high_frequency_orders_per_month
+    window = pd.Series(np.where(high, settings.short_window_days, settings.long_window_days),
+                       index=customers, dtype=float)
+    age = (as_of - seen["created_at"]) / DAY
+    span = window.reindex(seen["customer_id"]).to_numpy()
+    now = seen[age.to_numpy() < span]
+    before = seen[(age.to_numpy() >= span) & (age.to_numpy() < 2 * span)]
+    complaint = now[now["is_complaint"]]
+    by = now.groupby("customer_id")
+    out = pd.DataFrame(index=customers)
+    out["messages"] = by.size()
+    out["window_days"] = window
+    out["neg_prob_mean"] = by["negative_prob"].mean()
+    out["neg_prob_max"] = by["negative_prob"].max()
+    out["neg_prob_trend"] = out["neg_prob_mean"] - before.groupby("customer_id")["negative_prob"].mean()
+    out["negative_word_share"] = by["negative_word_share"].mean()
+    for label in COMPLAINT_LABELS:
+        out[f"complaints_{label.lower()}"] = complaint[label].groupby(complaint["customer_id"]).sum()
+    out["complaints"] = complaint.groupby("customer_id").size()
+    out["complaint_spike"] = out["complaints"] / _complaints_per_window(seen, as_of, window)
+    out["repeat_complaints"] = _repeat_complaints(seen[seen["is_complaint"]], now.index)
+    out["competitor_mentions"] = now["COMPETITOR"].groupby(now["customer_id"]).sum()
+    out["days_since_complaint"] = (as_of - seen[seen["is_complaint"]].groupby("customer_id")["created_at"].max()) / DAY
+    out["rating_mean"] = by["rating"].mean()
+    recent = seen[((as_of - seen["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
+    out["complaints_6m"] = recent[recent["is_complaint"]].groupby("customer_id").size()
+    out["unresolved_tickets"] = _unresolved_tickets(recent)
+    counts = ["messages", *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS), "complaints",
+              "repeat_complaints", "competitor_mentions", "complaints_6m", "unresolved_tickets"]
+    out[counts] = out[counts].fillna(0)
+    return out.reindex(columns=TEXT_FEATURES).astype(float)
+
+
+def build_features(orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp,
+                   settings: FusionSettings) -> pd.DataFrame:
+    """All features of every customer with an order before ``as_of`` (text ones only with events)."""
+    purchase = purchase_features(orders, as_of)
+    if events is None:
+        return purchase
+    per_month = purchase["orders_90d"] / (QUARTER_DAYS / MONTH_DAYS)
+    return purchase.join(text_features(events, as_of, purchase.index, per_month, settings))
+
+
+def _gaps(paid: pd.DataFrame) -> pd.core.groupby.SeriesGroupBy:
+    """Days between consecutive purchase days of each customer."""
+    days = paid[["customer_id"]].assign(day=paid["ordered_at"].dt.normalize()).drop_duplicates()
+    days = days.sort_values(["customer_id", "day"])
+    gap = days.groupby("customer_id")["day"].diff() / DAY
+    return gap.groupby(days["customer_id"])
+
+
+def _count(paid: pd.DataFrame, mask: pd.Series) -> pd.Series:
+    return paid[mask].groupby("customer_id").size()
+
+
+def _change(recent: pd.Series, previous: pd.Series) -> pd.Series:
+    """Relative change of a count; undefined (NaN) when there was nothing to compare with."""
+    previous = previous.reindex(recent.index).fillna(0)
+    return (recent.fillna(0) - previous) / previous.where(previous > 0)
+
+
+def _core_category_gap(paid: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """Days since the customer last bought their most-bought category (NaN without categories)."""
+    known = paid.dropna(subset=["category"])
+    if known.empty:
+        return pd.Series(dtype=float)
+    counts = known.groupby(["customer_id", "category"]).agg(n=("amount", "size"), last=("ordered_at", "max"))
+    # Most orders first; on a tie the category bought most recently is the core one.
+    core = counts.sort_values(["n", "last"], ascending=False).groupby(level="customer_id").head(1)
+    return ((as_of - core["last"]) / DAY).droplevel("category")
+
+
+def _complaints_per_window(seen: pd.DataFrame, as_of: pd.Timestamp, window: pd.Series) -> pd.Series:
+    """A customer's usual complaints per window before the current one (at least 1).
+
+    The floor of 1 keeps a first complaint from reading as an infinite spike.
+    """
+    window_of = window.reindex(seen["customer_id"]).to_numpy()
+    earlier = seen[((as_of - seen["created_at"]) / DAY).to_numpy() >= window_of]
+    complaints = earlier[earlier["is_complaint"]].groupby("customer_id").size()
+    first = seen.groupby("customer_id")["created_at"].min()
+    windows = ((as_of - first) / DAY / window.reindex(first.index) - 1).clip(lower=1)
+    return (complaints.reindex(first.index).fillna(0) / windows).clip(lower=1)
+
+
+def _unresolved_tickets(messages: pd.DataFrame) -> pd.Series:
+    """Tickets whose last word from the customer is still a complaint.
+
+    Only the customer's own messages are read: an agent's "resolved" does not make it so.
+    """
+    on_tickets = messages[messages["ticket_id"].notna()]
+    last = on_tickets.groupby(["customer_id", "ticket_id"])["is_complaint"].last()
+    return last[last].groupby(level="customer_id").size()
+
+
+def _repeat_complaints(complaints: pd.DataFrame, in_window: pd.Index) -> pd.Series:
+    """Complaints in the window about something already complained about and not put right.
+
+    A complaint repeats when the same ticket was complained about before, or, for
+    messages without a ticket, the same complaint type was.
+    """
+    ordered = complaints.sort_values("created_at")
+    ticket_again = ordered.duplicated(["customer_id", "ticket_id"]) & ordered["ticket_id"].notna()
+    kind = ordered[list(COMPLAINT_LABELS)].idxmax(axis=1).where(ordered[list(COMPLAINT_LABELS)].any(axis=1))
+    kind_again = (ordered.assign(kind=kind).duplicated(["customer_id", "kind"])
+                  & kind.notna() & ordered["ticket_id"].isna())
+    repeated = ordered[(ticket_again | kind_again) & ordered.index.isin(in_window)]
+    return repeated.groupby("customer_id").size()

@@ -1,0 +1,102 @@
+"""Why a customer was flagged, in the words an agent reads: reasons, driver, action.
+
+Each feature has a driver (SPEC's intervention library is keyed by churn driver) and a
+sentence in Chinese and English that states the customer's own value. A customer's
+reasons are the features that pushed their risk up most; their driver is the one whose
+features pushed it up most in total.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from churnsignal.config import FusionSettings
+
+DRIVERS = ("price", "service", "social", "other")
+TOP_REASONS = 3
+
+
+@dataclass(frozen=True)
+class Signal:
+    """How one feature is explained: its driver and a sentence per language."""
+
+    driver: str
+    zh: str
+    en: str
+
+
+def _complaints(kind_zh: str, kind_en: str) -> Signal:
+    return Signal("service", f"近期{{v:.0f}}次{kind_zh}投诉", f"{{v:.0f}} recent complaint(s) about {kind_en}")
+
+
+SIGNALS: dict[str, Signal] = {
+    "recency_days": Signal("social", "距上次购买已{v:.0f}天", "{v:.0f} days since the last purchase"),
+    "tenure_days": Signal("other", "成为客户{v:.0f}天", "a customer for {v:.0f} days"),
+    "orders": Signal("social", "累计购买{v:.0f}次", "{v:.0f} orders in total"),
+    "purchase_days": Signal("social", "有购买的天数为{v:.0f}", "bought on {v:.0f} different days"),
+    "monetary": Signal("other", "累计消费{v:.2f}", "{v:.2f} spent in total"),
+    "avg_order_value": Signal("price", "平均客单价{v:.2f}", "average order value {v:.2f}"),
+    "gap_mean_days": Signal("social", "平均购买间隔{v:.0f}天", "buys every {v:.0f} days on average"),
+    "gap_std_days": Signal("other", "购买间隔波动{v:.0f}天", "purchase gaps vary by {v:.0f} days"),
+    "overdue_ratio": Signal("social", "距上次购买已是平时间隔的{v:.1f}倍", "{v:.1f}× their usual gap since the last purchase"),
+    "orders_30d": Signal("social", "近30天购买{v:.0f}次", "{v:.0f} orders in the last 30 days"),
+    "freq_change_mom": Signal("social", "购买频率环比变化{v:+.0%}", "purchase frequency {v:+.0%} month over month"),
+    "orders_90d": Signal("social", "近90天购买{v:.0f}次", "{v:.0f} orders in the last 90 days"),
+    "freq_change_qoq": Signal("social", "购买频率季度环比变化{v:+.0%}", "purchase frequency {v:+.0%} quarter over quarter"),
+    "aov_change_3m": Signal("price", "近3个月客单价较以往变化{v:+.0%}", "order value {v:+.0%} over 3 months vs. before"),
+    "core_category_gap_days": Signal("price", "常购品类已{v:.0f}天未购买", "{v:.0f} days without buying their usual category"),
+    "refunds": Signal("service", "退款{v:.0f}次", "{v:.0f} refund(s)"),
+    "refund_rate": Signal("service", "退款率{v:.0%}", "{v:.0%} of orders refunded"),
+    "bgnbd_expected_purchases": Signal("social", "预计未来90天购买{v:.1f}次", "{v:.1f} purchases expected in 90 days"),
+    "bgnbd_p_alive": Signal("social", "仍活跃的概率{v:.0%}", "{v:.0%} chance they are still active"),
+    "clv_12m": Signal("other", "预计12个月价值{v:.2f}", "expected 12-month value {v:.2f}"),
+    "messages": Signal("service", "近期留言{v:.0f}条", "{v:.0f} recent message(s)"),
+    "window_days": Signal("other", "按{v:.0f}天窗口观察", "read over a {v:.0f}-day window"),
+    "neg_prob_mean": Signal("service", "近期留言平均负面概率{v:.0%}", "recent messages {v:.0%} negative on average"),
+    "neg_prob_max": Signal("service", "最负面留言的负面概率{v:.0%}", "worst recent message {v:.0%} negative"),
+    "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before"),
+    "negative_word_share": Signal("service", "负面词占比{v:.0%}", "{v:.0%} negative words"),
+    "complaints_quality": _complaints("质量", "product quality"),
+    "complaints_logistics": _complaints("物流", "delivery"),
+    "complaints_refund": _complaints("退换货", "refunds or returns"),
+    "complaints_service": _complaints("服务态度", "service"),
+    "complaints_price": Signal("price", "近期{v:.0f}次价格投诉", "{v:.0f} recent complaint(s) about price"),
+    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint(s)"),
+    "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate"),
+    "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint(s)"),
+    "competitor_mentions": Signal("price", "提及竞争平台{v:.0f}次", "mentioned a competitor {v:.0f} time(s)"),
+    "days_since_complaint": Signal("service", "{v:.0f}天前投诉过", "complained {v:.0f} days ago"),
+    "rating_mean": Signal("service", "近期平均评分{v:.1f}", "recent average rating {v:.1f}"),
+    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint(s) in 6 months"),
+    "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket(s) still ending in a complaint"),
+}
+
+
+def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: FusionSettings) -> pd.DataFrame:
+    """``reasons``, ``driver`` and ``action`` per customer from their feature contributions."""
+    rows = []
+    for customer, shares in contributions.iterrows():
+        values = features.loc[customer]
+        pushing = shares[(shares > 0) & values.reindex(shares.index).notna()].sort_values(ascending=False)
+        reasons = [_sentence(name, values[name]) for name in pushing.index[:TOP_REASONS]]
+        driver = _driver(pushing)
+        action = settings.interventions[driver]
+        rows.append({"reasons": "; ".join(reasons), "driver": driver, "action": f"{action.zh} / {action.en}"})
+    return pd.DataFrame(rows, index=contributions.index)
+
+
+def _sentence(name: str, value: float) -> str:
+    signal = SIGNALS[name]
+    return f"{signal.zh.format(v=value)} / {signal.en.format(v=value)}"
+
+
+def _driver(pushing: pd.Series) -> str:
+    """The driver whose features raised the risk most; ``other`` when nothing raised it."""
+    totals = {driver: 0.0 for driver in DRIVERS}
+    for name, share in pushing.items():
+        totals[SIGNALS[name].driver] += share
+    best = max(totals, key=totals.get)
+    return best if totals[best] > 0 and not math.isclose(totals[best], 0.0) else "other"

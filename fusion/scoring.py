@@ -1,0 +1,41 @@
+"""Score customers with a trained fusion model: probability, tier, reasons, driver, action."""
+
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+from churnsignal.config import Settings
+from churnsignal.fusion.artifact import FusionModel
+from churnsignal.fusion.reasons import explain
+from churnsignal.fusion.tiers import assign, segment_of
+from churnsignal.fusion.training import features_as_of
+
+COLUMNS = ("customer_id", "churn_prob", "tier", "reasons", "driver", "action")
+
+
+def score(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp,
+          settings: Settings) -> pd.DataFrame:
+    """One row per customer with an order before ``as_of``, highest risk first."""
+    if model.uses_text and events is None:
+        warnings.warn("this model was trained with support events; without --events its text signals "
+                      "read as 'no messages', which understates the risk of customers who complained",
+                      stacklevel=2)
+    if not model.uses_text and events is not None:
+        warnings.warn("this model was trained on purchases only: the events are not used", stacklevel=2)
+        events = None
+    features = features_as_of(orders, events, as_of, settings, model.feature_settings)
+    features = features.reindex(columns=model.features)
+    proba = pd.Series(model.estimator.predict_proba(features)[:, 1], index=features.index)
+    tiers = settings.fusion.tiers
+    cutoffs = model.cutoffs
+    if cutoffs and any(len(cuts) != len(tiers) for cuts in cutoffs.values()):
+        warnings.warn("the configured tiers changed since training: using them, not the model's fitted cut-offs",
+                      stacklevel=2)
+        cutoffs = None
+    segments = segment_of(features, model.feature_settings["high_frequency_orders_per_month"])
+    why = explain(model.estimator.contributions(features), features, settings.fusion)
+    out = pd.DataFrame({"churn_prob": proba.round(4), "tier": assign(proba, segments, tiers, cutoffs)}).join(why)
+    out.index.name = "customer_id"
+    return out.reset_index().sort_values("churn_prob", ascending=False, kind="stable")[list(COLUMNS)]

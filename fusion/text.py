@@ -1,0 +1,93 @@
+"""Customer messages → per-message signals, through ``churnsignal analyse``, computed once.
+
+Scoring the same history again (a new ``--as-of``, evaluation after training) must not
+run the BERT again over every message, so each message's signals are cached on disk,
+keyed by a hash of the text and the versions of the models that read it. The cache holds
+no text, only numbers and entity counts, so it holds no personal data either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from churnsignal.config import Settings
+from churnsignal.fusion.features import COMPLAINT_LABELS
+
+SIGNAL_LABELS = (*COMPLAINT_LABELS, "COMPETITOR")
+BATCH = 256
+
+
+def analyse_events(events: pd.DataFrame, settings: Settings, complaint_threshold: float) -> pd.DataFrame:
+    """The customer-written, non-empty messages of ``events`` with their signals as columns.
+
+    Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (the message reads
+    negative by the configured neutral band) and one count column per entity label in
+    ``SIGNAL_LABELS``. Agent and bot messages are not customer signal and are left out.
+    """
+    from churnsignal.nlp.analysis import model_versions
+
+    messages = events[(events["author"] == "customer") & (events["text"].str.strip() != "")].copy()
+    versions = json.dumps(model_versions(settings), sort_keys=True)
+    keys = [hashlib.sha256(f"{versions}\n{text}".encode()).hexdigest() for text in messages["text"]]
+    with closing(_open_cache(settings.fusion.cache_dir)) as cache:
+        signals = _cached(cache, keys)
+        missing = sorted({k for k in keys if k not in signals})
+        texts = dict(zip(keys, messages["text"]))
+        for batch in _batches(missing, "analysing messages"):
+            fresh = _analyse([texts[k] for k in batch], settings)
+            cache.executemany("INSERT OR REPLACE INTO signals VALUES (?, ?)",
+                              [(k, json.dumps(s)) for k, s in zip(batch, fresh)])
+            cache.commit()
+            signals.update(zip(batch, fresh))
+    rows = [signals[k] for k in keys]
+    messages["negative_prob"] = [r["negative_prob"] for r in rows]
+    messages["negative_word_share"] = [r["negative_word_share"] for r in rows]
+    messages["is_complaint"] = messages["negative_prob"] >= complaint_threshold
+    for label in SIGNAL_LABELS:
+        messages[label] = [r["labels"].get(label, 0) for r in rows]
+    return messages
+
+
+def _analyse(texts: list[str], settings: Settings) -> list[dict]:
+    from churnsignal.nlp.analysis import analyse
+
+    out = []
+    for result in analyse(texts, settings):
+        labels = Counter(e["label"] for e in result["entities"] if e["label"] in SIGNAL_LABELS)
+        out.append({"negative_prob": result["sentiment"]["negative_prob"],
+                    "negative_word_share": result["negative_word_share"], "labels": dict(labels)})
+    return out
+
+
+def _open_cache(folder: Path) -> sqlite3.Connection:
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = sqlite3.connect(folder / "analysis.sqlite")
+    cache.execute("CREATE TABLE IF NOT EXISTS signals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    return cache
+
+
+def _cached(cache: sqlite3.Connection, keys: list[str]) -> dict[str, dict]:
+    wanted = sorted(set(keys))
+    found: dict[str, dict] = {}
+    # SQLite caps the number of bound parameters; ask in slices.
+    for start in range(0, len(wanted), 500):
+        part = wanted[start:start + 500]
+        query = f"SELECT key, value FROM signals WHERE key IN ({','.join('?' * len(part))})"
+        found.update((k, json.loads(v)) for k, v in cache.execute(query, part))
+    return found
+
+
+def _batches(keys: list[str], what: str) -> Iterator[list[str]]:
+    with tqdm(total=len(keys), desc=what, unit="msg", disable=None) as bar:
+        for start in range(0, len(keys), BATCH):
+            yield keys[start:start + BATCH]
+            bar.update(min(BATCH, len(keys) - start))

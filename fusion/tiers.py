@@ -1,0 +1,62 @@
+"""Probabilities → warning tiers, with optional cut-offs fitted per customer segment.
+
+SPEC: fixed thresholds raise false alarms when behaviour shifts (a promotion season, a
+segment that buys weekly), so a model can carry its own cut-offs per segment, fitted on
+out-of-fold scores to hold a target false-alarm rate at the top tier.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from churnsignal.config import Tier
+from churnsignal.fusion.evaluation import tier_of
+from churnsignal.fusion.features import MONTH_DAYS, QUARTER_DAYS
+
+# Fewer customers than this in a segment and a fitted cut-off is noise: keep the configured ones.
+MIN_SEGMENT = 50
+
+
+def segment_of(features: pd.DataFrame, high_frequency_orders_per_month: float) -> pd.Series:
+    """``high_frequency`` or ``low_frequency`` per customer, as the text windows are chosen."""
+    per_month = features["orders_90d"] / (QUARTER_DAYS / MONTH_DAYS)
+    return pd.Series(np.where(per_month >= high_frequency_orders_per_month, "high_frequency", "low_frequency"),
+                     index=features.index)
+
+
+def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers: Sequence[Tier],
+                target_false_alarm: float) -> dict[str, list[float]]:
+    """Per segment, the cut-offs that hold ``target_false_alarm`` at the top tier.
+
+    The top cut-off is the lowest one whose false-alarm rate on the segment's retained
+    customers is at most the target; the lower tiers keep their configured ratios to it,
+    so their order (and their meaning relative to each other) is unchanged.
+    """
+    fitted: dict[str, list[float]] = {}
+    for segment in sorted(segments.unique()):
+        members = segments == segment
+        retained = np.sort(proba[members & (churned == 0)].to_numpy())[::-1]
+        if members.sum() < MIN_SEGMENT or len(retained) == 0:
+            continue
+        allowed = int(np.floor(target_false_alarm * len(retained)))
+        top = float(retained[allowed]) if allowed < len(retained) else 0.0
+        scale = top / tiers[0].above if tiers[0].above > 0 else 1.0
+        # Rounded up, so the customer the top cut-off sits on stays below it.
+        fitted[segment] = [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
+    return fitted
+
+
+def assign(proba: pd.Series, segments: pd.Series, tiers: Sequence[Tier],
+           cutoffs: dict[str, list[float]] | None = None) -> pd.Series:
+    """Tier name (or ``none``) per customer: configured cut-offs, or the segment's fitted ones."""
+    out = pd.Series(tier_of(proba.to_numpy(), tiers), index=proba.index, dtype=object)
+    for segment, cuts in (cutoffs or {}).items():
+        members = (segments == segment).to_numpy()
+        own = [t.model_copy(update={"above": c}) for t, c in zip(tiers, cuts)]
+        out[members] = tier_of(proba.to_numpy()[members], own)
+    return out
+

@@ -1,0 +1,126 @@
+"""Purchase and text features: hand-checked values, and nothing from at or after ``as_of``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnsignal.config import FusionSettings
+from churnsignal.fusion.features import build_features, purchase_features, text_features
+from churnsignal.fusion.text import SIGNAL_LABELS
+
+AS_OF = pd.Timestamp("2024-07-01")
+
+
+def orders_frame(rows: list[tuple]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["customer_id", "order_id", "ordered_at", "amount", "category", "status"])
+    frame["ordered_at"] = pd.to_datetime(frame["ordered_at"])
+    return frame
+
+
+def day(offset: int) -> str:
+    return (AS_OF - pd.Timedelta(days=offset)).isoformat()
+
+
+ORDERS = orders_frame([
+    # a: 4 paid orders 200, 100, 40, 10 days before as_of (two of them in 书), one refund
+    ("a", "1", day(200), 100.0, "书", "paid"),
+    ("a", "2", day(100), 100.0, "书", "paid"),
+    ("a", "3", day(40), 50.0, "数码", "paid"),
+    ("a", "4", day(10), 30.0, "数码", "paid"),
+    ("a", "5", day(9), 30.0, "数码", "refunded"),
+    # b: one order
+    ("b", "6", day(30), 20.0, None, "paid"),
+])
+
+
+def test_purchase_features_by_hand() -> None:
+    f = purchase_features(ORDERS, AS_OF)
+    a = f.loc["a"]
+    assert a["recency_days"] == 10 and a["tenure_days"] == 200
+    assert a["orders"] == 4 and a["purchase_days"] == 4 and a["monetary"] == 280
+    assert a["avg_order_value"] == 70
+    assert a["gap_mean_days"] == pytest.approx(190 / 3)
+    assert a["overdue_ratio"] == pytest.approx(10 / (190 / 3))
+    assert a["orders_30d"] == 1 and a["freq_change_mom"] == 0.0  # 1 in the last 30 days, 1 in the 30 before
+    assert a["orders_90d"] == 2 and a["freq_change_qoq"] == 1.0  # 2 vs 1 (day 100)
+    assert a["aov_change_3m"] == pytest.approx(40 / 100 - 1)
+    assert a["core_category_gap_days"] == 10  # 书 and 数码 tie on orders; 数码 was bought last
+    assert a["refunds"] == 1 and a["refund_rate"] == pytest.approx(1 / 5)
+    b = f.loc["b"]
+    assert b["orders"] == 1 and np.isnan(b["gap_mean_days"])
+    assert b["freq_change_mom"] == -1  # its one order was 30 days ago: the month before
+    assert np.isnan(b["freq_change_qoq"])  # nothing in the quarter before to compare with
+    assert np.isnan(b["core_category_gap_days"]) and b["refunds"] == 0
+
+
+def test_nothing_at_or_after_as_of_changes_a_feature() -> None:
+    before = purchase_features(ORDERS, AS_OF)
+    future = orders_frame([
+        ("a", "9", AS_OF.isoformat(), 999.0, "书", "paid"),           # exactly at as_of: excluded
+        ("a", "10", day(-5), 5.0, "书", "refunded"),
+        ("c", "11", day(-1), 1.0, None, "paid"),                      # a customer who starts later
+    ])
+    after = purchase_features(pd.concat([ORDERS, future], ignore_index=True), AS_OF)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def analysed(rows: list[tuple]) -> pd.DataFrame:
+    """Messages as fusion/text.py leaves them: signals as columns."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "created_at", "ticket_id", "negative_prob", "labels"])
+    frame["created_at"] = pd.to_datetime(frame["created_at"])
+    frame["negative_word_share"] = frame["negative_prob"] / 4
+    frame["rating"] = np.nan
+    frame["is_complaint"] = frame["negative_prob"] >= 0.65
+    for label in SIGNAL_LABELS:
+        frame[label] = [labels.count(label) for labels in frame["labels"]]
+    return frame.drop(columns="labels")
+
+
+MESSAGES = analysed([
+    ("a", day(150), "t1", 0.9, ["LOGISTICS"]),        # an old complaint, outside the window
+    ("a", day(60), "t2", 0.2, []),                    # the window before (b's window is 90 days)
+    ("a", day(20), "t2", 0.8, ["LOGISTICS"]),
+    ("a", day(5), "t2", 0.95, ["LOGISTICS", "COMPETITOR"]),   # same ticket again: a repeat
+    ("a", day(3), None, 0.4, ["PRICE"]),              # not negative enough to be a complaint
+    ("b", day(40), "t8", 0.9, ["SERVICE"]),           # b complained on t8, then calmed down
+    ("b", day(30), "t8", 0.2, []),
+    ("b", day(2), "t9", 0.1, []),
+])
+
+
+def test_text_features_by_hand() -> None:
+    settings = FusionSettings()
+    customers = pd.Index(["a", "b", "z"])
+    per_month = pd.Series({"a": 0.5, "b": 0.3, "z": 0.0})
+    f = text_features(MESSAGES, AS_OF, customers, per_month, settings)
+    a = f.loc["a"]
+    assert a["window_days"] == 90 and a["messages"] == 4
+    assert a["neg_prob_mean"] == pytest.approx((0.2 + 0.8 + 0.95 + 0.4) / 4)
+    assert a["neg_prob_max"] == 0.95
+    assert a["neg_prob_trend"] == pytest.approx(a["neg_prob_mean"] - 0.9)  # vs. days 90-180
+    assert a["complaints"] == 2 and a["complaints_logistics"] == 2 and a["complaints_price"] == 0
+    assert a["repeat_complaints"] == 1 and a["competitor_mentions"] == 1
+    assert a["days_since_complaint"] == 5
+    # before the window: 1 complaint in 60 days of messages, counted as one window
+    assert a["complaint_spike"] == 2
+    assert a["complaints_6m"] == 3  # the one 150 days ago counts too
+    assert a["unresolved_tickets"] == 2  # t1 and t2 both end in a complaint
+    assert f.loc["b", "unresolved_tickets"] == 0 and f.loc["b", "complaints_6m"] == 1
+    z = f.loc["z"]
+    assert z["messages"] == 0 and np.isnan(z["neg_prob_mean"]) and np.isnan(z["days_since_complaint"])
+
+
+def test_high_frequency_customers_are_read_over_the_short_window() -> None:
+    f = text_features(MESSAGES, AS_OF, pd.Index(["a"]), pd.Series({"a": 6.0}), FusionSettings())
+    assert f.loc["a", "window_days"] == 7
+    assert f.loc["a", "messages"] == 2 and f.loc["a", "complaints"] == 1
+
+
+def test_text_features_ignore_messages_from_as_of_on() -> None:
+    late = analysed([("a", AS_OF.isoformat(), "t3", 0.99, ["QUALITY"]), ("a", day(-3), "t3", 0.99, ["SERVICE"])])
+    settings = FusionSettings()
+    base = build_features(ORDERS, MESSAGES, AS_OF, settings)
+    more = build_features(ORDERS, pd.concat([MESSAGES, late], ignore_index=True), AS_OF, settings)
+    pd.testing.assert_frame_equal(base, more)

@@ -1,0 +1,150 @@
+"""Training, scoring and the model file on real CDNOW purchase histories (purchase-only)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from churnsignal.config import FusionSettings, Settings, Tier
+from churnsignal.fusion import artifact
+from churnsignal.fusion.inputs import InputError
+from churnsignal.fusion.reasons import DRIVERS, SIGNALS
+from churnsignal.fusion.scoring import COLUMNS, score
+from churnsignal.fusion.simulation import cdnow_transactions
+from churnsignal.fusion.tiers import assign, fit_cutoffs
+from churnsignal.fusion.training import train
+
+AS_OF = pd.Timestamp("1997-10-01")
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Orders and holdout labels of 500 real CDNOW customers."""
+    rows = cdnow_transactions()
+    chosen = rows["customer_id"].drop_duplicates().sample(500, random_state=1)
+    rows = rows[rows["customer_id"].isin(chosen)].reset_index(drop=True)
+    orders = pd.DataFrame({"customer_id": rows["customer_id"], "order_id": rows.index.astype(str),
+                           "ordered_at": rows["date"], "amount": rows["amount"], "category": None,
+                           "status": "paid"})
+    bought_later = orders.loc[orders["ordered_at"] >= AS_OF, "customer_id"].unique()
+    labels = pd.DataFrame({"churned": (~chosen.isin(bought_later)).astype(int).to_numpy()},
+                          index=pd.Index(chosen.to_numpy(), name="customer_id"))
+    return orders, labels
+
+
+@pytest.fixture(scope="module")
+def trained(history):
+    orders, labels = history
+    return train(orders, None, labels, AS_OF, Settings(), seed=0)
+
+
+def test_training_ignores_the_future_and_is_deterministic(history, trained) -> None:
+    orders, labels = history
+    future = orders[orders["ordered_at"] >= AS_OF].assign(amount=lambda f: f["amount"] * 3 + 1)
+    shuffled = pd.concat([orders[orders["ordered_at"] < AS_OF], future]).sample(frac=1, random_state=3)
+    again = train(shuffled, None, labels, AS_OF, Settings(), seed=0)
+    before = orders[orders["ordered_at"] < AS_OF]
+    p1 = score(trained, before, None, AS_OF, Settings()).set_index("customer_id")
+    p2 = score(again, before, None, AS_OF, Settings()).set_index("customer_id")
+    pd.testing.assert_frame_equal(p1, p2.loc[p1.index])
+    other_seed = train(orders, None, labels, AS_OF, Settings(), seed=1)
+    p3 = score(other_seed, before, None, AS_OF, Settings()).set_index("customer_id")
+    assert not np.allclose(p1["churn_prob"], p3.loc[p1.index, "churn_prob"])
+
+
+def test_the_model_ranks_real_churners_above_chance(trained) -> None:
+    figures = trained.info["training"]
+    assert figures["customers"] == 500
+    assert figures["oof_auc"] > 0.6  # out of fold, 500 customers; on all of CDNOW ~0.77
+    assert trained.features[:3] == ["recency_days", "tenure_days", "orders"]
+    assert "core_category_gap_days" not in trained.features  # CDNOW has no categories
+
+
+def test_scores_have_tiers_reasons_drivers_and_actions(history, trained) -> None:
+    orders, _ = history
+    settings = Settings()
+    scores = score(trained, orders, None, AS_OF, settings)
+    assert tuple(scores.columns) == COLUMNS and len(scores) == 500
+    assert scores["churn_prob"].is_monotonic_decreasing
+    assert scores["churn_prob"].between(0, 1).all()
+    tiers = settings.fusion.tiers
+    for _, row in scores.iterrows():
+        expected = next((t.name for t in tiers if row["churn_prob"] > t.above), "none")
+        assert row["tier"] == expected
+    assert set(scores["driver"]) <= set(DRIVERS)
+    top = scores.iloc[0]
+    reasons = top["reasons"].split("; ")
+    assert 1 <= len(reasons) <= 3 and all(" / " in r for r in reasons)
+    assert any(SIGNALS[name].en.split("{")[0] in top["reasons"] for name in SIGNALS)
+    action = settings.fusion.interventions[top["driver"]]
+    assert top["action"] == f"{action.zh} / {action.en}"
+
+
+def test_tiers_and_actions_are_configuration(history, trained) -> None:
+    orders, _ = history
+    custom = FusionSettings(tiers=[Tier(name="high", above=0.85, response_hours=2),
+                                   Tier(name="watch", above=0.5, response_hours=48)],
+                            interventions={d: {"zh": f"{d}动作", "en": f"{d} action"} for d in DRIVERS})
+    scores = score(trained, orders, None, AS_OF, Settings(fusion=custom))
+    assert set(scores["tier"]) <= {"high", "watch", "none"}
+    assert (scores.loc[scores["churn_prob"] > 0.85, "tier"] == "high").all()
+    assert scores["action"].str.endswith(" action").all()
+
+
+def test_model_file_round_trip_and_version_refusal(tmp_path: Path, history, trained) -> None:
+    orders, _ = history
+    path = tmp_path / "model.zip"
+    artifact.save(trained, path)
+    loaded = artifact.load(path)
+    assert loaded.features == trained.features
+    assert loaded.info["training"] == trained.info["training"]
+    pd.testing.assert_frame_equal(score(loaded, orders, None, AS_OF, Settings()),
+                                  score(trained, orders, None, AS_OF, Settings()))
+    with zipfile.ZipFile(path) as archive:
+        description = json.loads(archive.read("model.json"))
+        estimator = archive.read("estimator.joblib")
+    old = tmp_path / "old.zip"
+    with zipfile.ZipFile(old, "w") as archive:
+        archive.writestr("model.json", json.dumps(description | {"churnsignal": "0.0.1"}))
+        archive.writestr("estimator.joblib", estimator)
+    with pytest.raises(artifact.ArtifactError, match="trained with churnsignal 0.0.1.*Retrain"):
+        artifact.load(old)
+    (tmp_path / "junk.zip").write_text("not a zip")
+    with pytest.raises(artifact.ArtifactError, match="not a churnsignal fusion model"):
+        artifact.load(tmp_path / "junk.zip")
+
+
+def test_labels_need_history_before_as_of(history) -> None:
+    orders, labels = history
+    late = orders.assign(ordered_at=orders["ordered_at"] + pd.Timedelta(days=3650))
+    with pytest.raises(InputError, match="have no order before 1997-10-01"):
+        train(late, None, labels, AS_OF, Settings())
+    with pytest.raises(InputError, match="at least 5 churned and 5 retained"):
+        train(orders, None, labels.assign(churned=1), AS_OF, Settings())
+
+
+def test_cutoffs_fitted_per_segment_hold_the_false_alarm_target() -> None:
+    rng = np.random.default_rng(0)
+    n = 4000
+    churned = pd.Series(rng.integers(0, 2, n))
+    segment = pd.Series(np.where(rng.random(n) < 0.3, "high_frequency", "low_frequency"))
+    # the high-frequency segment's loyal customers score higher: one fixed cut-off misfires there
+    proba = pd.Series(np.clip(rng.normal(0.35 + 0.35 * churned + 0.25 * (segment == "high_frequency"), 0.15), 0, 1))
+    tiers = FusionSettings().tiers
+    cutoffs = fit_cutoffs(proba, churned, segment, tiers, target_false_alarm=0.05)
+    assert set(cutoffs) == {"high_frequency", "low_frequency"}
+    assert cutoffs["high_frequency"][0] > cutoffs["low_frequency"][0]
+    tier = assign(proba, segment, tiers, cutoffs)
+    for name in cutoffs:
+        members = segment == name
+        false_alarms = ((tier == "red") & members & (churned == 0)).sum() / (members & (churned == 0)).sum()
+        assert 0.04 <= false_alarms <= 0.05
+        assert cutoffs[name] == sorted(cutoffs[name], reverse=True)
+    fixed = assign(proba, segment, tiers)
+    high = (segment == "high_frequency") & (churned == 0)
+    assert ((fixed == "red") & high).sum() / high.sum() > 0.05
