@@ -16,9 +16,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 BGNBD_FEATURES = ("bgnbd_expected_purchases", "bgnbd_p_alive", "clv_12m")
 FOLDS = 5
@@ -99,10 +100,16 @@ class ChurnModel(ClassifierMixin, BaseEstimator):
         X = X.loc[:, X.notna().any()]
         self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         self.classes_ = np.array([0, 1])
-        folds = StratifiedKFold(FOLDS, shuffle=True, random_state=self.seed)
-        oof = cross_val_predict(self._pipeline(len(y)), X, y, cv=folds, method="decision_function")
+        folds = StratifiedKFold(FOLDS, shuffle=True, random_state=self.seed).split(X, y)
+        oof = np.empty(len(y))
+        with tqdm(total=FOLDS + 1, desc="training (5 folds + final)", unit="fit", disable=None) as bar:
+            for fit_rows, held_rows in folds:
+                fold = self._pipeline(len(fit_rows)).fit(X.iloc[fit_rows], y[fit_rows])
+                oof[held_rows] = fold.decision_function(X.iloc[held_rows])
+                bar.update()
+            self.pipeline_ = self._pipeline(len(y)).fit(X, y)
+            bar.update()
         self.calibrator_ = LogisticRegression(C=1e6).fit(oof.reshape(-1, 1), y)
-        self.pipeline_ = self._pipeline(len(y)).fit(X, y)
         self.oof_proba_ = pd.Series(self.calibrator_.predict_proba(oof.reshape(-1, 1))[:, 1], index=X.index)
         self.figures_ = training_figures(y, self.oof_proba_.to_numpy())
         return self

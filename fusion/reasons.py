@@ -8,9 +8,9 @@ features pushed it up most in total.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from churnsignal.config import FusionSettings
@@ -77,26 +77,21 @@ SIGNALS: dict[str, Signal] = {
 
 def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: FusionSettings) -> pd.DataFrame:
     """``reasons``, ``driver`` and ``action`` per customer from their feature contributions."""
-    rows = []
-    for customer, shares in contributions.iterrows():
-        values = features.loc[customer]
-        pushing = shares[(shares > 0) & values.reindex(shares.index).notna()].sort_values(ascending=False)
-        reasons = [_sentence(name, values[name]) for name in pushing.index[:TOP_REASONS]]
-        driver = _driver(pushing)
-        action = settings.interventions[driver]
-        rows.append({"reasons": "; ".join(reasons), "driver": driver, "action": f"{action.zh} / {action.en}"})
-    return pd.DataFrame(rows, index=contributions.index)
+    names = list(contributions.columns)
+    values = features.reindex(index=contributions.index, columns=names).to_numpy(dtype=float)
+    shares = contributions.to_numpy(dtype=float)
+    # Only a feature the customer has a value for, and that raised their risk, is a reason.
+    pushing = np.where((shares > 0) & ~np.isnan(values), shares, 0.0)
+    top = np.argsort(-pushing, axis=1, kind="stable")[:, :TOP_REASONS]
+    by_driver = np.stack([pushing[:, [SIGNALS[n].driver == d for n in names]].sum(axis=1) for d in DRIVERS], axis=1)
+    drivers = np.where(by_driver.max(axis=1) > 0, np.asarray(DRIVERS)[by_driver.argmax(axis=1)], "other")
+    actions = {d: f"{a.zh} / {a.en}" for d, a in settings.interventions.items()}
+    reasons = ["; ".join(_sentence(names[j], row_values[j]) for j in row_top if row_pushing[j] > 0)
+               for row_top, row_values, row_pushing in zip(top, values, pushing)]
+    return pd.DataFrame({"reasons": reasons, "driver": drivers, "action": [actions[d] for d in drivers]},
+                        index=contributions.index)
 
 
 def _sentence(name: str, value: float) -> str:
     signal = SIGNALS[name]
     return f"{signal.zh.format(v=value)} / {signal.en.format(v=value)}"
-
-
-def _driver(pushing: pd.Series) -> str:
-    """The driver whose features raised the risk most; ``other`` when nothing raised it."""
-    totals = {driver: 0.0 for driver in DRIVERS}
-    for name, share in pushing.items():
-        totals[SIGNALS[name].driver] += share
-    best = max(totals, key=totals.get)
-    return best if totals[best] > 0 and not math.isclose(totals[best], 0.0) else "other"

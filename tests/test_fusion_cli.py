@@ -122,3 +122,17 @@ def test_a_model_file_that_is_not_one(files, tmp_path: Path) -> None:
     result = fusion("score", "--model", fake, "--orders", files["orders"], "--as-of", AS_OF,
                     "--out", tmp_path / "s.csv")
     assert result.exit_code == 1 and "not a churnsignal fusion model" in result.stderr
+
+
+def test_simulate_writes_files_the_other_commands_read(tmp_path: Path) -> None:
+    from churnsignal.fusion.inputs import read_events, read_labels, read_orders
+
+    result = fusion("simulate", "--out", tmp_path, "--customers", "80", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    orders = read_orders(Path(summary["orders"]))
+    labels = read_labels(Path(summary["labels"]), orders["customer_id"])
+    events = read_events(Path(summary["events"]))
+    assert summary["customers"] == len(labels) == 80
+    assert set(events["customer_id"]) <= set(labels.index)
+    assert labels["churned"].mean() == summary["churn_rate"]
