@@ -259,6 +259,10 @@ def fusion_evaluate(model_path: Path, orders: Path, events: Path | None, labels:
         if len(scored) == 0:
             raise inputs.InputError(f"{labels}: no labelled customer has an order before {when.isoformat()}")
         truth = label_frame.loc[scored]
+        seen = scored.intersection(model.estimator.oof_proba_.index)
+        if len(seen) and model.info.get("as_of") == when.isoformat():
+            warnings.warn(f"{len(seen)} of the {len(scored)} labelled customers trained this model at this --as-of: "
+                          "their figures flatter it; evaluate on other customers or a later --as-of", stacklevel=1)
         lead = ((truth["churned_at"] - when) / pd.Timedelta(days=1)) if "churned_at" in truth else None
         figures = evaluation.evaluate(truth["churned"], scores.loc[scored, "churn_prob"],
                                       scores.loc[scored, "tier"], settings.fusion.tiers, lead)

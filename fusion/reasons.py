@@ -21,15 +21,32 @@ TOP_REASONS = 3
 
 @dataclass(frozen=True)
 class Signal:
-    """How one feature is explained: its driver and a sentence per language."""
+    """How one feature is explained: its driver, a sentence per language, when it reads as a warning.
+
+    A tree model can raise a customer's risk through a value that is benign on its own
+    (negativity *falling* since last month, because only unhappy customers have a trend
+    at all). "Negativity −5 %" as a reason would confuse the agent, so a feature with a
+    direction is given as a reason only on its worrying side: above ``above`` or below
+    ``below``.
+    """
 
     driver: str
     zh: str
     en: str
+    above: float | None = None
+    below: float | None = None
+
+    def worrying(self, value: np.ndarray) -> np.ndarray:
+        ok = ~np.isnan(value)
+        if self.above is not None:
+            ok &= value > self.above
+        if self.below is not None:
+            ok &= value < self.below
+        return ok
 
 
 def _complaints(kind_zh: str, kind_en: str) -> Signal:
-    return Signal("service", f"近期{{v:.0f}}次{kind_zh}投诉", f"{{v:.0f}} recent complaint(s) about {kind_en}")
+    return Signal("service", f"近期{{v:.0f}}次{kind_zh}投诉", f"{{v:.0f}} recent complaint(s) about {kind_en}", above=0)
 
 
 SIGNALS: dict[str, Signal] = {
@@ -41,37 +58,37 @@ SIGNALS: dict[str, Signal] = {
     "avg_order_value": Signal("price", "平均客单价{v:.2f}", "average order value {v:.2f}"),
     "gap_mean_days": Signal("social", "平均购买间隔{v:.0f}天", "buys every {v:.0f} days on average"),
     "gap_std_days": Signal("other", "购买间隔波动{v:.0f}天", "purchase gaps vary by {v:.0f} days"),
-    "overdue_ratio": Signal("social", "距上次购买已是平时间隔的{v:.1f}倍", "{v:.1f}× their usual gap since the last purchase"),
+    "overdue_ratio": Signal("social", "距上次购买已是平时间隔的{v:.1f}倍", "{v:.1f}× their usual gap since the last purchase", above=1),
     "orders_30d": Signal("social", "近30天购买{v:.0f}次", "{v:.0f} orders in the last 30 days"),
-    "freq_change_mom": Signal("social", "购买频率环比变化{v:+.0%}", "purchase frequency {v:+.0%} month over month"),
+    "freq_change_mom": Signal("social", "购买频率环比变化{v:+.0%}", "purchase frequency {v:+.0%} month over month", below=0),
     "orders_90d": Signal("social", "近90天购买{v:.0f}次", "{v:.0f} orders in the last 90 days"),
-    "freq_change_qoq": Signal("social", "购买频率季度环比变化{v:+.0%}", "purchase frequency {v:+.0%} quarter over quarter"),
-    "aov_change_3m": Signal("price", "近3个月客单价较以往变化{v:+.0%}", "order value {v:+.0%} over 3 months vs. before"),
+    "freq_change_qoq": Signal("social", "购买频率季度环比变化{v:+.0%}", "purchase frequency {v:+.0%} quarter over quarter", below=0),
+    "aov_change_3m": Signal("price", "近3个月客单价较以往变化{v:+.0%}", "order value {v:+.0%} over 3 months vs. before", below=0),
     "core_category_gap_days": Signal("price", "常购品类已{v:.0f}天未购买", "{v:.0f} days without buying their usual category"),
-    "refunds": Signal("service", "退款{v:.0f}次", "{v:.0f} refund(s)"),
-    "refund_rate": Signal("service", "退款率{v:.0%}", "{v:.0%} of orders refunded"),
+    "refunds": Signal("service", "退款{v:.0f}次", "{v:.0f} refund(s)", above=0),
+    "refund_rate": Signal("service", "退款率{v:.0%}", "{v:.0%} of orders refunded", above=0),
     "bgnbd_expected_purchases": Signal("social", "预计未来90天购买{v:.1f}次", "{v:.1f} purchases expected in 90 days"),
     "bgnbd_p_alive": Signal("social", "仍活跃的概率{v:.0%}", "{v:.0%} chance they are still active"),
     "clv_12m": Signal("other", "预计12个月价值{v:.2f}", "expected 12-month value {v:.2f}"),
     "messages": Signal("service", "近期留言{v:.0f}条", "{v:.0f} recent message(s)"),
     "window_days": Signal("other", "按{v:.0f}天窗口观察", "read over a {v:.0f}-day window"),
-    "neg_prob_mean": Signal("service", "近期留言平均负面概率{v:.0%}", "recent messages {v:.0%} negative on average"),
-    "neg_prob_max": Signal("service", "最负面留言的负面概率{v:.0%}", "worst recent message {v:.0%} negative"),
-    "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before"),
-    "negative_word_share": Signal("service", "负面词占比{v:.0%}", "{v:.0%} negative words"),
+    "neg_prob_mean": Signal("service", "近期留言平均负面概率{v:.0%}", "recent messages {v:.0%} negative on average", above=0.5),
+    "neg_prob_max": Signal("service", "最负面留言的负面概率{v:.0%}", "worst recent message {v:.0%} negative", above=0.5),
+    "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before", above=0),
+    "negative_word_share": Signal("service", "负面词占比{v:.0%}", "{v:.0%} negative words", above=0.15),
     "complaints_quality": _complaints("质量", "product quality"),
     "complaints_logistics": _complaints("物流", "delivery"),
     "complaints_refund": _complaints("退换货", "refunds or returns"),
     "complaints_service": _complaints("服务态度", "service"),
-    "complaints_price": Signal("price", "近期{v:.0f}次价格投诉", "{v:.0f} recent complaint(s) about price"),
-    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint(s)"),
-    "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate"),
-    "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint(s)"),
-    "competitor_mentions": Signal("price", "提及竞争平台{v:.0f}次", "mentioned a competitor {v:.0f} time(s)"),
+    "complaints_price": Signal("price", "近期{v:.0f}次价格投诉", "{v:.0f} recent complaint(s) about price", above=0),
+    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint(s)", above=0),
+    "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate", above=1),
+    "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint(s)", above=0),
+    "competitor_mentions": Signal("price", "提及竞争平台{v:.0f}次", "mentioned a competitor {v:.0f} time(s)", above=0),
     "days_since_complaint": Signal("service", "{v:.0f}天前投诉过", "complained {v:.0f} days ago"),
-    "rating_mean": Signal("service", "近期平均评分{v:.1f}", "recent average rating {v:.1f}"),
-    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint(s) in 6 months"),
-    "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket(s) still ending in a complaint"),
+    "rating_mean": Signal("service", "近期平均评分{v:.1f}", "recent average rating {v:.1f}", below=4),
+    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint(s) in 6 months", above=0),
+    "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket(s) still ending in a complaint", above=0),
 }
 
 
@@ -80,8 +97,9 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     names = list(contributions.columns)
     values = features.reindex(index=contributions.index, columns=names).to_numpy(dtype=float)
     shares = contributions.to_numpy(dtype=float)
-    # Only a feature the customer has a value for, and that raised their risk, is a reason.
-    pushing = np.where((shares > 0) & ~np.isnan(values), shares, 0.0)
+    # Only a feature the customer has a worrying value for, and that raised their risk, is a reason.
+    worrying = np.stack([SIGNALS[n].worrying(values[:, j]) for j, n in enumerate(names)], axis=1)
+    pushing = np.where((shares > 0) & worrying, shares, 0.0)
     top = np.argsort(-pushing, axis=1, kind="stable")[:, :TOP_REASONS]
     by_driver = np.stack([pushing[:, [SIGNALS[n].driver == d for n in names]].sum(axis=1) for d in DRIVERS], axis=1)
     drivers = np.where(by_driver.max(axis=1) > 0, np.asarray(DRIVERS)[by_driver.argmax(axis=1)], "other")

@@ -90,6 +90,7 @@ def test_evaluate_writes_json_report_and_plots(files, model: Path, tmp_path: Pat
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["customers"] == 300 and figures["auc"] > 0.5
+    assert "warning: 300 of the 300 labelled customers trained this model" in result.stderr
     assert [t["tier"] for t in figures["tiers"]] == ["red", "yellow", "blue"]
     assert json.loads((out / "metrics.json").read_text())["auc"] == figures["auc"]
     for name in ("report.md", "roc.png", "pr.png", "calibration.png", "tiers.png"):

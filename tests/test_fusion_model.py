@@ -148,3 +148,17 @@ def test_cutoffs_fitted_per_segment_hold_the_false_alarm_target() -> None:
     fixed = assign(proba, segment, tiers)
     high = (segment == "high_frequency") & (churned == 0)
     assert ((fixed == "red") & high).sum() / high.sum() > 0.05
+
+
+def test_reasons_only_name_worrying_values() -> None:
+    from churnsignal.fusion.reasons import explain
+
+    features = pd.DataFrame({"neg_prob_trend": [-0.05, 0.30], "complaints": [0.0, 2.0], "recency_days": [40.0, 40.0]},
+                            index=["calmer", "angrier"])
+    # both customers' risk was raised by every feature, as a tree model can do
+    shares = pd.DataFrame(0.2, index=features.index, columns=features.columns)
+    why = explain(shares, features, FusionSettings())
+    assert why.loc["calmer", "reasons"] == "距上次购买已40天 / 40 days since the last purchase"
+    assert why.loc["calmer", "driver"] == "social"
+    assert "negativity +30%" in why.loc["angrier", "reasons"] and "2 recent complaint(s)" in why.loc["angrier", "reasons"]
+    assert why.loc["angrier", "driver"] == "service"
