@@ -258,6 +258,9 @@ def fusion_evaluate(model_path: Path, orders: Path, events: Path | None, labels:
         scored = label_frame.index.intersection(scores.index)
         if len(scored) == 0:
             raise inputs.InputError(f"{labels}: no labelled customer has an order before {when.isoformat()}")
+        if len(scored) < len(label_frame):
+            warnings.warn(f"{len(label_frame) - len(scored)} labelled customer(s) have no order before "
+                          f"{when.isoformat()} and are not evaluated", stacklevel=1)
         truth = label_frame.loc[scored]
         seen = scored.intersection(model.estimator.oof_proba_.index)
         if len(seen) and model.info.get("as_of") == when.isoformat():
