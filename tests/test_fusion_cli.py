@@ -137,3 +137,15 @@ def test_simulate_writes_files_the_other_commands_read(tmp_path: Path) -> None:
     assert summary["customers"] == len(labels) == 80
     assert set(events["customer_id"]) <= set(labels.index)
     assert labels["churned"].mean() == summary["churn_rate"]
+
+
+def test_evaluate_says_which_labelled_customers_it_cannot_score(files, model: Path, tmp_path: Path) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text(files["orders"].read_text() + "newcomer,late1,1998-01-05,12.5\n")
+    labels = tmp_path / "labels.csv"
+    labels.write_text(files["labels"].read_text() + "newcomer,0\n")
+    result = fusion("evaluate", "--model", model, "--orders", orders, "--labels", labels, "--as-of", AS_OF,
+                    "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 labelled customer(s) have no order before 1997-10-01" in result.stderr
+    assert json.loads(result.stdout)["customers"] == 300
