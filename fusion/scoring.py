@@ -26,6 +26,11 @@ def score(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame | None,
         warnings.warn("this model was trained on purchases only: the events are not used", stacklevel=2)
         events = None
     features = features_as_of(orders, events, as_of, settings, model.feature_settings)
+    if events is not None:
+        unknown = set(events.loc[events["created_at"] < as_of, "customer_id"]) - set(features.index)
+        if unknown:
+            warnings.warn(f"{len(unknown)} customer(s) wrote messages but have no order before {as_of.isoformat()}: "
+                          "not scored (check that orders and events use the same customer ids)", stacklevel=2)
     features = features.reindex(columns=model.features)
     proba = pd.Series(model.estimator.predict_proba(features)[:, 1], index=features.index)
     tiers = settings.fusion.tiers

@@ -76,6 +76,18 @@ def test_score_writes_one_row_per_customer(files, model: Path, tmp_path: Path) -
     assert sum(summary["tiers"].values()) == (scores["tier"] != "none").sum()
 
 
+def test_score_names_messages_from_customers_without_orders(files, model: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    stranger = {"customer_id": "stranger", "created_at": "1997-09-01", "text": "我的订单呢？"}
+    events.write_text(files["events"].read_text(encoding="utf-8") + json.dumps(stranger, ensure_ascii=False) + "\n",
+                      encoding="utf-8")
+    result = fusion("score", "--model", model, "--orders", files["orders"], "--events", events, "--as-of", AS_OF,
+                    "--out", tmp_path / "s.csv")
+    assert result.exit_code == 0, result.output
+    assert "warning: 1 customer(s) wrote messages but have no order before 1997-10-01" in result.stderr
+    assert "stranger" not in pd.read_csv(tmp_path / "s.csv")["customer_id"].tolist()
+
+
 def test_score_without_events_warns_for_a_text_model(files, model: Path, tmp_path: Path) -> None:
     result = fusion("score", "--model", model, "--orders", files["orders"], "--as-of", AS_OF,
                     "--out", tmp_path / "s.csv")
