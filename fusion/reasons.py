@@ -88,6 +88,10 @@ SIGNALS: dict[str, Signal] = {
     "days_since_complaint": Signal("service", "{v:.0f}天前投诉过", "complained {v:.0f} days ago"),
     "rating_mean": Signal("service", "近期平均评分{v:.1f}", "recent average rating {v:.1f}", below=4),
     "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint(s) in 6 months", above=0),
+    "first_response_hours": Signal("service", "工单平均等待{v:.0f}小时才获首次回复", "waited {v:.0f} h on average for a first reply",
+                                   above=4),
+    "slowest_response_hours": Signal("service", "最长等待{v:.0f}小时才获首次回复", "waited {v:.0f} h for a first reply once",
+                                     above=12),
     "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket(s) still ending in a complaint", above=0),
 }
 

@@ -27,15 +27,18 @@ BATCH = 256
 
 
 def analyse_events(events: pd.DataFrame, settings: Settings, complaint_threshold: float) -> pd.DataFrame:
-    """The customer-written, non-empty messages of ``events`` with their signals as columns.
+    """The non-empty customer messages and all agent messages of ``events``, with signals as columns.
 
-    Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (the message reads
-    negative by the configured neutral band) and one count column per entity label in
-    ``SIGNAL_LABELS``. Agent and bot messages are not customer signal and are left out.
+    Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (``negative_prob``
+    at or above ``complaint_threshold``, the negative end of the neutral band) and one
+    count column per entity label in ``SIGNAL_LABELS``. Agent messages are not customer
+    signal: they are not analysed (their signals are empty) and are kept only for when
+    they were written, which is how slow first responses are seen.
     """
     from churnsignal.nlp.analysis import model_versions
 
-    messages = events[(events["author"] == "customer") & (events["text"].str.strip() != "")].copy()
+    written = (events["author"] == "customer") & (events["text"].str.strip() != "")
+    messages = events[written].copy()
     versions = json.dumps(model_versions(settings), sort_keys=True)
     keys = [hashlib.sha256(f"{versions}\n{text}".encode()).hexdigest() for text in messages["text"]]
     with closing(_open_cache(settings.fusion.cache_dir)) as cache:
@@ -54,7 +57,8 @@ def analyse_events(events: pd.DataFrame, settings: Settings, complaint_threshold
     messages["is_complaint"] = messages["negative_prob"] >= complaint_threshold
     for label in SIGNAL_LABELS:
         messages[label] = [r["labels"].get(label, 0) for r in rows]
-    return messages
+    replies = events[events["author"] == "agent"].assign(is_complaint=False, **{label: 0 for label in SIGNAL_LABELS})
+    return pd.concat([messages, replies]).sort_index()
 
 
 def _analyse(texts: list[str], settings: Settings) -> list[dict]:

@@ -73,6 +73,7 @@ def analysed(rows: list[tuple]) -> pd.DataFrame:
     frame["negative_word_share"] = frame["negative_prob"] / 4
     frame["rating"] = np.nan
     frame["is_complaint"] = frame["negative_prob"] >= 0.65
+    frame["author"] = "customer"
     for label in SIGNAL_LABELS:
         frame[label] = [labels.count(label) for labels in frame["labels"]]
     return frame.drop(columns="labels")
@@ -110,6 +111,32 @@ def test_text_features_by_hand() -> None:
     assert f.loc["b", "unresolved_tickets"] == 0 and f.loc["b", "complaints_6m"] == 1
     z = f.loc["z"]
     assert z["messages"] == 0 and np.isnan(z["neg_prob_mean"]) and np.isnan(z["days_since_complaint"])
+
+
+def agent_replies(rows: list[tuple]) -> pd.DataFrame:
+    """Agent messages as fusion/text.py keeps them: times only, no signals."""
+    frame = pd.DataFrame(rows, columns=["customer_id", "created_at", "ticket_id"])
+    frame["created_at"] = pd.to_datetime(frame["created_at"])
+    return frame.assign(author="agent", is_complaint=False, **{label: 0 for label in SIGNAL_LABELS})
+
+
+def test_first_response_time_per_ticket() -> None:
+    replies = agent_replies([
+        ("a", (AS_OF - pd.Timedelta(days=20, hours=-3)).isoformat(), "t2"),   # t2 opened 60 days ago
+        ("a", (AS_OF - pd.Timedelta(days=149)).isoformat(), "t1"),            # t1 answered after 24 h
+        ("a", (AS_OF - pd.Timedelta(days=170)).isoformat(), "t1"),            # a reply before the ticket opened
+        ("b", day(1), "t9"),                                                  # t9 answered after 24 h
+    ])
+    f = text_features(pd.concat([MESSAGES, replies], ignore_index=True), AS_OF, pd.Index(["a", "b"]),
+                      pd.Series({"a": 0.5, "b": 0.3}), FusionSettings())
+    t1, t2 = 24.0, (60 - 20) * 24 + 3.0
+    assert f.loc["a", "first_response_hours"] == pytest.approx((t1 + t2) / 2)
+    assert f.loc["a", "slowest_response_hours"] == pytest.approx(t2)
+    # b's t8 (opened 40 days ago) was never answered: it has waited 40 days so far
+    assert f.loc["b", "first_response_hours"] == pytest.approx((24 + 40 * 24) / 2)
+    # agent messages are not customer messages
+    assert f.loc["a", "messages"] == text_features(MESSAGES, AS_OF, pd.Index(["a"]), pd.Series({"a": 0.5}),
+                                                   FusionSettings()).loc["a", "messages"]
 
 
 def test_high_frequency_customers_are_read_over_the_short_window() -> None:
