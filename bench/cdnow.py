@@ -26,7 +26,7 @@ from churnsignal.config import Settings
 from churnsignal.fusion.evaluation import evaluate, tier_of
 from churnsignal.fusion.features import purchase_features
 from churnsignal.fusion.model import BetaGeoFeatures, ChurnModel
-from churnsignal.fusion.simulation import cdnow_transactions
+from churnsignal.fusion.simulation import cdnow_orders, cdnow_transactions
 
 AS_OF = pd.Timestamp("1997-10-01")
 HOLDOUT_END = pd.Timestamp("1998-07-01")
@@ -36,10 +36,7 @@ RFM = ["recency_days", "purchase_days", "monetary", "tenure_days"]
 
 def cdnow(path: Path | None) -> tuple[pd.DataFrame, pd.Series]:
     """Purchase features as of 1997-10-01 and the holdout label of every CDNOW customer."""
-    rows = cdnow_transactions(path)
-    orders = pd.DataFrame({"customer_id": rows["customer_id"], "order_id": np.arange(len(rows)).astype(str),
-                           "ordered_at": rows["date"], "amount": rows["amount"], "category": None,
-                           "status": "paid"})
+    orders = cdnow_orders(cdnow_transactions(path))
     features = purchase_features(orders, AS_OF)
     holdout = orders[(orders["ordered_at"] >= AS_OF) & (orders["ordered_at"] < HOLDOUT_END)]
     churned = pd.Series((~features.index.isin(holdout["customer_id"])).astype(int), index=features.index)

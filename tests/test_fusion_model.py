@@ -15,7 +15,7 @@ from churnsignal.fusion import artifact
 from churnsignal.fusion.inputs import InputError
 from churnsignal.fusion.reasons import DRIVERS, SIGNALS
 from churnsignal.fusion.scoring import COLUMNS, score
-from churnsignal.fusion.simulation import cdnow_transactions
+from churnsignal.fusion.simulation import cdnow_orders, cdnow_transactions
 from churnsignal.fusion.tiers import assign, fit_cutoffs
 from churnsignal.fusion.training import train
 
@@ -28,9 +28,7 @@ def history() -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = cdnow_transactions()
     chosen = rows["customer_id"].drop_duplicates().sample(500, random_state=1)
     rows = rows[rows["customer_id"].isin(chosen)].reset_index(drop=True)
-    orders = pd.DataFrame({"customer_id": rows["customer_id"], "order_id": rows.index.astype(str),
-                           "ordered_at": rows["date"], "amount": rows["amount"], "category": None,
-                           "status": "paid"})
+    orders = cdnow_orders(rows)
     bought_later = orders.loc[orders["ordered_at"] >= AS_OF, "customer_id"].unique()
     labels = pd.DataFrame({"churned": (~chosen.isin(bought_later)).astype(int).to_numpy()},
                           index=pd.Index(chosen.to_numpy(), name="customer_id"))
