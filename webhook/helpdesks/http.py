@@ -1,0 +1,231 @@
+"""The HTTP both ways, shared by every adapter.
+
+Inbound: reading a webhook's headers, signatures and JSON fields, so that every adapter reports
+a bad signature or a malformed payload in the same words. Outbound: one way to call a
+helpdesk's API, so that a 429, a 5xx or a timeout means the same :class:`DeliveryError` whichever
+helpdesk answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+
+from .base import (
+    AlertMessage,
+    DeliveryError,
+    InvalidPayload,
+    NotConfigured,
+    SignatureError,
+)
+
+# Client errors a retry can fix: a timeout, a conflicting concurrent update, too early, too many.
+_TRANSIENT_CLIENT_ERRORS = {408, 409, 425, 429}
+
+
+# ---------------------------------------------------------------- inbound: headers and signatures
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, case-insensitively (tests and frameworks disagree on the case)."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
+
+
+def secret(value: SecretStr | None, setting: str) -> str:
+    """The configured secret; without one we refuse the request rather than trust it unsigned."""
+    if value is None or not value.get_secret_value():
+        raise NotConfigured(f"{setting} is not set: unsigned webhooks are refused")
+    return value.get_secret_value()
+
+
+def hmac_sha256(key: str, message: bytes) -> bytes:
+    return hmac.new(key.encode(), message, hashlib.sha256).digest()
+
+
+def same(expected: str, received: str) -> bool:
+    """Constant-time comparison, so a forger learns nothing from how long a rejection takes."""
+    return hmac.compare_digest(expected.encode(), received.encode())
+
+
+def check_window(sent: datetime, now: datetime, window_seconds: int) -> None:
+    """Refuse a signature made too long before (or after) ``now``: it is a replay."""
+    skew = abs((utc_naive(now) - utc_naive(sent)).total_seconds())
+    if skew > window_seconds:
+        raise SignatureError(f"signature timestamp is {skew:.0f} s from now, outside the "
+                             f"{window_seconds} s replay window")
+
+
+# ---------------------------------------------------------------- inbound: times
+
+def utc_naive(moment: datetime) -> datetime:
+    """Naive UTC, the one form of time stored; a naive input is taken to be UTC already."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def iso_z(moment: datetime, timespec: str = "milliseconds") -> str:
+    """ISO 8601 in UTC with a ``Z``, as the helpdesks write times."""
+    return utc_naive(moment).isoformat(timespec=timespec) + "Z"
+
+
+def epoch(moment: datetime) -> int:
+    return int(utc_naive(moment).replace(tzinfo=UTC).timestamp())
+
+
+def to_time(value: Any, path: str) -> datetime:
+    """An ISO 8601 string or Unix seconds, as naive UTC; anything else is an invalid payload."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+    if isinstance(value, str):
+        try:
+            return utc_naive(datetime.fromisoformat(value.strip()))
+        except ValueError:
+            pass
+    raise InvalidPayload(f"{path}: not an ISO 8601 time or Unix seconds: {value!r}")
+
+
+# ---------------------------------------------------------------- inbound: JSON fields
+
+def as_object(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InvalidPayload("payload: expected a JSON object")
+    return payload
+
+
+def lookup(payload: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path, or None where it is absent; a non-object on the way is invalid."""
+    value: Any = payload
+    walked: list[str] = []
+    for key in path.split("."):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise InvalidPayload(f"{'.'.join(walked)}: expected an object")
+        value = value.get(key)
+        walked.append(key)
+    return value
+
+
+def required(payload: dict[str, Any], path: str) -> Any:
+    value = lookup(payload, path)
+    if value is None:
+        raise InvalidPayload(f"{path}: missing")
+    return value
+
+
+def required_id(payload: dict[str, Any], path: str) -> str:
+    """An identifier: helpdesks send the same id as a number in one payload and a string in another."""
+    return to_id(required(payload, path), path)
+
+
+def to_id(value: Any, path: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise InvalidPayload(f"{path}: expected an id (a string or an integer), got {value!r}")
+    return str(value)
+
+
+def required_str(payload: dict[str, Any], path: str) -> str:
+    value = required(payload, path)
+    if not isinstance(value, str):
+        raise InvalidPayload(f"{path}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def optional_str(payload: dict[str, Any], path: str) -> str | None:
+    """A string that may be absent; an empty one (an unfilled placeholder) counts as absent."""
+    value = lookup(payload, path)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidPayload(f"{path}: expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def required_flag(payload: dict[str, Any], path: str) -> bool:
+    """A boolean; placeholders render ``"true"``/``"false"`` as strings, so those count too."""
+    value = required(payload, path)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise InvalidPayload(f"{path}: expected true or false, got {value!r}")
+
+
+# ---------------------------------------------------------------- outbound
+
+@dataclass
+class Api:
+    """One alert's calls to one helpdesk API: same session, timeout, credentials and
+    ``Idempotency-Key`` on every request, and one mapping from failures to :class:`DeliveryError`.
+    """
+
+    http: requests.Session
+    base_url: str
+    timeout: float
+    idempotency_key: str
+    auth: tuple[str, str] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __call__(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
+                 params: dict[str, Any] | None = None) -> Any:
+        """Send one request; the decoded JSON answer (None when there is none)."""
+        url = self.base_url.rstrip("/") + path
+        headers = {**self.headers, "Idempotency-Key": self.idempotency_key}
+        try:
+            response = self.http.request(method, url, json=json, data=data, params=params,
+                                         headers=headers, auth=self.auth, timeout=self.timeout)
+        except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+                requests.exceptions.InvalidURL) as error:
+            raise NotConfigured(f"{url} is not a usable API address: {error}") from error
+        except requests.RequestException as error:
+            # Timeouts and refused connections: the helpdesk may be back in a moment.
+            raise DeliveryError(f"{method} {url}: {type(error).__name__}: {error}") from error
+        raise_for_status(response, f"{method} {url}")
+        try:
+            return response.json() if response.content else None
+        except ValueError:
+            return None
+
+
+def raise_for_status(response: requests.Response, what: str) -> None:
+    """Turn a failed answer into a :class:`DeliveryError` that says whether to retry, and when."""
+    status = response.status_code
+    if status < 400:
+        return
+    message = f"{what}: HTTP {status} {response.text[:200]}".rstrip()
+    if status == 429:
+        raise DeliveryError(message, retry_after=retry_after(response.headers.get("Retry-After")))
+    if status < 500 and status not in _TRANSIENT_CLIENT_ERRORS:
+        raise DeliveryError(message, permanent=True)
+    raise DeliveryError(message)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait, from a ``Retry-After`` of seconds or of an HTTP date."""
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def already_posted(texts: Iterable[str | None], alert: AlertMessage) -> bool:
+    """Whether an earlier try's note landed: every note ends with its alert's marker line."""
+    marker = f"(churnsignal alert {alert.alert_id})"
+    return any(marker in text for text in texts if text)
+
+
+def other_risk_tags(tags: Iterable[str], alert: AlertMessage) -> list[str]:
+    """The ticket's churn-risk tags other than this alert's: a ticket shows one tier at a time."""
+    return [tag for tag in tags if tag.startswith("churn-risk-") and tag != alert.tag]
