@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -108,6 +108,139 @@ class FusionSettings(BaseModel):
         return self
 
 
+def _data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "churnsignal"
+
+
+class ZendeskSettings(BaseModel):
+    """Zendesk: webhook signing secret in, ticket update API out."""
+
+    # The webhook's signing secret (Admin Center > Webhooks > signing secret).
+    signing_secret: SecretStr | None = None
+    # A signature older or newer than this is a replay (Zendesk retries within minutes).
+    replay_window_seconds: int = Field(300, ge=1)
+    # https://<subdomain>.zendesk.com; alerts are posted with email/token basic auth.
+    base_url: str | None = None
+    email: str | None = None
+    api_token: SecretStr | None = None
+    # A ticket custom field (drop-down or text) that shows the tier; None: tags and note only.
+    risk_field_id: int | None = None
+
+
+class ChatwootSettings(BaseModel):
+    """Chatwoot: signed webhooks in, private messages and labels out."""
+
+    # The webhook's secret: Chatwoot signs "timestamp.body" with HMAC-SHA256.
+    webhook_secret: SecretStr | None = None
+    replay_window_seconds: int = Field(300, ge=1)
+    base_url: str | None = None
+    account_id: int | None = None
+    # An agent or bot access token (api_access_token header).
+    api_token: SecretStr | None = None
+    # A conversation custom attribute key that shows the tier; None: labels and note only.
+    risk_attribute: str | None = None
+
+
+class FreshdeskSettings(BaseModel):
+    """Freshdesk: automation-rule webhooks in (it does not sign them), notes and tags out."""
+
+    # Freshdesk cannot sign; the automation rule sends this shared secret in a header.
+    webhook_secret: SecretStr | None = None
+    secret_header: str = "X-Churnsignal-Secret"
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    # A ticket custom field (e.g. cf_churn_risk) that shows the tier; None: tags and note only.
+    risk_field: str | None = None
+
+
+class GenericMapping(BaseModel):
+    """Where each field of a normalised event lives in a JSON payload (JMESPath expressions)."""
+
+    event_id: str
+    ticket_id: str
+    text: str
+    created_at: str
+    author_role: str
+    # Any of these that are present identify the customer; at least one must be.
+    requester_id: str | None = None
+    requester_email: str | None = None
+    requester_phone: str | None = None
+    requester_external_id: str | None = None
+    channel: str | None = None
+    # Payload values of author_role that mean a customer / an agent; anything else is a bot.
+    customer_roles: list[str] = ["customer", "contact", "end-user", "end_user", "user"]
+    agent_roles: list[str] = ["agent", "admin"]
+
+
+class GenericHelpdeskSettings(BaseModel):
+    """A helpdesk wired by configuration alone: a field mapping in, signed JSON POSTs out."""
+
+    mapping: GenericMapping
+    # Inbound: hex HMAC-SHA256 of the raw body in this header.
+    secret: SecretStr
+    signature_header: str = "X-Signature-256"
+    # Outbound: alerts are POSTed here as JSON, signed the same way with the same secret.
+    alert_url: str | None = None
+
+
+class HelpdeskSettings(BaseModel):
+    """The helpdesks churnsignal listens to and posts alerts back to."""
+
+    zendesk: ZendeskSettings = ZendeskSettings()
+    chatwoot: ChatwootSettings = ChatwootSettings()
+    freshdesk: FreshdeskSettings = FreshdeskSettings()
+    generic: dict[str, GenericHelpdeskSettings] = {}
+    # Outbound HTTP: per-request timeout, and delivery attempts before an alert is marked failed.
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+    backoff_seconds: float = Field(2.0, gt=0)
+    backoff_max_seconds: float = Field(600.0, gt=0)
+
+
+class IdentitySettings(BaseModel):
+    """How a helpdesk requester becomes one of our customers."""
+
+    # Requester keys tried in order against the identity table (`churnsignal import-identities`,
+    # POST /api/identities); the first that maps wins. Unmapped requesters become a customer of
+    # their own, keyed by the first key present.
+    order: list[str] = ["external_id", "email", "phone", "id"]
+    # Keys are stored as HMAC-SHA256 with this pepper, never in clear. Change it and the
+    # stored identities no longer match.
+    pepper: SecretStr = SecretStr("churnsignal-default-pepper")
+
+
+class AlertSettings(BaseModel):
+    """When a score becomes an alert on the ticket."""
+
+    # A red customer who stays red is alerted again after this long.
+    cooldown_hours: float = Field(24.0, gt=0)
+    # Fusion model file used to score customers (`churnsignal fusion train`); required by the worker.
+    model_path: Path | None = None
+
+
+class ServiceSettings(BaseModel):
+    """Where the running service keeps its data and queues its work."""
+
+    data_dir: Path = Field(default_factory=_data_dir)
+    # None: SQLite (WAL) in data_dir. Production: postgresql+psycopg://user@host/db
+    database_url: str | None = None
+    # None: kombu's SQLAlchemy transport on SQLite in data_dir (no server). Production: redis://host:6379/0
+    broker_url: str | None = None
+    # Read API bearer token; without one the read API answers 401 and says how to set it.
+    api_token: SecretStr | None = None
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Events persisted but not analysed this long are re-queued by the sweeper.
+    requeue_after_seconds: int = Field(120, ge=1)
+    # Messages analysed together by one worker task.
+    batch_size: int = Field(32, ge=1)
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'churnsignal.db'}"
+
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
+
+
 class Settings(BaseSettings):
     """All of churnsignal's settings."""
 
@@ -116,6 +249,10 @@ class Settings(BaseSettings):
     sentiment: SentimentSettings = SentimentSettings()
     entities: EntitySettings = EntitySettings()
     fusion: FusionSettings = FusionSettings()
+    service: ServiceSettings = ServiceSettings()
+    helpdesks: HelpdeskSettings = HelpdeskSettings()
+    identity: IdentitySettings = IdentitySettings()
+    alerts: AlertSettings = AlertSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -97,7 +97,12 @@ SIGNALS: dict[str, Signal] = {
 
 
 def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: FusionSettings) -> pd.DataFrame:
-    """``reasons``, ``driver`` and ``action`` per customer from their feature contributions."""
+    """``reasons``, ``driver`` and ``action`` per customer from their feature contributions.
+
+    ``reasons`` and ``action`` are one line each ("zh / en"; reasons joined by "; ") for a
+    CSV; ``reason_list`` and ``action_text`` hold the same as ``{"zh", "en"}`` dicts for an
+    alert that lays them out itself.
+    """
     names = list(contributions.columns)
     values = features.reindex(index=contributions.index, columns=names).to_numpy(dtype=float)
     shares = contributions.to_numpy(dtype=float)
@@ -107,13 +112,14 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     top = np.argsort(-pushing, axis=1, kind="stable")[:, :TOP_REASONS]
     by_driver = np.stack([pushing[:, [SIGNALS[n].driver == d for n in names]].sum(axis=1) for d in DRIVERS], axis=1)
     drivers = np.where(by_driver.max(axis=1) > 0, np.asarray(DRIVERS)[by_driver.argmax(axis=1)], "other")
-    actions = {d: f"{a.zh} / {a.en}" for d, a in settings.interventions.items()}
-    reasons = ["; ".join(_sentence(names[j], row_values[j]) for j in row_top if row_pushing[j] > 0)
-               for row_top, row_values, row_pushing in zip(top, values, pushing)]
-    return pd.DataFrame({"reasons": reasons, "driver": drivers, "action": [actions[d] for d in drivers]},
-                        index=contributions.index)
+    reason_list = [[_sentence(names[j], row_values[j]) for j in row_top if row_pushing[j] > 0]
+                   for row_top, row_values, row_pushing in zip(top, values, pushing)]
+    actions = [settings.interventions[d].model_dump() for d in drivers]
+    return pd.DataFrame({"reasons": ["; ".join(f"{r['zh']} / {r['en']}" for r in row) for row in reason_list],
+                         "driver": drivers, "action": [f"{a['zh']} / {a['en']}" for a in actions],
+                         "reason_list": reason_list, "action_text": actions}, index=contributions.index)
 
 
-def _sentence(name: str, value: float) -> str:
+def _sentence(name: str, value: float) -> dict[str, str]:
     signal = SIGNALS[name]
-    return f"{signal.zh.format(v=value)} / {signal.en.format(v=value)}"
+    return {"zh": signal.zh.format(v=value), "en": signal.en.format(v=value)}

@@ -17,7 +17,13 @@ COLUMNS = ("customer_id", "churn_prob", "tier", "reasons", "driver", "action")
 
 def score(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp,
           settings: Settings) -> pd.DataFrame:
-    """One row per customer with an order before ``as_of``, highest risk first."""
+    """One row per customer with an order before ``as_of``, highest risk first (the CSV's columns)."""
+    return score_details(model, orders, events, as_of, settings)[list(COLUMNS)]
+
+
+def score_details(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp,
+                  settings: Settings) -> pd.DataFrame:
+    """:func:`score` plus ``reason_list`` and ``action_text`` as ``{"zh", "en"}`` dicts, for alerts."""
     if model.uses_text and events is None:
         warnings.warn("this model was trained with support events; without --events its text signals "
                       "read as 'no messages', which understates the risk of customers who complained",
@@ -43,4 +49,4 @@ def score(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame | None,
     why = explain(model.estimator.contributions(features), features, settings.fusion)
     out = pd.DataFrame({"churn_prob": proba.round(4), "tier": assign(proba, segments, tiers, cutoffs)}).join(why)
     out.index.name = "customer_id"
-    return out.reset_index().sort_values("churn_prob", ascending=False, kind="stable")[list(COLUMNS)]
+    return out.reset_index().sort_values("churn_prob", ascending=False, kind="stable")

@@ -1,0 +1,207 @@
+"""The one database layer: what the service keeps, on SQLite by default or PostgreSQL.
+
+The webhook writes deliveries and events; workers add analyses, scores and alerts; the
+read API and the metrics read them. Text and raw bodies are stored masked, so the store
+holds no phone numbers, ID numbers, emails or addresses. Times are naive UTC.
+
+The schema is owned by the Alembic migrations in ``churnsignal/migrations``:
+:meth:`Store.upgrade` brings any database to the current one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Engine, ForeignKey, String, Text, UniqueConstraint, create_engine, event, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC time every column holds."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Delivery(Base):
+    """One webhook request as received (body masked), kept so nothing accepted is lost."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(80))
+    received_at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text)
+
+
+class Event(Base):
+    """One message on a ticket, normalised; ``status`` says how far it has been processed."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_events_source_external_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id"))
+    source: Mapped[str] = mapped_column(String(80))
+    external_id: Mapped[str] = mapped_column(String(200))
+    ticket_id: Mapped[str] = mapped_column(String(200), index=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    author: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    # received → queued → analysed (customer messages) or stored (agent and bot messages)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    queued_at: Mapped[datetime | None]
+    analysed_at: Mapped[datetime | None]
+    negative_prob: Mapped[float | None]
+    negative_word_share: Mapped[float | None]
+    entities: Mapped[dict[str, Any] | None]
+
+
+class Order(Base):
+    """One order, in the fusion model's orders format."""
+
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    ordered_at: Mapped[datetime]
+    amount: Mapped[float]
+    category: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="paid")
+
+
+class Identity(Base):
+    """A helpdesk requester key (HMAC-hashed, never in clear) and the customer it belongs to."""
+
+    __tablename__ = "identities"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+
+
+class Customer(Base):
+    """A customer's latest risk; its row is locked while an alert is decided."""
+
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    churn_prob: Mapped[float | None]
+    tier: Mapped[str | None] = mapped_column(String(32))
+    scored_at: Mapped[datetime | None]
+
+
+class RiskScore(Base):
+    """One scoring of a customer, kept as their history of scores."""
+
+    __tablename__ = "scores"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
+    scored_at: Mapped[datetime]
+    as_of: Mapped[datetime]
+    churn_prob: Mapped[float]
+    tier: Mapped[str | None] = mapped_column(String(32))
+    reasons: Mapped[list[Any]]
+    driver: Mapped[str] = mapped_column(String(16))
+    action: Mapped[dict[str, Any]]
+
+
+class Alert(Base):
+    """An alert for a ticket.
+
+    ``status``: ``open`` (being delivered), ``delivered``, ``failed`` (after the last
+    retry; stays visible), ``superseded`` (a newer alert replaced it) or ``resolved``
+    (the customer's risk fell below its tier).
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(200), index=True)
+    score_id: Mapped[int] = mapped_column(ForeignKey("scores.id"))
+    source: Mapped[str] = mapped_column(String(80))
+    ticket_id: Mapped[str] = mapped_column(String(200))
+    tier: Mapped[str] = mapped_column(String(32))
+    churn_prob: Mapped[float]
+    reasons: Mapped[list[Any]]
+    driver: Mapped[str] = mapped_column(String(16))
+    action: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    # SPEC: the tier's response time (4 h / 12 h / 24 h) from when the alert was raised.
+    due_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # When an attempt that has not reported back should be given up on and made again.
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+
+class Store:
+    """An engine and a session factory for one database URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def upgrade(self) -> None:
+        """Apply every Alembic migration this database has not had yet."""
+        from alembic import command
+
+        with self.engine.begin() as connection:
+            config = alembic_config(self.url)
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str):
+    """Alembic's configuration for ``url``, without an alembic.ini file."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    # WAL lets the web app write while a worker reads; the busy timeout makes concurrent
+    # writers from several processes wait for each other instead of failing.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,172 @@
+"""Deciding and delivering alerts, without a broker: on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import func, select, update
+
+from churnsignal.config import Settings
+from churnsignal.store import Alert, Customer, Delivery, Event, RiskScore, utcnow
+from churnsignal.webhook.standin import StandIn
+from churnsignal.worker import alerting, pipeline
+
+
+def settings_for(standin: StandIn | None = None, **helpdesk) -> Settings:
+    zendesk = {"base_url": standin.url("zendesk"), "email": "bot@example.com", "api_token": "t"} if standin else {}
+    return Settings(helpdesks={"zendesk": zendesk, "timeout_seconds": 1.0, "max_attempts": 3, **helpdesk},
+                    alerts={"cooldown_hours": 24})
+
+
+def add_event(store, customer: str = "c1", ticket: str = "501", status: str = "queued", **fields) -> int:
+    now = utcnow()
+    with store.session() as session:
+        delivery = Delivery(source="zendesk", received_at=now, body="{}")
+        session.add(delivery)
+        session.flush()
+        event = Event(delivery_id=delivery.id, source="zendesk", external_id=f"e{now.timestamp()}{customer}{status}",
+                      ticket_id=ticket, customer_id=customer, author="customer", channel="ticket", text="快递太慢了",
+                      created_at=now, received_at=fields.pop("received_at", now), status=status,
+                      queued_at=fields.pop("queued_at", now), **fields)
+        session.add(event)
+        session.flush()
+        return event.id
+
+
+def add_score(store, tier: str | None, prob: float, customer: str = "c1") -> RiskScore:
+    event_id = add_event(store, customer)
+    with store.session() as session:
+        risk = RiskScore(customer_id=customer, event_id=event_id, scored_at=utcnow(), as_of=utcnow(), churn_prob=prob,
+                         tier=tier, reasons=[{"zh": "近7天投诉2次", "en": "2 complaints in 7 days"}], driver="service",
+                         action={"zh": "安排专属客服回访", "en": "arrange a dedicated agent callback"})
+        session.add(risk)
+    return risk
+
+
+def statuses(store) -> list[tuple[str, str]]:
+    with store.session() as session:
+        return [(a.tier, a.status) for a in session.scalars(select(Alert).order_by(Alert.id))]
+
+
+def test_rising_tiers_raise_one_alert_each_and_supersede_the_last(store) -> None:
+    settings = settings_for()
+    first = alerting.decide(store, add_score(store, "blue", 0.2), settings)
+    assert first is not None and first.tier == "blue"
+    assert alerting.decide(store, add_score(store, "blue", 0.25), settings) is None
+    assert alerting.decide(store, add_score(store, "yellow", 0.5), settings).tier == "yellow"
+    assert alerting.decide(store, add_score(store, "red", 0.8), settings).tier == "red"
+    assert statuses(store) == [("blue", "superseded"), ("yellow", "superseded"), ("red", "open")]
+    with store.session() as session:
+        customer = session.get(Customer, "c1")
+        assert (customer.tier, customer.churn_prob) == ("red", 0.8)
+
+
+def test_due_time_follows_the_tier_response_time(store) -> None:
+    red = alerting.decide(store, add_score(store, "red", 0.9), settings_for())
+    assert red.due_at - red.created_at == timedelta(hours=4)
+    blue = alerting.decide(store, add_score(store, "blue", 0.2, customer="c2"), settings_for())
+    assert blue.due_at - blue.created_at == timedelta(hours=24)
+
+
+def test_red_again_only_after_the_cooldown(store) -> None:
+    settings = settings_for()
+    alerting.decide(store, add_score(store, "red", 0.9), settings)
+    assert alerting.decide(store, add_score(store, "red", 0.95), settings) is None
+    with store.session() as session:
+        session.execute(update(Alert).values(created_at=utcnow() - timedelta(hours=25)))
+    again = alerting.decide(store, add_score(store, "red", 0.95), settings)
+    assert again is not None
+    assert statuses(store) == [("red", "superseded"), ("red", "open")]
+
+
+def test_falling_risk_resolves_the_alerts_above_it(store) -> None:
+    settings = settings_for()
+    alerting.decide(store, add_score(store, "red", 0.9), settings)
+    assert alerting.decide(store, add_score(store, "yellow", 0.4), settings) is None
+    assert statuses(store) == [("red", "resolved")]
+    assert alerting.decide(store, add_score(store, None, 0.05), settings) is None
+    with store.session() as session:
+        assert session.get(Customer, "c1").tier is None
+
+
+def test_delivery_posts_the_note_and_a_repeated_attempt_does_not(store) -> None:
+    with StandIn() as standin:
+        settings = settings_for(standin)
+        alert = alerting.decide(store, add_score(store, "red", 0.87), settings)
+        http = requests.Session()
+        assert alerting.deliver(store, alert.id, 1, settings, http).status == "delivered"
+        # The broker delivering the same task twice: the attempt is already claimed.
+        assert alerting.deliver(store, alert.id, 1, settings, http).status == "delivered"
+        notes = standin.notes(alert.ticket_id)
+    assert len(notes) == 1
+    assert "RED" in notes[0]["body"] and "87%" in notes[0]["body"]
+    assert "近7天投诉2次" in notes[0]["body"] and "2 complaints in 7 days" in notes[0]["body"]
+    assert "安排专属客服回访" in notes[0]["body"]
+    with store.session() as session:
+        stored = session.get(Alert, alert.id)
+        assert (stored.status, stored.attempts, stored.last_error) == ("delivered", 1, None)
+        assert stored.delivered_at is not None
+
+
+def test_retryable_failures_back_off_then_fail_visibly(store) -> None:
+    with StandIn() as standin:
+        settings = settings_for(standin)
+        alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+        standin.fail_next(429, times=1, retry_after=7, method="PUT")
+        standin.fail_next(500, times=5, method="PUT")
+        http = requests.Session()
+        first = alerting.deliver(store, alert.id, 1, settings, http)
+        assert first.status == "open" and first.retry_in == 7
+        second = alerting.deliver(store, alert.id, 2, settings, http)
+        assert second.status == "open" and 1.0 <= second.retry_in <= settings.helpdesks.backoff_max_seconds
+        assert alerting.deliver(store, alert.id, 3, settings, http).status == "failed"
+        assert standin.notes() == []
+    with store.session() as session:
+        failed = session.get(Alert, alert.id)
+        assert failed.status == "failed" and "500" in failed.last_error and failed.attempts == 3
+
+
+def test_a_permanent_error_fails_at_once(store) -> None:
+    with StandIn() as standin:
+        settings = settings_for(standin)
+        alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+        standin.fail_next(404, method="PUT")
+        assert alerting.deliver(store, alert.id, 1, settings, requests.Session()).status == "failed"
+
+
+def test_an_unconfigured_helpdesk_fails_the_alert_with_the_reason(store) -> None:
+    settings = settings_for()
+    alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+    outcome = alerting.deliver(store, alert.id, 1, settings, requests.Session())
+    assert outcome.status == "failed"
+    with store.session() as session:
+        assert "not configured" in session.get(Alert, alert.id).last_error
+
+
+def test_stale_events_and_stalled_deliveries_are_found_again(store) -> None:
+    long_ago = utcnow() - timedelta(minutes=10)
+    missed = add_event(store, status="received", received_at=long_ago, queued_at=None)
+    lost = add_event(store, status="queued", queued_at=long_ago)
+    fresh = add_event(store, status="queued")
+    done = add_event(store, status="analysed", queued_at=long_ago)
+    alert = alerting.decide(store, add_score(store, "red", 0.9), settings_for())
+    with store.session() as session:
+        session.execute(update(Alert).where(Alert.id == alert.id).values(attempts=2, next_attempt_at=long_ago))
+    events, alerts = pipeline.stale(store, after_seconds=60)
+    assert sorted(events) == sorted([missed, lost])
+    assert fresh not in events and done not in events
+    assert alerts == [(alert.id, 3)]
+    with store.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.status == "queued",
+                                                                          Event.id.in_(events))) == 2
+
+
+@pytest.mark.parametrize("waiting", [0, 5])
+def test_a_task_takes_what_else_is_waiting_up_to_the_batch_size(store, waiting: int) -> None:
+    own = add_event(store)
+    others = [add_event(store, customer=f"c{i}") for i in range(waiting)]
+    batch = pipeline.claim_batch(store, [own], batch_size=4)
+    assert batch == sorted([own, *others])[:4] if waiting else batch == [own]
+    assert own in batch

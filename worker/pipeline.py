@@ -1,0 +1,156 @@
+"""What a worker does with stored events, as plain functions a test can call without a broker.
+
+``analyse`` reads customer messages once (sentiment, entities) and stores the signals;
+``score_customer`` turns a customer's stored orders and messages into a risk score with
+the fusion model. Both are idempotent: running them twice stores the same thing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import or_, select, update
+
+from churnsignal.config import Settings
+from churnsignal.fusion import artifact
+from churnsignal.fusion.artifact import FusionModel
+from churnsignal.fusion.scoring import score_details
+from churnsignal.fusion.text import SIGNAL_LABELS, analyse_events
+from churnsignal.store import Alert, Event, Order, RiskScore, Store, utcnow
+
+# Helpdesk channels that are not the fusion model's chat/review read as tickets.
+_CHANNELS = {"chat": "chat", "review": "review"}
+
+
+class ModelMissing(RuntimeError):
+    """No usable fusion model is configured; the message says how to make one."""
+
+
+def claim_batch(store: Store, event_ids: list[int], batch_size: int) -> list[int]:
+    """``event_ids`` plus other queued events, up to ``batch_size``: one model call reads them all.
+
+    Events arrive one webhook at a time, but the BERT is far cheaper per message in a
+    batch; taking whatever else is waiting turns a burst of tasks into a few batches.
+    The other tasks then find their events done and return at once.
+    """
+    with store.session() as session:
+        waiting = session.scalars(
+            select(Event.id).where(Event.status.in_(("received", "queued")), Event.id.not_in(event_ids))
+            .order_by(Event.id).limit(max(0, batch_size - len(event_ids)))).all()
+    return sorted(set(event_ids) | set(waiting))
+
+
+def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]:
+    """Analyse the customer messages among ``event_ids`` not analysed yet; returns the events now done.
+
+    Agent and bot messages are marked ``stored``: they are not customer signal (agent
+    reply times still count, through the fusion features).
+    """
+    with store.session() as session:
+        pending = session.scalars(select(Event).where(Event.id.in_(event_ids),
+                                                      Event.status.in_(("received", "queued")))).all()
+        rows = [(e.id, e.author, e.text) for e in pending]
+    if not rows:
+        return []
+    messages = pd.DataFrame([{"id": i, "author": "customer", "text": t} for i, a, t in rows if a == "customer"])
+    now = utcnow()
+    with store.session() as session:
+        if not messages.empty:
+            analysed = analyse_events(messages, settings, settings.sentiment.neutral_high)
+            for row in analysed.itertuples():
+                counts = {label: int(getattr(row, label)) for label in SIGNAL_LABELS if getattr(row, label)}
+                session.execute(update(Event).where(Event.id == row.id).values(
+                    status="analysed", analysed_at=now, negative_prob=float(row.negative_prob),
+                    negative_word_share=float(row.negative_word_share), entities=counts))
+            # Whitespace-only messages carry no signal; they are done too.
+            blank = set(messages["id"]) - set(analysed["id"])
+            if blank:
+                session.execute(update(Event).where(Event.id.in_(blank)).values(status="stored", analysed_at=now))
+        others = [i for i, a, _ in rows if a != "customer"]
+        if others:
+            session.execute(update(Event).where(Event.id.in_(others)).values(status="stored", analysed_at=now))
+    return [i for i, _, _ in rows]
+
+
+def score_customer(store: Store, customer_id: str, event_id: int, settings: Settings) -> RiskScore | None:
+    """Score ``customer_id`` as of just after ``event_id`` was written; None without orders.
+
+    The as-of time is the message's own time, not the clock: replayed or late history
+    is scored as it was then, and a live message's time is now anyway.
+    """
+    model = fusion_model(settings)
+    with store.session() as session:
+        trigger = session.get(Event, event_id)
+        as_of = pd.Timestamp(trigger.created_at) + timedelta(seconds=1)
+        orders = _frame(session.execute(
+            select(Order.customer_id, Order.order_id, Order.ordered_at, Order.amount, Order.category, Order.status)
+            .where(Order.customer_id == customer_id)).all(),
+            ["customer_id", "order_id", "ordered_at", "amount", "category", "status"])
+        events = _frame(session.execute(
+            select(Event.customer_id, Event.created_at, Event.text, Event.channel, Event.ticket_id, Event.author)
+            .where(Event.customer_id == customer_id, Event.author != "bot")).all(),
+            ["customer_id", "created_at", "text", "channel", "ticket_id", "author"])
+    if orders.empty:
+        return None
+    events["channel"] = events["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
+    events["rating"] = float("nan")
+    result = score_details(model, orders, events if model.uses_text else None, as_of, settings)
+    if result.empty:
+        return None
+    row = result.iloc[0]
+    risk = RiskScore(customer_id=customer_id, event_id=event_id, scored_at=utcnow(), as_of=as_of.to_pydatetime(),
+                     churn_prob=float(row["churn_prob"]), tier=None if row["tier"] == "none" else row["tier"], reasons=list(row["reason_list"]),
+                     driver=str(row["driver"]), action=dict(row["action_text"]))
+    with store.session() as session:
+        session.add(risk)
+    return risk
+
+
+def stale(store: Store, after_seconds: int) -> tuple[list[int], list[tuple[int, int]]]:
+    """Events and alert deliveries that should have moved on by now, to queue again.
+
+    Events still ``received`` (the broker was down when they came in) or ``queued`` for
+    longer than ``after_seconds`` (the message was lost with a worker) are marked queued
+    again and returned; so are open alerts whose attempt never reported back, each with
+    the attempt number to make next.
+    """
+    now = utcnow()
+    cutoff = now - timedelta(seconds=after_seconds)
+    with store.session() as session:
+        events = list(session.scalars(select(Event.id).where(or_(
+            (Event.status == "received") & (Event.received_at < now - timedelta(seconds=min(5, after_seconds))),
+            (Event.status == "queued") & (Event.queued_at < cutoff)))).all())
+        alerts = [(alert_id, attempts + 1) for alert_id, attempts in session.execute(
+            select(Alert.id, Alert.attempts).where(Alert.status == "open", or_(
+                Alert.next_attempt_at.is_(None) & (Alert.created_at < cutoff), Alert.next_attempt_at < cutoff)))]
+        if events:
+            session.execute(update(Event).where(Event.id.in_(events)).values(status="queued", queued_at=now))
+    return events, alerts
+
+
+def fusion_model(settings: Settings) -> FusionModel:
+    """The configured fusion model, loaded once per process (again if the file changes)."""
+    path = settings.alerts.model_path
+    if path is None:
+        raise ModelMissing("no fusion model configured: train one with `churnsignal fusion train` and set "
+                           "CHURNSIGNAL_ALERTS__MODEL_PATH to its file")
+    try:
+        return _load(Path(path), Path(path).stat().st_mtime)
+    except (FileNotFoundError, artifact.ArtifactError) as exc:
+        raise ModelMissing(str(exc)) from exc
+
+
+@lru_cache(maxsize=2)
+def _load(path: Path, _mtime: float) -> FusionModel:
+    return artifact.load(path)
+
+
+def _frame(rows: list, columns: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=columns)
+    for column in ("ordered_at", "created_at"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
+    return frame

@@ -1,0 +1,83 @@
+"""The Celery tasks: thin wrappers that take ids, call :mod:`pipeline` and :mod:`alerting`.
+
+A task may run twice (a redelivery after a worker died, the sweeper re-queueing): each
+one checks what is already done and does only the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+
+import requests
+from celery import shared_task
+from celery.signals import worker_ready
+from sqlalchemy import select
+
+from churnsignal.config import get_settings
+from churnsignal.store import Event, Store
+from churnsignal.worker import alerting, pipeline
+from churnsignal.worker.app import DELIVER_ALERT, PROCESS_EVENTS, SWEEP, QUEUE
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def _store() -> Store:
+    return Store(get_settings().service.database())
+
+
+@lru_cache(maxsize=1)
+def _http() -> requests.Session:
+    return requests.Session()
+
+
+@shared_task(name=PROCESS_EVENTS, bind=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
+def process_events(self, event_ids: list[int]) -> None:
+    """Analyse the events (batched with whatever else is waiting), score their customers, raise alerts."""
+    settings = get_settings()
+    store = _store()
+    batch = pipeline.claim_batch(store, event_ids, settings.service.batch_size)
+    done = pipeline.analyse(store, batch, settings)
+    with store.session() as session:
+        latest = dict(session.execute(
+            select(Event.customer_id, Event.id).where(Event.id.in_(done), Event.author == "customer")
+            .order_by(Event.created_at, Event.id)).all())
+    for customer_id, event_id in latest.items():
+        risk = pipeline.score_customer(store, customer_id, event_id, settings)
+        if risk is None:
+            log.info("customer %s has no orders yet: not scored", customer_id)
+            continue
+        alert = alerting.decide(store, risk, settings)
+        if alert is not None:
+            log.info("alert %s: customer %s is %s (%.2f)", alert.id, customer_id, alert.tier, alert.churn_prob)
+            deliver_alert.apply_async(args=[alert.id, 1], queue=QUEUE)
+
+
+@shared_task(name=DELIVER_ALERT, bind=True, max_retries=None)
+def deliver_alert(self, alert_id: int, attempt: int = 1) -> str:
+    """Make one delivery attempt; schedule the next with backoff (or the helpdesk's Retry-After)."""
+    outcome = alerting.deliver(_store(), alert_id, attempt, get_settings(), _http())
+    if outcome.retry_in is not None:
+        log.warning("alert %s attempt %s failed; retrying in %.0f s", alert_id, attempt, outcome.retry_in)
+        deliver_alert.apply_async(args=[alert_id, attempt + 1], countdown=outcome.retry_in, queue=QUEUE)
+    return outcome.status
+
+
+@shared_task(name=SWEEP)
+def sweep() -> dict[str, int]:
+    """Re-queue what was stored but never got through: events the broker missed, stalled deliveries."""
+    events, alerts = pipeline.stale(_store(), get_settings().service.requeue_after_seconds)
+    for start in range(0, len(events), 100):
+        process_events.apply_async(args=[events[start:start + 100]], queue=QUEUE)
+    for alert_id, attempt in alerts:
+        deliver_alert.apply_async(args=[alert_id, attempt], queue=QUEUE)
+    if events or alerts:
+        log.info("sweeper re-queued %d event(s) and %d alert delivery(ies)", len(events), len(alerts))
+    return {"events": len(events), "alerts": len(alerts)}
+
+
+@worker_ready.connect
+def _catch_up(**_kwargs) -> None:
+    """A worker that starts after an outage or a crash first queues what was missed."""
+    sweep.apply_async(queue=QUEUE)
