@@ -158,7 +158,11 @@ class Store:
         self.url = url
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True)
+        # A database host that drops packets must not hang a web worker: give up connecting
+        # after 5 s (the webhook answers 503 and the helpdesk retries). hide_parameters keeps
+        # bound values, which may be customer ids or message text, out of error messages.
+        connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

@@ -1,0 +1,109 @@
+"""Which of our customers a helpdesk requester is.
+
+A helpdesk knows a requester by its own user id, an email, a phone number and sometimes the
+shop's user id (``external_id``); the orders know the customer by the shop's id. The identity
+table maps requester keys to customer ids. Keys are stored only as HMAC-SHA256 with a pepper,
+so the table holds no email or phone number in clear and cannot be reversed without the pepper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+
+from pydantic import SecretStr
+from sqlalchemy.orm import Session
+
+from churnsignal.config import IdentitySettings
+from churnsignal.store import Identity
+from churnsignal.webhook.helpdesks.base import Requester
+
+KINDS = ("external_id", "email", "phone", "id")
+FALLBACK_PREFIX = "hd-"
+
+
+def normalise(kind: str, value: str | int) -> str | None:
+    """The form of a key that is hashed; None when nothing identifying is left.
+
+    Emails are compared case-insensitively; a phone number is its digits, in the domestic
+    form (``+86 138 1234 5678``, ``0086-13812345678`` and ``13812345678`` are one number).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown identity kind {kind!r} (one of {', '.join(KINDS)})")
+    text = str(value).strip()
+    if kind == "email":
+        text = text.lower()
+    elif kind == "phone":
+        text = re.sub(r"\D", "", text)
+        national = None
+        if text.startswith("0086"):
+            national = text[4:]
+        elif text.startswith("86") and len(text) > 11:
+            national = text[2:]
+        if national:
+            # A mobile number is 11 digits starting with 1; any other national number takes
+            # its trunk 0 back, as it is dialled at home (+86 10 ... is 010 ...).
+            mobile = len(national) == 11 and national.startswith("1")
+            text = national if mobile or national.startswith("0") else "0" + national
+    return text or None
+
+
+def key_hash(kind: str, value: str | int, source: str | None, pepper: SecretStr | str) -> str:
+    """HMAC-SHA256 (hex) of a requester key.
+
+    A helpdesk's own user ids (``id``) are numbered per helpdesk, so they are scoped by
+    ``source``; an email, a phone or the shop's user id means the same person everywhere.
+    """
+    normal = normalise(kind, value)
+    if normal is None:
+        raise ValueError(f"empty {kind}")
+    if kind == "id" and not source:
+        raise ValueError("a helpdesk user id needs the source it belongs to")
+    scope = source if kind == "id" else ""
+    secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
+    message = f"{kind}\x1f{scope}\x1f{normal}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def resolve(session: Session, source: str, requester: Requester, settings: IdentitySettings) -> str:
+    """The customer id of a requester: a linked identity if any, else a stable id of their own.
+
+    Keys are tried in ``settings.order`` and the first linked one wins. An unlinked
+    requester with an ``external_id`` is that customer (helpdesks carry the shop's user id
+    there by convention); anyone else becomes ``hd-`` and 16 hex digits of the hash of
+    their first key, never their email or phone in clear.
+    """
+    present = {kind: value for kind, value in requester.keys().items() if normalise(kind, value)}
+    if not present:
+        raise ValueError("the requester has no id, email, phone or external_id")
+    ordered = [kind for kind in settings.order if kind in present]
+    ordered += [kind for kind in KINDS if kind in present and kind not in ordered]
+    hashes = {kind: key_hash(kind, present[kind], source, settings.pepper) for kind in ordered}
+    for kind in settings.order:
+        if kind in hashes:
+            identity = session.get(Identity, hashes[kind])
+            if identity is not None:
+                return identity.customer_id
+    if "external_id" in present:
+        return normalise("external_id", present["external_id"])
+    return FALLBACK_PREFIX + hashes[ordered[0]][:16]
+
+
+def link(session: Session, customer_id: str, kind: str, value: str | int, source: str | None = None,
+         *, pepper: SecretStr | str | None = None) -> str:
+    """Map one requester key to ``customer_id`` (insert or re-point); returns the key's hash.
+
+    ``pepper`` defaults to the configured one; it must be the one :func:`resolve` uses.
+    """
+    if pepper is None:
+        from churnsignal.config import get_settings
+
+        pepper = get_settings().identity.pepper
+    digest = key_hash(kind, value, source, pepper)
+    identity = session.get(Identity, digest)
+    if identity is None:
+        session.add(Identity(key_hash=digest, customer_id=customer_id))
+    else:
+        identity.customer_id = customer_id
+    return digest

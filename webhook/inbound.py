@@ -1,0 +1,210 @@
+"""Helpdesk webhooks in: verify, parse, persist first, then queue.
+
+An accepted message is committed to the store before anything else happens to it, so a
+broker outage loses nothing (the sweeper queues ``received`` events later) and a store
+outage is answered 503 so that the helpdesk retries. Redeliveries are recognised by
+(source, helpdesk event id) and stored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from flask import Blueprint, jsonify, request
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import NotFound
+
+from churnsignal.nlp.masking import mask_pii
+from churnsignal.store import Delivery, Event, utcnow
+from churnsignal.webhook import identity
+from churnsignal.webhook.app import logger, read_json, service
+from churnsignal.webhook.helpdesks.base import Helpdesk, InvalidPayload, NotConfigured, Requester, SupportEvent
+from churnsignal.worker.app import enqueue_events
+
+blueprint = Blueprint("inbound", __name__)
+
+# The setting that turns each built-in helpdesk's endpoint on.
+SECRET_SETTINGS = {
+    "zendesk": "CHURNSIGNAL_HELPDESKS__ZENDESK__SIGNING_SECRET",
+    "chatwoot": "CHURNSIGNAL_HELPDESKS__CHATWOOT__WEBHOOK_SECRET",
+    "freshdesk": "CHURNSIGNAL_HELPDESKS__FRESHDESK__WEBHOOK_SECRET",
+}
+AUTHORS = ("customer", "agent", "bot")
+# Column widths of the events table.
+MAX_ID_LENGTH = 200
+MAX_CHANNEL_LENGTH = 16
+
+
+def builtin(source: str):
+    return receive(source)
+
+
+# One rule per built-in helpdesk, so each has its own route in the logs and the metrics.
+for _source in SECRET_SETTINGS:
+    blueprint.add_url_rule(f"/webhooks/{_source}", f"builtin_{_source}", builtin, methods=["POST"],
+                           defaults={"source": _source})
+
+
+@blueprint.post("/webhooks/generic/<name>")
+def generic(name: str):
+    return receive(f"generic:{name}")
+
+
+def receive(source: str):
+    """One delivery: 202 accepted, 200 duplicate or ignored; errors through the app's handlers."""
+    helpdesk = _helpdesk(source)
+    body = request.get_data()  # over service.max_body_bytes: 413 here, before anything is checked
+    try:
+        helpdesk.verify(request.headers, body, datetime.now(UTC))
+    except NotConfigured:
+        raise NotConfigured(_not_configured(source)) from None
+    payload = read_json()
+    events = _unique(_parse(helpdesk, source, payload))
+    if not events:
+        return jsonify({"status": "ignored"}), 200
+    for event in events:
+        _check(event)
+
+    event_ids, new_ids = _persist(source, events, _masked_body(body.decode("utf-8"), payload))
+    if not new_ids:
+        return jsonify({"status": "duplicate", "event_ids": event_ids}), 200
+    _enqueue(new_ids)
+    return jsonify({"status": "accepted", "event_ids": event_ids}), 202
+
+
+def _helpdesk(source: str) -> Helpdesk:
+    from churnsignal.webhook import helpdesks
+
+    try:
+        return helpdesks.get(source, service().settings.helpdesks)
+    except (LookupError, NotConfigured) as exc:
+        if source.startswith("generic:"):
+            name = source.removeprefix("generic:")
+            raise NotFound(f"not configured: no generic helpdesk named {name!r} "
+                           f"(add it under helpdesks.generic.{name} in the configuration)") from None
+        if isinstance(exc, NotConfigured):
+            raise NotConfigured(_not_configured(source)) from None
+        raise
+
+
+def _not_configured(source: str) -> str:
+    return f"not configured: set {SECRET_SETTINGS[source]} (unsigned webhooks are refused)" \
+        if source in SECRET_SETTINGS else f"not configured: {source} has no secret"
+
+
+def _parse(helpdesk: Helpdesk, source: str, payload) -> list[SupportEvent]:
+    try:
+        return helpdesk.parse(payload)
+    except InvalidPayload:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # An adapter should name the bad field itself; a payload that trips it anyway is
+        # still the sender's bad input, not a server error.
+        logger.warning("%s payload not understood by its adapter: %s", source, type(exc).__name__)
+        raise InvalidPayload(f"payload not understood as a {source} webhook") from None
+
+
+def _unique(events: Sequence[SupportEvent]) -> list[SupportEvent]:
+    """One event per helpdesk event id (a payload may repeat a message)."""
+    return list({event.event_id: event for event in events}.values())
+
+
+def _check(event: SupportEvent) -> None:
+    """Refuse what the events table cannot hold, as the sender's error rather than a database one."""
+    for field, value in (("event id", event.event_id), ("ticket id", event.ticket_id)):
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+            raise InvalidPayload(f"{field}: must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+    if event.author not in AUTHORS:
+        raise InvalidPayload(f"author: {event.author!r} is not one of {', '.join(AUTHORS)}")
+    if not isinstance(event.channel, str) or not event.channel or len(event.channel) > MAX_CHANNEL_LENGTH:
+        raise InvalidPayload(f"channel: must be a non-empty string of at most {MAX_CHANNEL_LENGTH} characters")
+    if not isinstance(event.text, str):
+        raise InvalidPayload("text: must be a string")
+    if not event.requester.keys():
+        raise InvalidPayload("requester: no id, email, phone or external_id identifies the customer")
+
+
+def _masked_body(text: str, payload) -> str:
+    """The raw body as stored: masked. Escaped non-ASCII (``\\u5730``) would hide an address
+    or a name from the masker, so such a body is kept as its unescaped JSON instead."""
+    if "\\u" in text:
+        import json
+
+        text = json.dumps(payload, ensure_ascii=False)
+    return mask_pii(text).text
+
+
+def _persist(source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:
+    """Store the delivery and its new events in one transaction: (ids of all its events, new ids)."""
+    store = service().store
+    try:
+        with store.session() as session:
+            return _store_events(session, source, events, body)
+    except IntegrityError:
+        # Two deliveries of the same message raced and the other committed first: what it
+        # stored is there now, so this one is (at least partly) a duplicate.
+        logger.info("concurrent delivery from %s; storing what is still new", source)
+        with store.session() as session:
+            return _store_events(session, source, events, body)
+
+
+def _store_events(session: Session, source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:
+    external_ids = [event.event_id for event in events]
+    known = dict(session.execute(select(Event.external_id, Event.id).where(
+        Event.source == source, Event.external_id.in_(external_ids))).all())
+    new = [event for event in events if event.event_id not in known]
+    if not new:
+        return [known[external_id] for external_id in external_ids], []
+    # Customers are resolved (reads only) before the first write, to keep the write short.
+    settings = service().settings.identity
+    customers: dict[Requester, str] = {}
+    for event in new:
+        if event.requester not in customers:
+            customer_id = identity.resolve(session, source, event.requester, settings)
+            if len(customer_id) > MAX_ID_LENGTH:
+                raise InvalidPayload(f"requester external_id: longer than {MAX_ID_LENGTH} characters")
+            customers[event.requester] = customer_id
+    now = utcnow()
+    delivery = Delivery(source=source, received_at=now, body=body)
+    session.add(delivery)
+    session.flush()
+    rows = [Event(delivery_id=delivery.id, source=source, external_id=event.event_id, ticket_id=event.ticket_id,
+                  customer_id=customers[event.requester], author=event.author, channel=event.channel,
+                  text=mask_pii(event.text).text, created_at=_utc_naive(event.created_at), received_at=now,
+                  status="received")
+            for event in new]
+    session.add_all(rows)
+    session.flush()
+    ids = known | {row.external_id: row.id for row in rows}
+    return [ids[external_id] for external_id in external_ids], [row.id for row in rows]
+
+
+def _enqueue(event_ids: list[int]) -> None:
+    """Queue stored events and mark them queued; a broker outage leaves them to the sweeper."""
+    svc = service()
+    try:
+        enqueue_events(svc.celery, event_ids)
+    except BrokerUnavailable as exc:
+        logger.warning("broker unavailable, %d event(s) stored and left for the sweeper: %s",
+                       len(event_ids), type(exc).__name__)
+        return
+    except Exception as exc:
+        # The events are committed: whatever went wrong with the broker, the sender gets its
+        # 202 and the sweeper queues them; the failure itself is logged as the bug it is.
+        logger.error("queueing %d stored event(s) failed; left for the sweeper", len(event_ids), exc_info=exc)
+        return
+    try:
+        with svc.store.session() as session:
+            # A worker may already have moved an event on: only 'received' becomes 'queued'.
+            session.execute(update(Event).where(Event.id.in_(event_ids), Event.status == "received")
+                            .values(status="queued", queued_at=utcnow()))
+    except SQLAlchemyError as exc:
+        logger.warning("%d event(s) queued but not marked queued: %s", len(event_ids), type(exc).__name__)
+
+
+def _utc_naive(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
