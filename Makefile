@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/churnsignal analyse --jsonl --format table < docs/sample_messages.jsonl
+	$(VENV)/bin/churnsignal demo
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

