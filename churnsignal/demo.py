@@ -34,7 +34,7 @@ import click
 import pandas as pd
 import requests
 import yaml
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from churnsignal.config import Settings
 from churnsignal.store import Alert, Event, RiskScore, Store, utcnow
@@ -324,13 +324,16 @@ def _watch(store: Store, standin, sent: dict, timeout: float, echo) -> dict:
         analysed = session.query(Event).filter(Event.status == "analysed").count()
         alerts = session.query(Alert).order_by(Alert.id).all()
         scored = session.query(Event.customer_id).filter(Event.status == "analysed").distinct().count()
+        first_in, last_done = session.execute(select(func.min(Event.received_at), func.max(Event.analysed_at))).one()
         # From the webhook that triggered an alert to its note on the ticket.
         waits = sorted((a.delivered_at - e.received_at).total_seconds() for a, e in session.execute(
             select(Alert, Event).join(RiskScore, RiskScore.id == Alert.score_id)
             .join(Event, Event.id == RiskScore.event_id).where(Alert.delivered_at.is_not(None))))
     notes = standin.notes()
     top = max(alerts, key=lambda a: a.churn_prob, default=None)
+    span = (last_done - first_in).total_seconds() if first_in and last_done else None
     return {**sent, "analysed_messages": analysed, "customers_with_messages": scored,
+            "seconds_first_webhook_to_last_analysed": round(span, 1) if span else None,
             "alerts": dict(Counter(f"{a.tier}/{a.status}" for a in alerts)),
             "notes_at_helpdesks": len(notes),
             "seconds_message_to_note": {"median": round(waits[len(waits) // 2], 1), "max": round(waits[-1], 1)}
