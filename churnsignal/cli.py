@@ -373,7 +373,7 @@ def serve(bind: str, workers: int) -> None:
 def worker(pool: str, concurrency: int, beat: bool) -> None:
     """Run a Celery worker: analyse events, score customers, deliver alerts."""
     from churnsignal.worker import pipeline
-    from churnsignal.worker.app import QUEUE, make_celery
+    from churnsignal.worker.app import ALERT_QUEUE, QUEUE, make_celery
 
     settings = _settings()
     try:
@@ -385,8 +385,8 @@ def worker(pool: str, concurrency: int, beat: bool) -> None:
     app.set_default()
     import churnsignal.worker.tasks  # noqa: F401  (registers the tasks with the app)
 
-    argv = ["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}", "-Q", QUEUE,
-            "--without-gossip", "--without-mingle"]
+    argv = ["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}",
+            "-Q", f"{ALERT_QUEUE},{QUEUE}", "--without-gossip", "--without-mingle"]
     if beat:
         argv += ["--beat", f"--schedule={settings.service.data_dir / 'beat-schedule'}"]
     app.worker_main(argv)

@@ -233,7 +233,8 @@ def _replay(sim, replay: list[str], base: str, token: str, config: Path, echo) -
     source_of = {c: SOURCES[i % len(SOURCES)] for i, c in enumerate(replay)}
     email_of = {c: f"customer{c}@example.com" for c in replay}
     identities = [{"customer_id": c, "email": email_of[c]} for c in replay]
-    requests.post(f"{base}/api/identities", json={"identities": identities}, headers=auth, timeout=30).raise_for_status()
+    answer = requests.post(f"{base}/api/identities", json={"identities": identities}, headers=auth, timeout=30)
+    answer.raise_for_status()
     echo(f"    {len(rows)} orders and {len(identities)} customer identities loaded through the API")
 
     window = sim.events[sim.events["customer_id"].isin(replay) & (sim.events["created_at"] < sim.as_of)
@@ -255,14 +256,14 @@ def _replay(sim, replay: list[str], base: str, token: str, config: Path, echo) -
                              channel="chat" if row.channel == "chat" else "ticket")
         adapter = helpdesks.get(source, settings.helpdesks)
         headers, body = adapter.signed_request(event, utcnow())
-        path = f"/webhooks/generic/{source.split(':', 1)[1]}" if source.startswith("generic:") else f"/webhooks/{source}"
+        path = f"/webhooks/{source.replace(':', '/', 1)}"  # generic:<name> is /webhooks/generic/<name>
         sent_at = time.perf_counter()
         answers[requests.post(f"{base}{path}", data=body, headers=headers, timeout=10).status_code] += 1
         latencies.append(time.perf_counter() - sent_at)
         if number == 1:
             # A helpdesk retrying a delivery it thinks failed: answered 200, stored once.
             answers[requests.post(f"{base}{path}", data=body, headers=headers, timeout=10).status_code] += 1
-            echo(f"    first message sent twice, as a retrying helpdesk would")
+            echo("    first message sent twice, as a retrying helpdesk would")
     elapsed = time.monotonic() - started
     echo(f"    {len(window)} messages on {len(tickets)} tickets in {elapsed:.1f} s "
          f"({len(window) / max(elapsed, 1e-9):.0f} webhooks/s); answers: "

@@ -1,1 +1,2 @@
-"""Helpdesk webhooks in and alerts out (issue 4; empty so far)."""
+"""The web side: helpdesk webhooks in (``inbound``), the API (``api``), health and metrics
+(``ops``), and the helpdesk adapters (``helpdesks``) that also post alerts back out."""

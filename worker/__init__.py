@@ -1,1 +1,5 @@
-"""Celery tasks: analyse, score and alert, fed by the webhook store (issue 4; empty so far)."""
+"""Celery workers: analyse stored events, score their customers, decide and deliver alerts.
+
+``app`` configures Celery, ``tasks`` are thin wrappers, ``pipeline`` and ``alerting`` hold the
+logic as plain functions that tests call without a broker.
+"""

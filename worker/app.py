@@ -16,6 +16,9 @@ PROCESS_EVENTS = "churnsignal.process_events"
 DELIVER_ALERT = "churnsignal.deliver_alert"
 SWEEP = "churnsignal.sweep"
 QUEUE = "churnsignal"
+# Deliveries have a queue of their own, so a note is not posted only after a backlog of
+# messages has been analysed: a worker takes from both in turn.
+ALERT_QUEUE = "churnsignal.alerts"
 # How often the sweeper looks for events persisted but never processed.
 SWEEP_EVERY_SECONDS = 60.0
 
@@ -51,7 +54,3 @@ def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:
     """Queue stored events for analysis; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
     app.send_task(PROCESS_EVENTS, args=[list(event_ids)], queue=QUEUE)
 
-
-def enqueue_alert(app: Celery, alert_id: int, countdown: float | None = None) -> None:
-    """Queue an alert for delivery (``countdown`` seconds from now)."""
-    app.send_task(DELIVER_ALERT, args=[alert_id], queue=QUEUE, countdown=countdown)

@@ -102,7 +102,8 @@ def score_customer(store: Store, customer_id: str, event_id: int, settings: Sett
         return None
     row = result.iloc[0]
     risk = RiskScore(customer_id=customer_id, event_id=event_id, scored_at=utcnow(), as_of=as_of.to_pydatetime(),
-                     churn_prob=float(row["churn_prob"]), tier=None if row["tier"] == "none" else row["tier"], reasons=list(row["reason_list"]),
+                     churn_prob=float(row["churn_prob"]), tier=None if row["tier"] == "none" else row["tier"],
+                     reasons=list(row["reason_list"]),
                      driver=str(row["driver"]), action=dict(row["action_text"]))
     with store.session() as session:
         session.add(risk)

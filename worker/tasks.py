@@ -17,7 +17,7 @@ from sqlalchemy import select
 from churnsignal.config import get_settings
 from churnsignal.store import Event, Store
 from churnsignal.worker import alerting, pipeline
-from churnsignal.worker.app import DELIVER_ALERT, PROCESS_EVENTS, SWEEP, QUEUE
+from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, QUEUE, SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def process_events(self, event_ids: list[int]) -> None:
         alert = alerting.decide(store, risk, settings)
         if alert is not None:
             log.info("alert %s: customer %s is %s (%.2f)", alert.id, customer_id, alert.tier, alert.churn_prob)
-            deliver_alert.apply_async(args=[alert.id, 1], queue=QUEUE)
+            deliver_alert.apply_async(args=[alert.id, 1], queue=ALERT_QUEUE)
 
 
 @shared_task(name=DELIVER_ALERT, bind=True, max_retries=None)
@@ -60,7 +60,7 @@ def deliver_alert(self, alert_id: int, attempt: int = 1) -> str:
     outcome = alerting.deliver(_store(), alert_id, attempt, get_settings(), _http())
     if outcome.retry_in is not None:
         log.warning("alert %s attempt %s failed; retrying in %.0f s", alert_id, attempt, outcome.retry_in)
-        deliver_alert.apply_async(args=[alert_id, attempt + 1], countdown=outcome.retry_in, queue=QUEUE)
+        deliver_alert.apply_async(args=[alert_id, attempt + 1], countdown=outcome.retry_in, queue=ALERT_QUEUE)
     return outcome.status
 
 
@@ -71,7 +71,7 @@ def sweep() -> dict[str, int]:
     for start in range(0, len(events), 100):
         process_events.apply_async(args=[events[start:start + 100]], queue=QUEUE)
     for alert_id, attempt in alerts:
-        deliver_alert.apply_async(args=[alert_id, attempt], queue=QUEUE)
+        deliver_alert.apply_async(args=[alert_id, attempt], queue=ALERT_QUEUE)
     if events or alerts:
         log.info("sweeper re-queued %d event(s) and %d alert delivery(ies)", len(events), len(alerts))
     return {"events": len(events), "alerts": len(alerts)}
