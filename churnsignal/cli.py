@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -351,12 +352,15 @@ def serve(bind: str, workers: int) -> None:
 
     settings = _settings()
     _store(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", bind)
             self.cfg.set("workers", workers)
-            self.cfg.set("accesslog", "-")
+            # No access log: its raw paths can hold customer ids (an email, say); the app logs
+            # one masked line per request instead.
+            self.cfg.set("accesslog", None)
 
         def load(self):
             return create_app(settings)
@@ -388,6 +392,8 @@ def worker(pool: str, concurrency: int, beat: bool) -> None:
     argv = ["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}",
             "-Q", f"{ALERT_QUEUE},{QUEUE}", "--without-gossip", "--without-mingle"]
     if beat:
+        # The sweeper's schedule file; data_dir exists already only when SQLite is in use.
+        settings.service.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", f"--schedule={settings.service.data_dir / 'beat-schedule'}"]
     app.worker_main(argv)
 

@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,7 +20,13 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-class SentimentSettings(BaseModel):
+class Section(BaseModel):
+    """A part of the settings: an unknown key is a typo, refused rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SentimentSettings(Section):
     """Where the sentiment model lives and how its probability becomes a label."""
 
     # Any Hugging Face BERT sequence-classification directory (save_pretrained layout);
@@ -44,13 +50,13 @@ class SentimentSettings(BaseModel):
         return self
 
 
-class EntitySettings(BaseModel):
+class EntitySettings(Section):
     """Where the spaCy complaint-entity pipeline lives (None: the shipped one)."""
 
     model_dir: Path | None = None
 
 
-class Tier(BaseModel):
+class Tier(Section):
     """A warning tier: a churn probability strictly above ``above`` reaches it."""
 
     name: str
@@ -59,7 +65,7 @@ class Tier(BaseModel):
     response_hours: float = Field(gt=0)
 
 
-class Intervention(BaseModel):
+class Intervention(Section):
     """What an agent is asked to do for a customer whose risk has this driver."""
 
     zh: str
@@ -82,7 +88,7 @@ def _default_interventions() -> dict[str, Intervention]:
     }
 
 
-class FusionSettings(BaseModel):
+class FusionSettings(Section):
     """How purchase and text signals become a churn risk, a tier and an action."""
 
     # Highest tier first; below the last tier's cut-off there is no alert.
@@ -112,7 +118,7 @@ def _data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "churnsignal"
 
 
-class ZendeskSettings(BaseModel):
+class ZendeskSettings(Section):
     """Zendesk: webhook signing secret in, ticket update API out."""
 
     # The webhook's signing secret (Admin Center > Webhooks > signing secret).
@@ -127,7 +133,7 @@ class ZendeskSettings(BaseModel):
     risk_field_id: int | None = None
 
 
-class ChatwootSettings(BaseModel):
+class ChatwootSettings(Section):
     """Chatwoot: signed webhooks in, private messages and labels out."""
 
     # The webhook's secret: Chatwoot signs "timestamp.body" with HMAC-SHA256.
@@ -141,7 +147,7 @@ class ChatwootSettings(BaseModel):
     risk_attribute: str | None = None
 
 
-class FreshdeskSettings(BaseModel):
+class FreshdeskSettings(Section):
     """Freshdesk: automation-rule webhooks in (it does not sign them), notes and tags out."""
 
     # Freshdesk cannot sign; the automation rule sends this shared secret in a header.
@@ -153,7 +159,7 @@ class FreshdeskSettings(BaseModel):
     risk_field: str | None = None
 
 
-class GenericMapping(BaseModel):
+class GenericMapping(Section):
     """Where each field of a normalised event lives in a JSON payload (JMESPath expressions)."""
 
     event_id: str
@@ -172,7 +178,7 @@ class GenericMapping(BaseModel):
     agent_roles: list[str] = ["agent", "admin"]
 
 
-class GenericHelpdeskSettings(BaseModel):
+class GenericHelpdeskSettings(Section):
     """A helpdesk wired by configuration alone: a field mapping in, signed JSON POSTs out."""
 
     mapping: GenericMapping
@@ -183,7 +189,7 @@ class GenericHelpdeskSettings(BaseModel):
     alert_url: str | None = None
 
 
-class HelpdeskSettings(BaseModel):
+class HelpdeskSettings(Section):
     """The helpdesks churnsignal listens to and posts alerts back to."""
 
     zendesk: ZendeskSettings = ZendeskSettings()
@@ -197,19 +203,20 @@ class HelpdeskSettings(BaseModel):
     backoff_max_seconds: float = Field(600.0, gt=0)
 
 
-class IdentitySettings(BaseModel):
+class IdentitySettings(Section):
     """How a helpdesk requester becomes one of our customers."""
 
-    # Requester keys tried in order against the identity table (`churnsignal import-identities`,
-    # POST /api/identities); the first that maps wins. Unmapped requesters become a customer of
-    # their own, keyed by the first key present.
+    # Requester keys tried in order against the identity table (POST /api/identities); the
+    # first that maps wins. An unmapped requester with an external id is that customer (by
+    # convention a helpdesk's external id is the shop's user id); any other becomes a customer
+    # of their own, "hd-" and a hash of the first key present.
     order: list[str] = ["external_id", "email", "phone", "id"]
     # Keys are stored as HMAC-SHA256 with this pepper, never in clear. Change it and the
     # stored identities no longer match.
     pepper: SecretStr = SecretStr("churnsignal-default-pepper")
 
 
-class AlertSettings(BaseModel):
+class AlertSettings(Section):
     """When a score becomes an alert on the ticket."""
 
     # A red customer who stays red is alerted again after this long.
@@ -218,7 +225,7 @@ class AlertSettings(BaseModel):
     model_path: Path | None = None
 
 
-class ServiceSettings(BaseModel):
+class ServiceSettings(Section):
     """Where the running service keeps its data and queues its work."""
 
     data_dir: Path = Field(default_factory=_data_dir)

@@ -107,3 +107,11 @@ def test_serve_runs_the_app_under_gunicorn(tmp_path: Path, service_env: str) -> 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_misspelt_setting_is_refused_not_ignored(monkeypatch) -> None:
+    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATABSE_URL", "postgresql+psycopg://db/x")
+    get_settings.cache_clear()
+    result = churnsignal("db", "upgrade")
+    assert result.exit_code == 1
+    assert "service.databse_url" in result.output and "Traceback" not in result.output

@@ -192,6 +192,13 @@ def test_agent_and_bot_messages_are_stored_and_kinds_without_messages_ignored(cl
     assert count(store, Delivery) == 2
 
 
+def test_our_own_alert_note_coming_back_is_not_an_agent_reply(client, settings, store):
+    note = "【流失风险 RED】概率 87%\n...\n(churnsignal alert 12)"
+    assert deliver(client, settings, "zendesk", message("2003", author="agent", text=note)).status_code == 202
+    assert deliver(client, settings, "zendesk", message("2004", author="agent", text="您好，已为您加急")).status_code == 202
+    assert [e.author for e in events(store)] == ["bot", "agent"]
+
+
 def test_escaped_unicode_body_is_stored_masked(client, store):
     # json.dumps' default escapes Chinese as \\uXXXX, which would hide an address from the masker.
     payload = {"id": "3001", "ticket": {"id": "9"}, "customer": {"email": EMAIL},

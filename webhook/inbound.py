@@ -9,6 +9,7 @@ outage is answered 503 so that the helpdesk retries. Redeliveries are recognised
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, request
@@ -22,7 +23,14 @@ from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Delivery, Event, utcnow
 from churnsignal.webhook import identity
 from churnsignal.webhook.app import logger, read_json, service
-from churnsignal.webhook.helpdesks.base import Helpdesk, InvalidPayload, NotConfigured, Requester, SupportEvent
+from churnsignal.webhook.helpdesks.base import (
+    MARKER,
+    Helpdesk,
+    InvalidPayload,
+    NotConfigured,
+    Requester,
+    SupportEvent,
+)
 from churnsignal.worker.app import enqueue_events
 
 blueprint = Blueprint("inbound", __name__)
@@ -98,7 +106,7 @@ def _not_configured(source: str) -> str:
 
 def _parse(helpdesk: Helpdesk, source: str, payload) -> list[SupportEvent]:
     try:
-        return helpdesk.parse(payload)
+        events = helpdesk.parse(payload)
     except InvalidPayload:
         raise
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
@@ -106,6 +114,9 @@ def _parse(helpdesk: Helpdesk, source: str, payload) -> list[SupportEvent]:
         # still the sender's bad input, not a server error.
         logger.warning("%s payload not understood by its adapter: %s", source, type(exc).__name__)
         raise InvalidPayload(f"payload not understood as a {source} webhook") from None
+    # Our own alert notes come back as the helpdesk's webhooks too; they are not an agent's
+    # reply (which would count as a first response) and never a customer's words.
+    return [replace(event, author="bot") if MARKER.search(event.text) else event for event in events]
 
 
 def _unique(events: Sequence[SupportEvent]) -> list[SupportEvent]:

@@ -7,6 +7,7 @@ keeps one module per channel.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,6 +17,14 @@ from typing import Any, Literal
 import requests
 
 Author = Literal["customer", "agent", "bot"]
+
+# The last line of every note churnsignal posts; how a retry finds an earlier try's note and
+# how the webhook recognises that note when the helpdesk sends it back.
+MARKER = re.compile(r"\(churnsignal alert (\d+)\)")
+
+
+def marker(alert_id: int) -> str:
+    return f"(churnsignal alert {alert_id})"
 
 
 class SignatureError(Exception):
@@ -106,7 +115,7 @@ class AlertMessage:
                 f"原因：{reasons_zh}\n建议：{self.action['zh']}\n请在 {due} 前处理\n\n"
                 f"[Churn risk {self.tier.upper()}] probability {self.churn_prob:.0%}\n"
                 f"Reasons: {reasons_en}\nSuggested action: {self.action['en']}\nRespond by {due}\n"
-                f"(churnsignal alert {self.alert_id})")
+                f"{marker(self.alert_id)}")
 
 
 class Helpdesk(ABC):

@@ -25,6 +25,7 @@ from .base import (
     InvalidPayload,
     NotConfigured,
     SignatureError,
+    marker,
 )
 
 # Client errors a retry can fix: a timeout, a conflicting concurrent update, too early, too many.
@@ -222,8 +223,8 @@ def retry_after(value: str | None) -> float | None:
 
 def already_posted(texts: Iterable[str | None], alert: AlertMessage) -> bool:
     """Whether an earlier try's note landed: every note ends with its alert's marker line."""
-    marker = f"(churnsignal alert {alert.alert_id})"
-    return any(marker in text for text in texts if text)
+    line = marker(alert.alert_id)
+    return any(line in text for text in texts if text)
 
 
 def other_risk_tags(tags: Iterable[str], alert: AlertMessage) -> list[str]:
