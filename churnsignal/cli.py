@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Iterator
@@ -353,6 +354,12 @@ def serve(bind: str, workers: int) -> None:
     settings = _settings()
     _store(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Each gunicorn worker counts its own requests; in multi-process mode they write them to
+    # files here that any worker adds up when scraped. Set before prometheus_client is imported.
+    metrics_dir = settings.service.data_dir / f"prometheus-{os.getpid()}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
     class Server(BaseApplication):
         def load_config(self) -> None:
@@ -365,7 +372,10 @@ def serve(bind: str, workers: int) -> None:
         def load(self):
             return create_app(settings)
 
-    Server().run()
+    try:
+        Server().run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @main.command()

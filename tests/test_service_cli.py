@@ -89,7 +89,7 @@ def test_serve_runs_the_app_under_gunicorn(tmp_path: Path, service_env: str) -> 
         port = sock.getsockname()[1]
     env = os.environ | {"CHURNSIGNAL_SERVICE__BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}"}
     server = subprocess.Popen([sys.executable, "-m", "churnsignal.cli", "serve", "--bind", f"127.0.0.1:{port}",
-                               "--workers", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -104,6 +104,14 @@ def test_serve_runs_the_app_under_gunicorn(tmp_path: Path, service_env: str) -> 
         health = answer.json()
         assert health["store"] == "ok" and health["broker"] == "ok"
         assert "CHURNSIGNAL_ALERTS__MODEL_PATH" in health["models"]["fusion"]
+        # Two gunicorn workers answer in turn; every scrape counts both workers' requests.
+        for _ in range(7):
+            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        for _ in range(3):
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            line = next(line for line in text.splitlines()
+                        if line.startswith("churnsignal_http_requests_total") and "/healthz" in line)
+            assert float(line.rsplit(" ", 1)[1]) == 8.0, line
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,17 +1,21 @@
 """Operations: ``/healthz`` for the load balancer and ``/metrics`` for Prometheus (no auth).
 
-Request figures are this process's own. The pipeline figures (events by status, alerts by
+Request figures cover every gunicorn worker: ``churnsignal serve`` runs prometheus_client in
+multi-process mode (``PROMETHEUS_MULTIPROC_DIR``), and a scrape, answered by any one worker,
+adds up the files all of them write. Without that variable they are this process's own. The
+pipeline figures (events by status, alerts by
 tier and status, overdue alerts, the oldest unprocessed event) are read from the store at
 scrape time, so what the worker processes did shows up here as well.
 """
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,14 +43,20 @@ class Metrics:
         self.latency = Histogram("churnsignal_http_request_duration_seconds", "Time to answer an HTTP request",
                                  ["endpoint", "status"], registry=self.registry,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.registry.register(StoreCollector(store))
+        self.store_collector = StoreCollector(store)
+        self.registry.register(self.store_collector)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint, str(status)).observe(seconds)
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(self.store_collector)
+        return generate_latest(registry)
 
 
 class StoreCollector:
