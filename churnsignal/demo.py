@@ -78,14 +78,14 @@ def run(options: DemoOptions, echo: Callable[[str], None] = click.echo) -> dict:
     with StandIn() as standin:
         config, token = _write_config(options.workdir, standin, model_path)
         env = os.environ | {"CHURNSIGNAL_CONFIG": str(config)}
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         echo(click.style("2/4 starting the web app and a worker (SQLite store, SQLite broker)", bold=True))
         echo(f"    config: {config}\n    logs:   {options.workdir / 'web.log'}, {options.workdir / 'worker.log'}")
-        with _process(["serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env,
+        with running(["serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"], env,
                       options.workdir / "web.log"), \
-             _process(["worker"], env, options.workdir / "worker.log"):
-            _wait_healthy(base, timeout=120)
+             running(["worker"], env, options.workdir / "worker.log"):
+            wait_for_web(base, timeout=120)
             echo(click.style("3/4 replaying helpdesk traffic through the signed webhooks", bold=True))
             sent = _replay(_as_if_now(sim), replay, base, token, config, echo)
             echo(click.style("4/4 alerts arriving at the helpdesk stand-in", bold=True))
@@ -179,7 +179,7 @@ def _write_config(workdir: Path, standin, model_path: Path) -> tuple[Path, str]:
 
 
 @contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """``churnsignal ARGS`` in its own process group, stopped (and its children) on exit."""
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "churnsignal.cli", *args], env=env, stdout=out,
@@ -196,19 +196,20 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
                 process.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def _wait_healthy(base: str, timeout: float) -> None:
+def wait_for_web(base: str, timeout: float, healthy: bool = True) -> None:
+    """Until the web app answers ``/healthz`` (with 200, if ``healthy``)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
             answer = requests.get(f"{base}/healthz", timeout=10)
-            if answer.status_code == 200:
+            if answer.status_code == 200 or not healthy:
                 return
             last = answer.text
         except requests.RequestException as exc:
