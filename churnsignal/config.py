@@ -173,6 +173,9 @@ class GenericMapping(Section):
     requester_phone: str | None = None
     requester_external_id: str | None = None
     channel: str | None = None
+    # A JMESPath condition a payload must meet to be a message (e.g. "event == 'message.created'");
+    # other payloads (status changes, say) are answered 200 "ignored" instead of 422.
+    message_when: str | None = None
     # Payload values of author_role that mean a customer / an agent; anything else is a bot.
     customer_roles: list[str] = ["customer", "contact", "end-user", "end_user", "user"]
     agent_roles: list[str] = ["agent", "admin"]

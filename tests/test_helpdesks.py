@@ -484,6 +484,16 @@ def test_generic_malformed_payloads_name_the_field_and_expression(change, messag
         adapter("generic:shop").parse(payload)
 
 
+def test_generic_payloads_that_are_not_messages_are_ignored_by_the_condition():
+    mapping = SHOP_MAPPING.model_copy(update={"message_when": "kind == 'message'"})
+    shop = adapter("generic:shop", generic={"shop": GenericHelpdeskSettings(mapping=mapping, secret=SecretStr("g"))})
+    assert shop.parse({"kind": "thread.closed", "thread": "T-1"}) == []
+    assert len(shop.parse(shop_message() | {"kind": "message"})) == 1
+    # Without a condition, the same status change is a malformed message.
+    with pytest.raises(InvalidPayload):
+        adapter("generic:shop").parse({"kind": "thread.closed", "thread": "T-1"})
+
+
 def test_generic_mapping_must_be_jmespath():
     broken = GenericHelpdeskSettings(mapping=SHOP_MAPPING.model_copy(update={"text": "message.[body"}),
                                      secret=SecretStr("g"))

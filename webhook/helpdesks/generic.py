@@ -49,11 +49,9 @@ class Generic(Helpdesk):
             expression = getattr(settings.mapping, field)
             if expression is None:
                 continue
-            try:
-                self._paths[field] = jmespath.compile(expression)
-            except JMESPathError as error:
-                raise NotConfigured(f"helpdesks.generic.{name}.mapping.{field}: "
-                                    f"not a JMESPath expression: {error}") from error
+            self._paths[field] = _compile(name, field, expression)
+        condition = settings.mapping.message_when
+        self._message_when = _compile(name, "message_when", condition) if condition else None
 
     # ------------------------------------------------------------------ inbound
 
@@ -67,6 +65,8 @@ class Generic(Helpdesk):
             raise SignatureError(f"{name} does not match the body")
 
     def parse(self, payload: Any) -> list[SupportEvent]:
+        if self._message_when is not None and not self._message_when.search(payload):
+            return []
         role = self._required("author_role", payload)
         if not isinstance(role, str):
             raise InvalidPayload(f"{self._where('author_role')}: expected a string, got {role!r}")
@@ -161,3 +161,11 @@ def _place(payload: dict[str, Any], keys: list[str], value: Any) -> None:
     for key in keys[:-1]:
         payload = payload.setdefault(key, {})
     payload[keys[-1]] = value
+
+
+def _compile(name: str, field: str, expression: str) -> Any:
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as error:
+        raise NotConfigured(f"helpdesks.generic.{name}.mapping.{field}: "
+                            f"not a JMESPath expression: {error}") from error
