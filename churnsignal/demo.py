@@ -89,7 +89,9 @@ def run(options: DemoOptions, echo: Callable[[str], None] = click.echo) -> dict:
             echo(click.style("3/4 replaying helpdesk traffic through the signed webhooks", bold=True))
             sent = _replay(_as_if_now(sim), replay, base, token, config, echo)
             echo(click.style("4/4 alerts arriving at the helpdesk stand-in", bold=True))
-            store = Store(_database_url(options.workdir))
+            # The store the web app and the worker use: SQLite in the work folder, unless
+            # CHURNSIGNAL_SERVICE__DATABASE_URL points the whole demo at PostgreSQL.
+            store = Store(_settings_from(config).service.database())
             summary = _watch(store, standin, sent, options.timeout, echo)
             store.dispose()
             summary["api_example"] = _api_example(base, token, summary.get("example_customer"))
@@ -148,10 +150,6 @@ def _as_if_now(sim):
     shift = pd.Timestamp.utcnow().tz_localize(None).floor("s") - sim.as_of
     return replace(sim, orders=sim.orders.assign(ordered_at=sim.orders["ordered_at"] + shift),
                    events=sim.events.assign(created_at=sim.events["created_at"] + shift), as_of=sim.as_of + shift)
-
-
-def _database_url(workdir: Path) -> str:
-    return f"sqlite:///{workdir / 'churnsignal.db'}"
 
 
 def _write_config(workdir: Path, standin, model_path: Path) -> tuple[Path, str]:
