@@ -303,8 +303,8 @@ def _watch(store: Store, standin, sent: dict, timeout: float, echo) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         with store.session() as session:
-            pending = session.query(Event).filter(Event.status.in_(("received", "queued"))).count()
-            alerts = session.query(Alert).order_by(Alert.id).all()
+            pending = session.scalar(select(func.count()).where(Event.status.in_(("received", "queued"))))
+            alerts = session.scalars(select(Alert).order_by(Alert.id)).all()
         for alert in alerts:
             if alert.id in shown or alert.status == "open":
                 continue
@@ -321,9 +321,9 @@ def _watch(store: Store, standin, sent: dict, timeout: float, echo) -> dict:
             break
         time.sleep(1)
     with store.session() as session:
-        analysed = session.query(Event).filter(Event.status == "analysed").count()
-        alerts = session.query(Alert).order_by(Alert.id).all()
-        scored = session.query(Event.customer_id).filter(Event.status == "analysed").distinct().count()
+        analysed = session.scalar(select(func.count()).where(Event.status == "analysed"))
+        alerts = session.scalars(select(Alert).order_by(Alert.id)).all()
+        scored = session.scalar(select(func.count(Event.customer_id.distinct())).where(Event.status == "analysed"))
         first_in, last_done = session.execute(select(func.min(Event.received_at), func.max(Event.analysed_at))).one()
         # From the webhook that triggered an alert to its note on the ticket.
         waits = sorted((a.delivered_at - e.received_at).total_seconds() for a, e in session.execute(
