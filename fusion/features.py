@@ -32,7 +32,7 @@ TEXT_FEATURES = (
     "messages", "window_days", "neg_prob_mean", "neg_prob_max", "neg_prob_trend", "negative_word_share",
     *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS),
     "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
-    "days_since_complaint", "rating_mean", "complaints_6m", "unresolved_tickets",
+    "days_since_complaint", "rating_mean", "complaints_6m", "unresolved_tickets", "awaiting_reply",
     "first_response_hours", "slowest_response_hours",
 )
 
@@ -113,12 +113,13 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     recent = seen[age.to_numpy() < LOOKBACK_DAYS]
     out["complaints_6m"] = recent[recent["is_complaint"]].groupby("customer_id").size()
     out["unresolved_tickets"] = _unresolved_tickets(recent)
-    waits = _first_response_hours(everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS],
-                                  as_of)
+    lookback = everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
+    out["awaiting_reply"] = _awaiting_reply(lookback)
+    waits = _first_response_hours(lookback, as_of)
     out["first_response_hours"] = waits.groupby(level="customer_id").mean()
     out["slowest_response_hours"] = waits.groupby(level="customer_id").max()
     counts = ["messages", *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS), "complaints",
-              "repeat_complaints", "competitor_mentions", "complaints_6m", "unresolved_tickets"]
+              "repeat_complaints", "competitor_mentions", "complaints_6m", "unresolved_tickets", "awaiting_reply"]
     out[counts] = out[counts].fillna(0)
     return out.reindex(columns=TEXT_FEATURES).astype(float)
 
@@ -197,6 +198,19 @@ def _unresolved_tickets(messages: pd.DataFrame) -> pd.Series:
     on_tickets = messages[messages["ticket_id"].notna()]
     last = on_tickets.groupby(["customer_id", "ticket_id"])["is_complaint"].last()
     return last[last].groupby(level="customer_id").size()
+
+
+def _awaiting_reply(messages: pd.DataFrame) -> pd.Series:
+    """Tickets whose last message is the customer's complaint: nobody has answered it yet.
+
+    Unlike ``_unresolved_tickets`` this reads who spoke last, not what the agent said: a
+    complaint left hanging is a fact about the ticket, whatever an agent wrote before it.
+    ``messages`` is sorted by customer and time, so the last row per ticket is the last word.
+    """
+    on_tickets = messages[messages["ticket_id"].notna()]
+    last = on_tickets.groupby(["customer_id", "ticket_id"]).tail(1)
+    waiting = last[(last["author"] == "customer") & last["is_complaint"]]
+    return waiting.groupby("customer_id").size()
 
 
 def _repeat_complaints(complaints: pd.DataFrame, in_window: pd.Index) -> pd.Series:

@@ -93,6 +93,7 @@ SIGNALS: dict[str, Signal] = {
     "slowest_response_hours": Signal("service", "最长等待{v:.0f}小时才获首次回复", "waited {v:.0f} h for a first reply once",
                                      above=12),
     "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket(s) still ending in a complaint", above=0),
+    "awaiting_reply": Signal("service", "{v:.0f}条投诉尚未获得回复", "{v:.0f} complaint(s) still awaiting a reply", above=0),
 }
 
 

@@ -58,7 +58,9 @@ Labels
     customers with a single purchase day), moved into the holdout; NaT for non-churners.
 
 A model must read only the written files (``write``), never the parameters or the latent
-state: they are what the benchmark measures the model's ability to recover.
+state: they are what the benchmark measures the model's ability to recover. The latent
+incidents are kept on the result (``Simulation.incidents``, never written) so that a
+benchmark can also say how much a perfect reader of the messages could know.
 """
 
 from __future__ import annotations
@@ -197,6 +199,8 @@ class Simulation:
     events: pd.DataFrame
     labels: pd.DataFrame
     as_of: pd.Timestamp
+    incidents: pd.DataFrame
+    """Latent truth, never written: ``order_id, customer_id, state, start, reported, resolved`` per incident."""
 
 
 def cdnow_path() -> Path:
@@ -261,7 +265,7 @@ def simulate(transactions: pd.DataFrame, pool: SentencePool, params: SimulationP
     orders = _refunds(orders, incidents, params, rngs[7])
     events = _events(orders, incidents, pool, params, rngs[8], end)
     labels = _labels(orders, customers, as_of, end, params.one_time_gap_days)
-    return _shifted(Simulation(orders, events, labels, as_of), params.shift_days * DAY)
+    return _shifted(Simulation(orders, events, labels, as_of, incidents), params.shift_days * DAY)
 
 
 def write(sim: Simulation, out_dir: Path) -> dict[str, Path]:
@@ -464,4 +468,5 @@ def _shifted(sim: Simulation, shift: pd.Timedelta) -> Simulation:
         events=sim.events.assign(created_at=sim.events["created_at"] + shift),
         labels=sim.labels.assign(churned_at=sim.labels["churned_at"] + shift),
         as_of=sim.as_of + shift,
+        incidents=sim.incidents.assign(start=sim.incidents["start"] + shift),
     )

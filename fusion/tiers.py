@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.stats import beta
 
 from churnsignal.config import Tier
 from churnsignal.fusion.evaluation import tier_of
@@ -19,6 +20,9 @@ from churnsignal.fusion.features import MONTH_DAYS, QUARTER_DAYS
 
 # Fewer customers than this in a segment and a fitted cut-off is noise: keep the configured ones.
 MIN_SEGMENT = 50
+# A cut-off that holds the target exactly on the scores it was fitted to exceeds it on new
+# customers about half the time; it is fitted to hold it with this confidence instead.
+CONFIDENCE = 0.9
 
 
 def segment_of(features: pd.DataFrame, high_frequency_orders_per_month: float) -> pd.Series:
@@ -33,8 +37,10 @@ def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers
     """Per segment, the cut-offs that hold ``target_false_alarm`` at the top tier.
 
     The top cut-off is the lowest one whose false-alarm rate on the segment's retained
-    customers is at most the target; the lower tiers keep their configured ratios to it,
-    so their order (and their meaning relative to each other) is unchanged.
+    customers stays within the target by a one-sided ``CONFIDENCE`` Clopper-Pearson bound,
+    so it holds on customers it was not fitted to, not only on these scores. The lower
+    tiers keep their configured ratios to it, so their order (and their meaning relative
+    to each other) is unchanged.
     """
     fitted: dict[str, list[float]] = {}
     for segment in sorted(segments.unique()):
@@ -42,12 +48,20 @@ def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers
         retained = np.sort(proba[members & (churned == 0)].to_numpy())[::-1]
         if members.sum() < MIN_SEGMENT or len(retained) == 0:
             continue
-        allowed = int(np.floor(target_false_alarm * len(retained)))
+        allowed = allowed_false_alarms(len(retained), target_false_alarm)
         top = float(retained[allowed]) if allowed < len(retained) else 0.0
         scale = top / tiers[0].above if tiers[0].above > 0 else 1.0
         # Rounded up, so the customer the top cut-off sits on stays below it.
         fitted[segment] = [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
     return fitted
+
+
+def allowed_false_alarms(retained: int, target_false_alarm: float) -> int:
+    """The most false alarms among ``retained`` customers whose rate is within the target at ``CONFIDENCE``."""
+    alarms = np.arange(retained)
+    upper = beta.ppf(CONFIDENCE, alarms + 1, retained - alarms)
+    within = np.flatnonzero(upper <= target_false_alarm)
+    return int(within[-1]) if len(within) else 0
 
 
 def assign(proba: pd.Series, segments: pd.Series, tiers: Sequence[Tier],

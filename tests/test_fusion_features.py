@@ -151,3 +151,22 @@ def test_text_features_ignore_messages_from_as_of_on() -> None:
     base = build_features(ORDERS, MESSAGES, AS_OF, settings)
     more = build_features(ORDERS, pd.concat([MESSAGES, late], ignore_index=True), AS_OF, settings)
     pd.testing.assert_frame_equal(base, more)
+
+
+def test_complaints_awaiting_reply() -> None:
+    """A ticket counts while its last message is the customer's complaint, whoever wrote before it."""
+    customers, per_month = pd.Index(["a", "b"]), pd.Series({"a": 0.5, "b": 0.3})
+    alone = text_features(MESSAGES, AS_OF, customers, per_month, FusionSettings())
+    # Nobody ever answered: t1 (150 days ago, inside the 180-day lookback) and t2 end in complaints.
+    assert alone.loc["a", "awaiting_reply"] == 2
+    # b's tickets end in calm messages, so nothing is waiting.
+    assert alone.loc["b", "awaiting_reply"] == 0
+    replies = agent_replies([
+        ("a", (AS_OF - pd.Timedelta(days=149)).isoformat(), "t1"),   # t1 answered: no longer waiting
+        ("a", day(10), "t2"),                                         # t2 answered, then a complaint on day 5
+    ])
+    answered = text_features(pd.concat([MESSAGES, replies], ignore_index=True), AS_OF, customers, per_month,
+                             FusionSettings())
+    assert answered.loc["a", "awaiting_reply"] == 1
+    # The customer's own words decide "unresolved": an agent reply changes neither.
+    assert answered.loc["a", "unresolved_tickets"] == alone.loc["a", "unresolved_tickets"] == 2

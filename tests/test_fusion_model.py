@@ -141,11 +141,32 @@ def test_cutoffs_fitted_per_segment_hold_the_false_alarm_target() -> None:
     for name in cutoffs:
         members = segment == name
         false_alarms = ((tier == "red") & members & (churned == 0)).sum() / (members & (churned == 0)).sum()
-        assert 0.04 <= false_alarms <= 0.05
+        # Within the target with a margin for the customers the cut-off was not fitted to.
+        assert 0.03 <= false_alarms <= 0.045
         assert cutoffs[name] == sorted(cutoffs[name], reverse=True)
     fixed = assign(proba, segment, tiers)
     high = (segment == "high_frequency") & (churned == 0)
     assert ((fixed == "red") & high).sum() / high.sum() > 0.05
+
+
+def test_fitted_cutoff_holds_the_target_on_new_customers() -> None:
+    """Fitted on 1,000 retained customers' scores, the cut-off keeps a population's rate within the target.
+
+    A cut-off that hits the target exactly on its own scores misses it on new customers
+    about half the time; the one fitted here must hold in at least 80 % of 200 fittings.
+    """
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(1)
+    tiers = FusionSettings().tiers
+    segment = pd.Series(["low_frequency"] * 1000)
+    held = []
+    for _ in range(200):
+        scores = pd.Series(norm.cdf(rng.normal(-1.0, 0.6, 1000)))   # retained customers only
+        cut = fit_cutoffs(scores, pd.Series(0, index=scores.index), segment, tiers, 0.05)["low_frequency"][0]
+        # the false-alarm rate on every retained customer there is, from the score distribution
+        held.append(norm.sf((norm.ppf(cut) + 1.0) / 0.6) <= 0.05)
+    assert np.mean(held) >= 0.8
 
 
 def test_reasons_only_name_worrying_values() -> None:

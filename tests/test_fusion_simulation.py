@@ -169,6 +169,20 @@ def test_shift_moves_every_timestamp_by_whole_days(transactions: pd.DataFrame, p
     pd.testing.assert_series_equal(shifted.orders["ordered_at"], sim.orders["ordered_at"] + shift)
     pd.testing.assert_series_equal(shifted.events["created_at"], sim.events["created_at"] + shift)
     pd.testing.assert_series_equal(shifted.labels["churned_at"], sim.labels["churned_at"] + shift)
+    pd.testing.assert_series_equal(shifted.incidents["start"], sim.incidents["start"] + shift)
+
+
+def test_latent_incidents_agree_with_the_threads_written(sim: Simulation) -> None:
+    # Incidents before as_of: their threads end well before the holdout does, so none is cut short.
+    early = sim.incidents[sim.incidents["start"] < sim.as_of]
+    assert early["reported"].sum() > 50 and (~early["resolved"]).sum() > 20 and (~early["reported"]).sum() > 5
+    assert early["order_id"].isin(sim.orders["order_id"]).all()
+    threads = sim.events[sim.events["channel"] != "review"].groupby("ticket_id")
+    resolved = threads["text"].apply(lambda texts: (texts == RESOLUTION).any())
+    tickets = "t" + early["order_id"].str[1:]
+    assert set(tickets[early["reported"]]) == set(tickets) & set(resolved.index)
+    reported = early[early["reported"]]
+    assert (resolved.loc["t" + reported["order_id"].str[1:]].to_numpy() == reported["resolved"].to_numpy()).all()
 
 
 def test_write_produces_the_documented_files(sim: Simulation, tmp_path: Path) -> None:
