@@ -51,7 +51,7 @@ def text_only(sim: simulation.Simulation, train_ids: pd.Index, test_ids: pd.Inde
 
 
 def perfect_reader(sim: simulation.Simulation, params: simulation.SimulationParams,
-                               train_ids: pd.Index, test_ids: pd.Index, seed: int) -> float:
+                   train_ids: pd.Index, test_ids: pd.Index, seed: int) -> float:
     """AUC with purchases plus what a perfect reader of the messages would know.
 
     The generator's latent truth, counted per customer: reported incidents in the warning
