@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from cdnow import AS_OF, HOLDOUT_END, cdnow
-from churnsignal.fusion.model import BetaGeoFeatures
+from churnsignal.fusion.model import BetaGeoFeatures, ChurnModel
 from churnsignal.fusion.simulation import cdnow_transactions
 
 SEED = 0
@@ -42,12 +42,12 @@ BOOTSTRAPS = 1000
 
 
 def boosting(n: int, regressor: bool = False):
-    """The fusion model's gradient boosting (``ChurnModel``'s settings for ``n`` customers)."""
-    settings = dict(max_iter=300, learning_rate=0.03, max_leaf_nodes=8, min_samples_leaf=int(np.clip(n // 50, 5, 80)),
-                    l2_regularization=1.0, early_stopping=False, random_state=SEED)
-    if regressor:
-        return HistGradientBoostingRegressor(loss="poisson", **settings)
-    return HistGradientBoostingClassifier(**settings)
+    """The fusion model's own gradient boosting for ``n`` customers; a Poisson regressor when asked."""
+    gbm = ChurnModel(seed=SEED)._pipeline(n).named_steps["gbm"]
+    if not regressor:
+        return gbm
+    params = {k: v for k, v in gbm.get_params().items() if k != "class_weight"}
+    return HistGradientBoostingRegressor(**{**params, "loss": "poisson"})
 
 
 def with_bgnbd(features: pd.DataFrame, train: pd.Index) -> pd.DataFrame:
