@@ -51,7 +51,7 @@ def main() -> None:
         folder = Path(scratch)
         database = args.database_url or f"sqlite:///{folder / 'churnsignal.db'}"
         config = {"service": {"data_dir": str(folder), "database_url": database, "broker_url": args.broker_url},
-                  "helpdesks": {"zendesk": {"signing_secret": SECRET}}}
+                  "helpdesks": {"zendesk": {"signing_secret": SECRET}}, "identity": {"pepper": "bench-pepper"}}
         (folder / "churnsignal.yaml").write_text(yaml.safe_dump(config))
         env = os.environ | {"CHURNSIGNAL_CONFIG": str(folder / "churnsignal.yaml")}
         port = free_port()

@@ -352,6 +352,7 @@ def serve(bind: str, workers: int) -> None:
     from churnsignal.webhook.app import create_app
 
     settings = _settings()
+    _require_pepper(settings)
     _store(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Each gunicorn worker counts its own requests; in multi-process mode they write them to
@@ -361,6 +362,17 @@ def serve(bind: str, workers: int) -> None:
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
 
+    def worker_gone(_arbiter, worker) -> None:
+        # A recycled or crashed worker's live gauges must not be summed any more; its
+        # counters stay, so totals survive reloads.
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, str(metrics_dir))
+
+    def master_exits(_arbiter) -> None:
+        # Only the master may remove the folder: workers share it until the very end.
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
     class Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", bind)
@@ -368,14 +380,13 @@ def serve(bind: str, workers: int) -> None:
             # No access log: its raw paths can hold customer ids (an email, say); the app logs
             # one masked line per request instead.
             self.cfg.set("accesslog", None)
+            self.cfg.set("child_exit", worker_gone)
+            self.cfg.set("on_exit", master_exits)
 
         def load(self):
             return create_app(settings)
 
-    try:
-        Server().run()
-    finally:
-        shutil.rmtree(metrics_dir, ignore_errors=True)
+    Server().run()
 
 
 @main.command()
@@ -390,6 +401,7 @@ def worker(pool: str, concurrency: int, beat: bool) -> None:
     from churnsignal.worker.app import ALERT_QUEUE, QUEUE, make_celery
 
     settings = _settings()
+    _require_pepper(settings)
     try:
         pipeline.fusion_model(settings)
     except pipeline.ModelMissing as exc:
@@ -406,6 +418,15 @@ def worker(pool: str, concurrency: int, beat: bool) -> None:
         settings.service.data_dir.mkdir(parents=True, exist_ok=True)
         argv += ["--beat", f"--schedule={settings.service.data_dir / 'beat-schedule'}"]
     app.worker_main(argv)
+
+
+def _require_pepper(settings) -> None:
+    from churnsignal.config import MissingSetting
+
+    try:
+        settings.identity.required_pepper()
+    except MissingSetting as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def _store(settings):

@@ -20,6 +20,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+class MissingSetting(RuntimeError):
+    """A setting the service cannot run without is not set; the message says how to set it."""
+
+
 class Section(BaseModel):
     """A part of the settings: an unknown key is a typo, refused rather than silently ignored."""
 
@@ -215,8 +219,17 @@ class IdentitySettings(Section):
     # of their own, "hd-" and a hash of the first key present.
     order: list[str] = ["external_id", "email", "phone", "id"]
     # Keys are stored as HMAC-SHA256 with this pepper, never in clear. Change it and the
-    # stored identities no longer match.
-    pepper: SecretStr = SecretStr("churnsignal-default-pepper")
+    # stored identities no longer match. No default: one written in the source is public.
+    pepper: SecretStr | None = None
+
+    def required_pepper(self) -> SecretStr:
+        """The configured pepper, or :class:`MissingSetting` saying how to set one."""
+        if self.pepper is None or not self.pepper.get_secret_value():
+            raise MissingSetting(
+                "identity.pepper is not set: requester emails and phones are stored only as HMACs under "
+                "this secret. Set CHURNSIGNAL_IDENTITY__PEPPER once, before identities are stored "
+                "(e.g. to the output of `python -c 'import secrets; print(secrets.token_hex(32))'`), and keep it")
+        return self.pepper
 
 
 class AlertSettings(Section):
@@ -239,6 +252,9 @@ class ServiceSettings(Section):
     # Read API bearer token; without one the read API answers 401 and says how to set it.
     api_token: SecretStr | None = None
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    # Longest a broker may take to connect or answer (socket timeouts on its transport): a
+    # broker that accepts but never answers cannot hold a webhook longer than about twice this.
+    broker_timeout_seconds: float = Field(2.0, gt=0, le=60)
     # Events persisted but not analysed this long are re-queued by the sweeper.
     requeue_after_seconds: int = Field(120, ge=1)
     # Messages analysed together by one worker task.

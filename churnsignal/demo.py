@@ -158,6 +158,7 @@ def _write_config(workdir: Path, standin, model_path: Path) -> tuple[Path, str]:
     config = {
         "service": {"data_dir": str(workdir), "api_token": token, "requeue_after_seconds": 30},
         "alerts": {"model_path": str(model_path), "cooldown_hours": 24},
+        "identity": {"pepper": secrets.token_hex(32)},
         "fusion": {"cache_dir": str(workdir / "cache")},
         "helpdesks": {
             "zendesk": {"signing_secret": secrets.token_hex(16), "base_url": standin.url("zendesk"),

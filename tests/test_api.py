@@ -21,7 +21,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def make_app(tmp_path, redis_url, store, **service):
-    settings = Settings(service={"broker_url": redis_url, "data_dir": tmp_path, "api_token": TOKEN} | service)
+    settings = Settings(service={"broker_url": redis_url, "data_dir": tmp_path, "api_token": TOKEN} | service,
+                        identity={"pepper": "test-pepper"})
     return create_app(settings, store=store)
 
 

@@ -97,6 +97,7 @@ def stack(request, tmp_path: Path, history) -> Iterator[Stack]:
             "service": {"data_dir": str(tmp_path), "database_url": database, "broker_url": broker,
                         "api_token": "test-token", "requeue_after_seconds": 3},
             "alerts": {"model_path": str(model_path)},
+            "identity": {"pepper": "test-pepper"},
             # One tier from 0: every scored customer is alerted, so the test checks the plumbing.
             "fusion": {"cache_dir": str(model_path.parent / "cache"),
                        "tiers": [{"name": "red", "above": 0.0, "response_hours": 4}]},

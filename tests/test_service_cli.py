@@ -23,6 +23,7 @@ from churnsignal.store import Order, Store
 def service_env(tmp_path: Path, monkeypatch, database_url: str) -> str:
     monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATA_DIR", str(tmp_path))
     monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATABASE_URL", database_url)
+    monkeypatch.setenv("CHURNSIGNAL_IDENTITY__PEPPER", "test-pepper")
     get_settings.cache_clear()
     yield database_url
     get_settings.cache_clear()

@@ -31,6 +31,7 @@ EMAIL = "zhang.san@example.com"
 ADDRESS = "浙江省杭州市西湖区文三路100号5幢302室"
 TEXT = f"快递三天没到，客服也不回。我的电话{PHONE}，邮箱{EMAIL}，地址{ADDRESS}"
 TOKEN = "test-api-token"
+PEPPER = "test-pepper"
 ZENDESK_SECRET = "zendesk-signing-secret"
 GENERIC_SECRET = "acme-secret"
 HELPDESKS = {
@@ -50,7 +51,8 @@ DOWN_STORE = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 
 def make_settings(tmp_path, broker_url, **overrides) -> Settings:
     service = {"broker_url": broker_url, "data_dir": tmp_path, "api_token": TOKEN} | overrides.pop("service", {})
-    return Settings(service=service, helpdesks=overrides.pop("helpdesks", HELPDESKS), **overrides)
+    return Settings(service=service, helpdesks=overrides.pop("helpdesks", HELPDESKS),
+                    identity=overrides.pop("identity", {"pepper": PEPPER}), **overrides)
 
 
 @pytest.fixture

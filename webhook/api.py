@@ -94,7 +94,7 @@ def post_identities():
     if problems:
         return error(422, f"{len(problems)} invalid identity field(s); nothing was stored",
                      problems=_capped(problems))
-    pepper = service().settings.identity.pepper
+    pepper = service().settings.identity.required_pepper()
     with service().store.session() as session:
         for customer_id, kind, value, source in links:
             identity.link(session, customer_id, kind, value, source, pepper=pepper)

@@ -21,6 +21,7 @@ from churnsignal.webhook.helpdesks.base import Requester
 
 KINDS = ("external_id", "email", "phone", "id")
 FALLBACK_PREFIX = "hd-"
+UNIDENTIFIED_PREFIX = "anon-"
 
 
 def normalise(kind: str, value: str | int) -> str | None:
@@ -61,25 +62,24 @@ def key_hash(kind: str, value: str | int, source: str | None, pepper: SecretStr 
     if kind == "id" and not source:
         raise ValueError("a helpdesk user id needs the source it belongs to")
     scope = source if kind == "id" else ""
-    secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
-    message = f"{kind}\x1f{scope}\x1f{normal}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return _hmac(pepper, f"{kind}\x1f{scope}\x1f{normal}")
 
 
-def resolve(session: Session, source: str, requester: Requester, settings: IdentitySettings) -> str:
+def resolve(session: Session, source: str, requester: Requester, settings: IdentitySettings) -> str | None:
     """The customer id of a requester: a linked identity if any, else a stable id of their own.
 
     Keys are tried in ``settings.order`` and the first linked one wins. An unlinked
     requester with an ``external_id`` is that customer (helpdesks carry the shop's user id
     there by convention); anyone else becomes ``hd-`` and 16 hex digits of the hash of
-    their first key, never their email or phone in clear.
+    their first key, never their email or phone in clear. None when no key is usable.
     """
     present = {kind: value for kind, value in requester.keys().items() if normalise(kind, value)}
     if not present:
-        raise ValueError("the requester has no id, email, phone or external_id")
+        return None
     ordered = [kind for kind in settings.order if kind in present]
     ordered += [kind for kind in KINDS if kind in present and kind not in ordered]
-    hashes = {kind: key_hash(kind, present[kind], source, settings.pepper) for kind in ordered}
+    pepper = settings.required_pepper()
+    hashes = {kind: key_hash(kind, present[kind], source, pepper) for kind in ordered}
     for kind in settings.order:
         if kind in hashes:
             identity = session.get(Identity, hashes[kind])
@@ -88,6 +88,16 @@ def resolve(session: Session, source: str, requester: Requester, settings: Ident
     if "external_id" in present:
         return normalise("external_id", present["external_id"])
     return FALLBACK_PREFIX + hashes[ordered[0]][:16]
+
+
+def unidentified(source: str, ticket_id: str, pepper: SecretStr | str) -> str:
+    """The customer id of a requester the helpdesk sent no usable key for (all blank, say).
+
+    Their messages are still stored. One ticket is one person, so the id is per ticket:
+    ``anon-`` and 16 hex digits of its hash. No order can be linked to it, so it is never
+    scored; an id shared by all such requesters would pool strangers' complaints instead.
+    """
+    return UNIDENTIFIED_PREFIX + _hmac(pepper, f"ticket\x1f{source}\x1f{ticket_id}")[:16]
 
 
 def link(session: Session, customer_id: str, kind: str, value: str | int, source: str | None = None,
@@ -99,7 +109,7 @@ def link(session: Session, customer_id: str, kind: str, value: str | int, source
     if pepper is None:
         from churnsignal.config import get_settings
 
-        pepper = get_settings().identity.pepper
+        pepper = get_settings().identity.required_pepper()
     digest = key_hash(kind, value, source, pepper)
     identity = session.get(Identity, digest)
     if identity is None:
@@ -107,3 +117,8 @@ def link(session: Session, customer_id: str, kind: str, value: str | int, source
     else:
         identity.customer_id = customer_id
     return digest
+
+
+def _hmac(pepper: SecretStr | str, message: str) -> str:
+    secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()

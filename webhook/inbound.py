@@ -8,6 +8,7 @@ outage is answered 503 so that the helpdesk retries. Redeliveries are recognised
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,10 +20,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
+from churnsignal.config import IdentitySettings
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Delivery, Event, utcnow
 from churnsignal.webhook import identity
-from churnsignal.webhook.app import logger, read_json, service
+from churnsignal.webhook.app import logger, read_body, read_json, service
 from churnsignal.webhook.helpdesks.base import (
     MARKER,
     Helpdesk,
@@ -42,6 +44,8 @@ SECRET_SETTINGS = {
     "freshdesk": "CHURNSIGNAL_HELPDESKS__FRESHDESK__WEBHOOK_SECRET",
 }
 AUTHORS = ("customer", "agent", "bot")
+# How long a web process leaves events to the sweeper after the broker failed to take one.
+BROKER_PAUSE_SECONDS = 30
 # Column widths of the events table.
 MAX_ID_LENGTH = 200
 MAX_CHANNEL_LENGTH = 16
@@ -65,7 +69,7 @@ def generic(name: str):
 def receive(source: str):
     """One delivery: 202 accepted, 200 duplicate or ignored; errors through the app's handlers."""
     helpdesk = _helpdesk(source)
-    body = request.get_data()  # over service.max_body_bytes: 413 here, before anything is checked
+    body = read_body()  # over service.max_body_bytes: 413 here, before anything is checked
     try:
         helpdesk.verify(request.headers, body, datetime.now(UTC))
     except NotConfigured:
@@ -135,8 +139,6 @@ def _check(event: SupportEvent) -> None:
         raise InvalidPayload(f"channel: must be a non-empty string of at most {MAX_CHANNEL_LENGTH} characters")
     if not isinstance(event.text, str):
         raise InvalidPayload("text: must be a string")
-    if not event.requester.keys():
-        raise InvalidPayload("requester: no id, email, phone or external_id identifies the customer")
 
 
 def _masked_body(text: str, payload) -> str:
@@ -172,19 +174,17 @@ def _store_events(session: Session, source: str, events: list[SupportEvent], bod
         return [known[external_id] for external_id in external_ids], []
     # Customers are resolved (reads only) before the first write, to keep the write short.
     settings = service().settings.identity
-    customers: dict[Requester, str] = {}
+    customers: dict[tuple[Requester, str], str] = {}
     for event in new:
-        if event.requester not in customers:
-            customer_id = identity.resolve(session, source, event.requester, settings)
-            if len(customer_id) > MAX_ID_LENGTH:
-                raise InvalidPayload(f"requester external_id: longer than {MAX_ID_LENGTH} characters")
-            customers[event.requester] = customer_id
+        who = (event.requester, event.ticket_id)
+        if who not in customers:
+            customers[who] = _customer(session, source, event, settings)
     now = utcnow()
     delivery = Delivery(source=source, received_at=now, body=body)
     session.add(delivery)
     session.flush()
     rows = [Event(delivery_id=delivery.id, source=source, external_id=event.event_id, ticket_id=event.ticket_id,
-                  customer_id=customers[event.requester], author=event.author, channel=event.channel,
+                  customer_id=customers[(event.requester, event.ticket_id)], author=event.author, channel=event.channel,
                   text=mask_pii(event.text).text, created_at=_utc_naive(event.created_at), received_at=now,
                   status="received")
             for event in new]
@@ -194,14 +194,32 @@ def _store_events(session: Session, source: str, events: list[SupportEvent], bod
     return [ids[external_id] for external_id in external_ids], [row.id for row in rows]
 
 
+def _customer(session: Session, source: str, event: SupportEvent, settings: IdentitySettings) -> str:
+    """Who wrote ``event``: a resolved customer, or an unidentified one of its ticket."""
+    customer_id = identity.resolve(session, source, event.requester, settings)
+    if customer_id is None:
+        return identity.unidentified(source, event.ticket_id, settings.required_pepper())
+    if len(customer_id) > MAX_ID_LENGTH:
+        raise InvalidPayload(f"requester external_id: longer than {MAX_ID_LENGTH} characters")
+    return customer_id
+
+
 def _enqueue(event_ids: list[int]) -> None:
-    """Queue stored events and mark them queued; a broker outage leaves them to the sweeper."""
+    """Queue stored events and mark them queued; a broker outage leaves them to the sweeper.
+
+    After a failed publish this process leaves new events to the sweeper for
+    :data:`BROKER_PAUSE_SECONDS` without trying: a broker that hangs would otherwise cost
+    every webhook its full socket timeout.
+    """
     svc = service()
+    if time.monotonic() < svc.broker_paused_until:
+        return
     try:
         enqueue_events(svc.celery, event_ids)
     except BrokerUnavailable as exc:
-        logger.warning("broker unavailable, %d event(s) stored and left for the sweeper: %s",
-                       len(event_ids), type(exc).__name__)
+        svc.broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+        logger.warning("broker unavailable, %d event(s) stored and left for the sweeper; not trying again "
+                       "for %d s: %s", len(event_ids), BROKER_PAUSE_SECONDS, type(exc).__name__)
         return
     except Exception as exc:
         # The events are committed: whatever went wrong with the broker, the sender gets its

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from churnsignal.store import Order, Store
+from churnsignal.webhook.helpdesks.http import InvalidPayload, to_time
 
 STATUSES = ("paid", "refunded")
 MAX_ID_LENGTH = 200
@@ -137,19 +138,15 @@ def _identifier(row: Mapping[str, Any], name: str, at: str, problems: list[str])
 
 
 def _time(value: Any, at: str, problems: list[str]) -> datetime | None:
-    """An ISO 8601 date or time as naive UTC (the store's time base)."""
-    if isinstance(value, datetime):
-        stamp = value
-    elif isinstance(value, str):
-        try:
-            stamp = datetime.fromisoformat(value.strip())
-        except ValueError:
-            problems.append(f"{at}: {value!r} is not an ISO 8601 date or time")
-            return None
-    else:
+    """An ISO 8601 date or time as naive UTC (the store's time base), in the range webhooks take."""
+    if not isinstance(value, (datetime, str)):
         problems.append(f"{at}: must be an ISO 8601 date or time string")
         return None
-    return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
+    try:
+        return to_time(value.isoformat() if isinstance(value, datetime) else value, at)
+    except InvalidPayload as exc:
+        problems.append(str(exc))
+        return None
 
 
 def _negative(amount: Any) -> bool:

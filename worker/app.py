@@ -41,12 +41,20 @@ def make_celery(settings: Settings) -> Celery:
         # A webhook must answer within milliseconds: if the broker is down, give up at
         # once; the event is already stored and the sweeper queues it later.
         task_publish_retry_policy={"max_retries": 0},
-        broker_connection_timeout=2,
+        broker_connection_timeout=settings.service.broker_timeout_seconds,
         beat_schedule={"sweep": {"task": SWEEP, "schedule": SWEEP_EVERY_SECONDS}},
     )
     if broker.startswith(("redis://", "rediss://")):
-        # An unacknowledged message (its worker died) is delivered again after this long.
-        app.conf.broker_transport_options = {"visibility_timeout": settings.service.requeue_after_seconds}
+        timeout = settings.service.broker_timeout_seconds
+        app.conf.broker_transport_options = {
+            # An unacknowledged message (its worker died) is delivered again after this long.
+            "visibility_timeout": settings.service.requeue_after_seconds,
+            # Without socket timeouts a publish to a Redis that accepts connections but never
+            # answers (stopped, or a dead peer behind NAT) waits for ever, and so does the
+            # webhook that made it. The consumer's BRPOP runs on its own event loop timer.
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        }
     return app
 
 

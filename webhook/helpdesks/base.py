@@ -23,6 +23,10 @@ Author = Literal["customer", "agent", "bot"]
 MARKER = re.compile(r"\(churnsignal alert (\d+)\)")
 
 
+# What a helpdesk puts in a contact field nobody filled in: no key to know a customer by.
+NO_VALUE = frozenset({"", "-", "--", "—", "n/a", "na", "none", "null", "nil", "undefined", "unknown"})
+
+
 def marker(alert_id: int) -> str:
     return f"(churnsignal alert {alert_id})"
 
@@ -61,9 +65,13 @@ class Requester:
     external_id: str | None = None
 
     def keys(self) -> dict[str, str]:
-        """The keys that are present, by name (``id``, ``email``, ``phone``, ``external_id``)."""
+        """The keys that are present, by name (``id``, ``email``, ``phone``, ``external_id``).
+
+        Blanks and placeholders such as ``"-"`` or ``"N/A"`` are not keys.
+        """
         return {k: v for k, v in (("id", self.id), ("email", self.email), ("phone", self.phone),
-                                  ("external_id", self.external_id)) if v}
+                                  ("external_id", self.external_id))
+                if v is not None and v.strip().lower() not in NO_VALUE}
 
 
 @dataclass(frozen=True)

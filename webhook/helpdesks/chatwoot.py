@@ -67,6 +67,7 @@ from .http import (
     required_str,
     same,
     secret,
+    shown,
     to_time,
 )
 
@@ -92,9 +93,14 @@ class Chatwoot(Helpdesk):
             raise SignatureError(f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are required")
         if not same(_signature(key, timestamp, body), signature):
             raise SignatureError("Chatwoot signature does not match the body")
-        if not timestamp.isdigit():
-            raise SignatureError(f"{TIMESTAMP_HEADER} is not Unix seconds: {timestamp!r}")
-        check_window(to_time(int(timestamp), TIMESTAMP_HEADER), now, self.settings.replay_window_seconds)
+        # str.isdigit() also takes "²" and other digits int() refuses: ASCII digits only.
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            raise SignatureError(f"{TIMESTAMP_HEADER} is not Unix seconds: {shown(timestamp)}")
+        try:
+            sent = to_time(int(timestamp), TIMESTAMP_HEADER)
+        except (InvalidPayload, ValueError) as error:
+            raise SignatureError(f"{TIMESTAMP_HEADER} is not a usable time: {shown(timestamp)}") from error
+        check_window(sent, now, self.settings.replay_window_seconds)
 
     def parse(self, payload: Any) -> list[SupportEvent]:
         data = as_object(payload)
@@ -200,4 +206,4 @@ def _author(message_type: str, sender_type: str | None) -> Author:
 
 def _number(value: str | None) -> int | str | None:
     """Chatwoot's ids are integers; keep anything else as it is."""
-    return int(value) if value is not None and value.isdigit() else value
+    return int(value) if value is not None and value.isascii() and value.isdigit() else value

@@ -30,6 +30,9 @@ from .base import (
 
 # Client errors a retry can fix: a timeout, a conflicting concurrent update, too early, too many.
 _TRANSIENT_CLIENT_ERRORS = {408, 409, 425, 429}
+# The times accepted from webhooks and the API (naive UTC).
+EARLIEST = datetime(1900, 1, 1)
+LATEST = datetime(2200, 1, 1)
 
 
 # ---------------------------------------------------------------- inbound: headers and signatures
@@ -81,15 +84,32 @@ def epoch(moment: datetime) -> int:
 
 
 def to_time(value: Any, path: str) -> datetime:
-    """An ISO 8601 string or Unix seconds, as naive UTC; anything else is an invalid payload."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
-    if isinstance(value, str):
-        try:
-            return utc_naive(datetime.fromisoformat(value.strip()))
-        except ValueError:
-            pass
-    raise InvalidPayload(f"{path}: not an ISO 8601 time or Unix seconds: {value!r}")
+    """An ISO 8601 string or Unix seconds, as naive UTC; anything else is an invalid payload.
+
+    Only times from :data:`EARLIEST` to :data:`LATEST` are taken: no helpdesk or shop writes
+    others, and the workers' pandas times end in 2262.
+    """
+    moment = None
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            moment = datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+        elif isinstance(value, str):
+            moment = utc_naive(datetime.fromisoformat(value.strip()))
+    except (ValueError, OverflowError, OSError):
+        # fromisoformat's bad strings, NaN, and times that leave Python's years 1 to 9999
+        # once their offset or epoch is applied.
+        pass
+    if moment is None:
+        raise InvalidPayload(f"{path}: not an ISO 8601 time or Unix seconds: {shown(value)}")
+    if not EARLIEST <= moment < LATEST:
+        raise InvalidPayload(f"{path}: {shown(value)} is not between {EARLIEST.date()} and {LATEST.date()}")
+    return moment
+
+
+def shown(value: Any, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters, for an error message about a sender's value."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 # ---------------------------------------------------------------- inbound: JSON fields
@@ -212,7 +232,7 @@ def retry_after(value: str | None) -> float | None:
     """Seconds to wait, from a ``Retry-After`` of seconds or of an HTTP date."""
     if not value:
         return None
-    if value.strip().isdigit():
+    if value.strip().isascii() and value.strip().isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
