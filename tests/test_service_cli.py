@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -84,38 +87,111 @@ def test_a_worker_without_a_fusion_model_says_how_to_make_one() -> None:
     assert "churnsignal fusion train" in result.output and "CHURNSIGNAL_ALERTS__MODEL_PATH" in result.output
 
 
-def test_serve_runs_the_app_under_gunicorn(tmp_path: Path, service_env: str) -> None:
+@contextmanager
+def serving(tmp_path: Path, workers: int = 2, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``churnsignal serve`` under gunicorn, once it answers: (base URL, master process)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = os.environ | {"CHURNSIGNAL_SERVICE__BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}"}
+    env = os.environ | {"CHURNSIGNAL_SERVICE__BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.db'}"} | env
     server = subprocess.Popen([sys.executable, "-m", "churnsignal.cli", "serve", "--bind", f"127.0.0.1:{port}",
-                               "--workers", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                               "--workers", str(workers)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                answer = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
-                time.sleep(0.3)
+        wait_until(lambda: answers(base), 60, server)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def answers(base: str) -> bool:
+    try:
+        requests.get(f"{base}/healthz", timeout=10)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def wait_until(condition, seconds: float, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert server.poll() is None and time.monotonic() < deadline, server.stdout.read().decode()
+        time.sleep(0.2)
+
+
+def gunicorn_workers(server: subprocess.Popen) -> set[int]:
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def statuses(base: str, path: str, times: int) -> list[int]:
+    return [requests.get(f"{base}{path}", timeout=10).status_code for _ in range(times)]
+
+
+def test_serve_runs_the_app_under_gunicorn(tmp_path: Path, service_env: str) -> None:
+    with serving(tmp_path) as (base, _):
+        answer = requests.get(f"{base}/healthz", timeout=10)
         # No fusion model is configured: not healthy, and it says why.
         assert answer.status_code == 503
         health = answer.json()
         assert health["store"] == "ok" and health["broker"] == "ok"
         assert "CHURNSIGNAL_ALERTS__MODEL_PATH" in health["models"]["fusion"]
-        # Two gunicorn workers answer in turn; every scrape counts both workers' requests.
-        for _ in range(7):
-            requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        # Two gunicorn workers answer in turn; every scrape counts both workers' requests
+        # (the one that found the server up, that one, and seven more).
+        statuses(base, "/healthz", 7)
         for _ in range(3):
-            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            text = requests.get(f"{base}/metrics", timeout=10).text
             line = next(line for line in text.splitlines()
                         if line.startswith("churnsignal_http_requests_total") and "/healthz" in line)
-            assert float(line.rsplit(" ", 1)[1]) == 8.0, line
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+            assert float(line.rsplit(" ", 1)[1]) == 9.0, line
+
+
+def test_a_reload_or_a_worker_exit_keeps_serving(tmp_path: Path, service_env: str) -> None:
+    # Each gunicorn worker that exits gracefully used to delete the metrics folder they
+    # share, and every later request answered 500.
+    with serving(tmp_path) as (base, server):
+        assert statuses(base, "/metrics", 4) == [200] * 4
+        before = gunicorn_workers(server)
+        server.send_signal(signal.SIGHUP)  # reload: every worker is replaced
+        wait_until(lambda: len(gunicorn_workers(server) - before) == 2, 60, server)
+        assert statuses(base, "/metrics", 40) == [200] * 40
+        os.kill(next(iter(gunicorn_workers(server))), signal.SIGTERM)  # one worker leaves, as max_requests does
+        assert statuses(base, "/metrics", 40) == [200] * 40
+        text = requests.get(f"{base}/metrics", timeout=10).text
+        assert 'churnsignal_http_requests_total{endpoint="/metrics",method="GET",status="200"}' in text
+        metrics_dir = tmp_path / f"prometheus-{server.pid}"
+        assert metrics_dir.is_dir()
+    assert not metrics_dir.exists()  # the master removes it when it stops
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_one_within_it_is_read_whole(tmp_path: Path,
+                                                                               service_env: str) -> None:
+    # A chunked body has no Content-Length: its stream used to stop at the limit and the
+    # truncated body was read as if whole.
+    with serving(tmp_path, CHURNSIGNAL_HELPDESKS__ZENDESK__SIGNING_SECRET="s",
+                 CHURNSIGNAL_SERVICE__MAX_BODY_BYTES="4096") as (base, _):
+        def chunks(size: int) -> Iterator[bytes]:
+            yield b'{"type": "zen:event-type:ticket.status_changed", "pad": "'
+            yield b"x" * size
+            yield b'"}'
+
+        over = requests.post(f"{base}/webhooks/zendesk", data=chunks(8000), timeout=10)
+        assert over.status_code == 413, over.text
+        assert "4096 bytes" in over.json()["error"]
+        within = requests.post(f"{base}/webhooks/zendesk", data=chunks(1000), timeout=10)
+        assert within.request.headers["Transfer-Encoding"] == "chunked"
+        assert within.status_code == 401, within.text  # read whole, then refused for its missing signature
+
+
+def test_serve_and_worker_refuse_to_start_without_a_pepper(monkeypatch) -> None:
+    # Processes with a time limit: a serve that did start would otherwise never return.
+    env = {k: v for k, v in os.environ.items() if k != "CHURNSIGNAL_IDENTITY__PEPPER"}
+    for command in (["serve", "--bind", "127.0.0.1:0"], ["worker"]):
+        result = subprocess.run([sys.executable, "-m", "churnsignal.cli", *command], env=env, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "CHURNSIGNAL_IDENTITY__PEPPER" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_misspelt_setting_is_refused_not_ignored(monkeypatch) -> None:
