@@ -136,6 +136,20 @@ def test_a_permanent_error_fails_at_once(store) -> None:
         assert alerting.deliver(store, alert.id, 1, settings, requests.Session()).status == "failed"
 
 
+def test_a_redirect_fails_the_alert_naming_where_it_points(store, recorder) -> None:
+    # Followed, the redirected write became a GET whose 200 counted as delivered: no note existed.
+    landing = recorder()
+    moved = recorder(301, {"Location": f"{landing.url}/zendesk/"})
+    settings = settings_for(zendesk={"base_url": moved.url, "email": "bot@example.com", "api_token": "t"})
+    alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+    assert alerting.deliver(store, alert.id, 1, settings, requests.Session()).status == "failed"
+    assert landing.requests == []
+    with store.session() as session:
+        failed = session.get(Alert, alert.id)
+        assert failed.delivered_at is None
+        assert f"HTTP 301 redirect to {landing.url}/zendesk/" in failed.last_error
+
+
 def test_an_unconfigured_helpdesk_fails_the_alert_with_the_reason(store) -> None:
     settings = settings_for()
     alert = alerting.decide(store, add_score(store, "red", 0.9), settings)

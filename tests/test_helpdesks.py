@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -652,3 +653,58 @@ def test_the_stand_in_answers_a_repeated_idempotency_key_as_before(standin, http
     helpdesk.post_alert(ALERT, http)
     assert len(standin.notes("1001")) == 1
     assert [w["kind"] for w in standin.received] == ["message", "labels", "custom_attributes"]
+
+
+# ---------------------------------------------------------------------- addresses and redirects
+
+def adapter_at(source: str, url: str) -> helpdesks.Helpdesk:
+    """The adapter for ``source`` with its API address (the generic one's ``alert_url``) at ``url``."""
+    settings = make_settings()
+    if source.startswith("generic:"):
+        shop = settings.generic["shop"].model_copy(update={"alert_url": url})
+        return helpdesks.get(source, settings.model_copy(update={"generic": {"shop": shop}}))
+    section = getattr(settings, source).model_copy(update={"base_url": url})
+    return helpdesks.get(source, settings.model_copy(update={source: section}))
+
+
+@pytest.mark.parametrize("path", ["/hooks/churn/", "/hooks/churn", "/hooks/churn/?tenant=7"])
+def test_an_alert_url_is_used_exactly_as_written(path, recorder, http):
+    # A trailing slash once went missing; the receiver answered 301 and the alert counted as delivered.
+    receiver = recorder()
+    adapter_at("generic:shop", receiver.url + path).post_alert(ALERT, http)
+    assert [(method, sent) for method, sent, _ in receiver.requests] == [("POST", path)]
+
+
+@pytest.mark.parametrize("base", ["/desk", "/desk/"])
+def test_a_base_url_and_an_api_path_meet_at_one_slash(base, recorder, http):
+    api = recorder()
+    adapter_at("zendesk", api.url + base).post_alert(ALERT, http)
+    assert [path for _, path, _ in api.requests] == ["/desk/api/v2/tickets/1001.json"] * 2
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_redirect_is_a_permanent_failure_naming_where_it_points(source, status, recorder, http):
+    elsewhere = recorder()
+    target = f"http://localhost:{elsewhere.url.rsplit(':', 1)[1]}/moved/?from=churnsignal"
+    moved = recorder(status, {"Location": target})
+    with pytest.raises(DeliveryError, match=f"HTTP {status} redirect to {re.escape(target)}") as failure:
+        adapter_at(source, moved.url).post_alert(ALERT, http)
+    assert failure.value.permanent
+    assert len(moved.requests) == 1 and elsewhere.requests == []
+
+
+def test_a_relative_redirect_is_named_in_full(recorder, http):
+    moved = recorder(301, {"Location": "/hooks/churn/"})
+    with pytest.raises(DeliveryError, match=f"redirect to {moved.url}/hooks/churn/:"):
+        adapter_at("generic:shop", f"{moved.url}/hooks/churn").post_alert(ALERT, http)
+
+
+def test_chatwoot_token_is_never_sent_where_a_redirect_points(recorder, http):
+    elsewhere = recorder()
+    moved = recorder(307, {"Location": f"http://localhost:{elsewhere.url.rsplit(':', 1)[1]}/steal"})
+    with pytest.raises(DeliveryError):
+        adapter_at("chatwoot", moved.url).post_alert(ALERT, http)
+    [(_, _, headers)] = moved.requests
+    assert headers["api_access_token"] == "c-token"
+    assert elsewhere.requests == []

@@ -2,8 +2,8 @@
 
 Inbound: reading a webhook's headers, signatures and JSON fields, so that every adapter reports
 a bad signature or a malformed payload in the same words. Outbound: one way to call a
-helpdesk's API, so that a 429, a 5xx or a timeout means the same :class:`DeliveryError` whichever
-helpdesk answered.
+helpdesk's API, so that a 429, a 5xx, a redirect or a timeout means the same :class:`DeliveryError`
+whichever helpdesk answered.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import requests
 from pydantic import SecretStr
@@ -165,6 +166,10 @@ def required_flag(payload: dict[str, Any], path: str) -> bool:
 class Api:
     """One alert's calls to one helpdesk API: same session, timeout, credentials and
     ``Idempotency-Key`` on every request, and one mapping from failures to :class:`DeliveryError`.
+
+    Redirects are never followed. ``requests`` would turn a redirected POST into a GET, whose
+    200 would count an alert delivered that never landed, and would carry headers such as
+    Chatwoot's ``api_access_token`` to whatever host the answer names.
     """
 
     http: requests.Session
@@ -177,11 +182,11 @@ class Api:
     def __call__(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
                  params: dict[str, Any] | None = None) -> Any:
         """Send one request; the decoded JSON answer (None when there is none)."""
-        url = self.base_url.rstrip("/") + path
+        url = join_url(self.base_url, path)
         headers = {**self.headers, "Idempotency-Key": self.idempotency_key}
         try:
-            response = self.http.request(method, url, json=json, data=data, params=params,
-                                         headers=headers, auth=self.auth, timeout=self.timeout)
+            response = self.http.request(method, url, json=json, data=data, params=params, headers=headers,
+                                         auth=self.auth, timeout=self.timeout, allow_redirects=False)
         except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                 requests.exceptions.InvalidURL) as error:
             raise NotConfigured(f"{url} is not a usable API address: {error}") from error
@@ -195,9 +200,24 @@ class Api:
             return None
 
 
+def join_url(base: str, path: str) -> str:
+    """The configured ``base`` exactly as written, then ``path``.
+
+    An empty path (the generic adapter's ``alert_url``) is the URL itself, trailing slash and
+    query included: a receiver may route ``/hook`` and ``/hook/`` apart. Where a base ending in
+    ``/`` meets an API path starting with ``/``, one of the two is dropped, so that
+    ``https://x.zendesk.com/`` and ``https://x.zendesk.com`` reach the same API.
+    """
+    if base.endswith("/") and path.startswith("/"):
+        return base + path[1:]
+    return base + path
+
+
 def raise_for_status(response: requests.Response, what: str) -> None:
     """Turn a failed answer into a :class:`DeliveryError` that says whether to retry, and when."""
     status = response.status_code
+    if 300 <= status < 400:
+        raise DeliveryError(_redirected(response, what), permanent=True)
     if status < 400:
         return
     message = f"{what}: HTTP {status} {response.text[:200]}".rstrip()
@@ -206,6 +226,14 @@ def raise_for_status(response: requests.Response, what: str) -> None:
     if status < 500 and status not in _TRANSIENT_CLIENT_ERRORS:
         raise DeliveryError(message, permanent=True)
     raise DeliveryError(message)
+
+
+def _redirected(response: requests.Response, what: str) -> str:
+    """A redirect means the configured URL is not the API's own: say where it points, in full."""
+    location = response.headers.get("Location")
+    where = urljoin(response.url, location) if location else "nowhere (no Location header)"
+    return (f"{what}: HTTP {response.status_code} redirect to {where}: outbound calls never follow "
+            f"redirects; set the URL to where it points")
 
 
 def retry_after(value: str | None) -> float | None:
