@@ -708,3 +708,26 @@ def test_chatwoot_token_is_never_sent_where_a_redirect_points(recorder, http):
     [(_, _, headers)] = moved.requests
     assert headers["api_access_token"] == "c-token"
     assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("ticket_id", [".", "..", ""])
+@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk"])
+def test_a_ticket_id_that_cannot_be_a_path_segment_is_refused(source, ticket_id, recorder, http):
+    # quote() leaves "." and ".." as they are; URL normalisation would resolve them to another resource.
+    api = recorder()
+    with pytest.raises(DeliveryError, match=f"ticket id {re.escape(repr(ticket_id))}") as failure:
+        adapter_at(source, api.url).post_alert(replace(ALERT, ticket_id=ticket_id), http)
+    assert failure.value.permanent
+    assert api.requests == []
+
+
+TICKETS = {"zendesk": "/api/v2/tickets/", "chatwoot": "/api/v1/accounts/3/conversations/",
+           "freshdesk": "/api/v2/tickets/"}
+
+
+@pytest.mark.parametrize("source", list(TICKETS))
+def test_a_ticket_id_with_dots_and_slashes_stays_one_path_segment(source, recorder, http):
+    api = recorder()
+    adapter_at(source, api.url).post_alert(replace(ALERT, ticket_id="../1 2/..."), http)
+    assert api.requests
+    assert all(path.startswith(TICKETS[source] + "..%2F1%202%2F...") for _, path, _ in api.requests)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import requests
 from pydantic import SecretStr
@@ -198,6 +198,18 @@ class Api:
             return response.json() if response.content else None
         except ValueError:
             return None
+
+
+def ticket_segment(ticket_id: str) -> str:
+    """The ticket id as one URL path segment, or a permanent :class:`DeliveryError`.
+
+    ``quote`` escapes ``/`` but leaves ``.`` and ``..`` as they are, and URL normalisation
+    (urllib3's, a proxy's, the helpdesk's router) resolves them: ``/tickets/..`` would address
+    the collection or the account instead of a ticket, and an empty id the collection itself.
+    """
+    if ticket_id in ("", ".", ".."):
+        raise DeliveryError(f"ticket id {ticket_id!r} cannot be a URL path segment: refused", permanent=True)
+    return quote(ticket_id, safe="")
 
 
 def join_url(base: str, path: str) -> str:
