@@ -26,7 +26,7 @@ from churnsignal.webhook.helpdesks import (
     SignatureError,
     SupportEvent,
 )
-from churnsignal.webhook.helpdesks.http import retry_after
+from churnsignal.webhook.helpdesks.http import retry_after, without_credentials
 from churnsignal.webhook.standin import StandIn
 from pydantic import SecretStr
 
@@ -731,3 +731,24 @@ def test_a_ticket_id_with_dots_and_slashes_stays_one_path_segment(source, record
     adapter_at(source, api.url).post_alert(replace(ALERT, ticket_id="../1 2/..."), http)
     assert api.requests
     assert all(path.startswith(TICKETS[source] + "..%2F1%202%2F...") for _, path, _ in api.requests)
+
+
+# ---------------------------------------------------------------------- what a failure may say
+
+@pytest.mark.parametrize(("said", "kept"), [
+    ("POST https://bot:s3cret@hooks.example.com/churn/?tenant=7&token=abc123: HTTP 500",
+     "POST https://***@hooks.example.com/churn/?tenant=7&token=***: HTTP 500"),
+    ("GET https://ghp_abc@api.example.com/x", "GET https://***@api.example.com/x"),
+    ("https://u:p@ss@host/x", "https://***@host/x"),
+    ("https://h/x?api_key=k&sig=s&X-Amz-Signature=zz&access_token=t&password=p&page=2#top",
+     "https://h/x?api_key=***&sig=***&X-Amz-Signature=***&access_token=***&password=***&page=2#top"),
+    ("HTTP 302 redirect to https://sso.example.com/login?next=%2F&client_secret=abc: set the URL",
+     "HTTP 302 redirect to https://sso.example.com/login?next=%2F&client_secret=***: set the URL"),
+    ("HTTPConnectionPool(host='h', port=80): Max retries exceeded with url: /hook?Token=abc (Caused by x)",
+     "HTTPConnectionPool(host='h', port=80): Max retries exceeded with url: /hook?Token=*** (Caused by x)"),
+    ("POST https://h/hook?key=a:b.c&x=1 (timeout)", "POST https://h/hook?key=***&x=1 (timeout)"),
+    ("PUT https://x.zendesk.com/api/v2/tickets/7.json: HTTP 422 mail li@example.com",
+     "PUT https://x.zendesk.com/api/v2/tickets/7.json: HTTP 422 mail li@example.com"),
+])
+def test_credentials_are_removed_from_what_a_failure_says(said, kept):
+    assert without_credentials(said) == kept

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,13 @@ from .base import (
 
 # Client errors a retry can fix: a timeout, a conflicting concurrent update, too early, too many.
 _TRANSIENT_CLIENT_ERRORS = {408, 409, 425, 429}
+# A URL's user and password: everything from "://" to the last "@" of the authority.
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
+# A query parameter whose name suggests a secret (token, api_key, client_secret, sig, password...)
+# and its value, which ends at the next parameter, fragment or space; punctuation just before a
+# space (the ": " after a URL in a message) is the message's, not the value's.
+_SECRET_PARAMETER = re.compile(r"([?&;][^=&#\s]*(?:token|secret|passw|pwd|key|sig|auth|credential)[^=&#\s]*=)"
+                               r"[^&#\s]*?(?=[&#]|[:;,.)'\"]*(?:\s|$))", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------- inbound: headers and signatures
@@ -246,6 +254,16 @@ def _redirected(response: requests.Response, what: str) -> str:
     where = urljoin(response.url, location) if location else "nowhere (no Location header)"
     return (f"{what}: HTTP {response.status_code} redirect to {where}: outbound calls never follow "
             f"redirects; set the URL to where it points")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the credentials a URL in it may carry replaced by ``***``.
+
+    Failure messages name the URL they called or were redirected to, and configured URLs can
+    hold a user and password or a token in the query; the message is stored, logged and shown
+    to operators, none of whom should learn a helpdesk's credentials from it.
+    """
+    return _SECRET_PARAMETER.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 def retry_after(value: str | None) -> float | None:
