@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from churnsignal import __version__
+from churnsignal.store import ALERT_STATUSES, Alert, utcnow
 
 JSONL_BATCH = 256
 
@@ -340,6 +343,83 @@ def db_upgrade() -> None:
     """Create the tables or migrate them to this version (safe to run again)."""
     store = _store(_settings())
     click.echo(f"database at {_safe_url(store.url)} is up to date")
+
+
+@main.group()
+def alerts() -> None:
+    """The alerts raised so far, and how their delivery went."""
+
+
+class _Since(click.ParamType):
+    """An ISO 8601 date or time (UTC unless it says otherwise), or a span back from now: 30m, 24h, 7d."""
+
+    name = "time"
+    _SPAN = re.compile(r"(\d+)([mhd])")
+    _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        from churnsignal.webhook.helpdesks.http import utc_naive
+
+        span = self._SPAN.fullmatch(value.strip())
+        if span:
+            return utcnow() - timedelta(**{self._UNITS[span[2]]: int(span[1])})
+        try:
+            return utc_naive(datetime.fromisoformat(value.strip()))
+        except ValueError:
+            self.fail(f"{value!r} is neither an ISO 8601 date or time nor a span such as 30m, 24h or 7d", param, ctx)
+
+
+@alerts.command("list")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(ALERT_STATUSES),
+              help="Only alerts with this status (repeat for several).")
+@click.option("--since", type=_Since(), help="Only alerts raised since: an ISO 8601 date or time, or 30m, 24h, 7d.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert and line, the last error in full.")
+def alerts_list(statuses: tuple[str, ...], since: datetime | None, limit: int, as_json: bool) -> None:
+    """Alerts newest first, with their delivery status, attempts and last error (credentials removed)."""
+    from sqlalchemy import select
+
+    query = select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+    if statuses:
+        query = query.where(Alert.status.in_(statuses))
+    if since is not None:
+        query = query.where(Alert.created_at >= since)
+    with _store(_settings()).session() as session:
+        found = session.scalars(query).all()
+    if as_json:
+        for alert in found:
+            click.echo(json.dumps(_alert_record(alert), ensure_ascii=False))
+    elif not found:
+        click.echo("no alerts")
+    else:
+        for line in _alert_lines(found, shutil.get_terminal_size().columns):
+            click.echo(line)
+
+
+def _alert_record(alert: Alert) -> dict[str, Any]:
+    from churnsignal.webhook.helpdesks.http import iso_z
+
+    return {"id": alert.id, "created_at": iso_z(alert.created_at, "seconds"), "tier": alert.tier,
+            "status": alert.status, "attempts": alert.attempts, "source": alert.source, "ticket_id": alert.ticket_id,
+            "due_at": iso_z(alert.due_at, "seconds"),
+            "delivered_at": iso_z(alert.delivered_at, "seconds") if alert.delivered_at else None,
+            "last_error": alert.last_error}
+
+
+_ALERT_COLUMNS = ("ID", "CREATED (UTC)", "TIER", "STATUS", "ATTEMPTS", "SOURCE", "TICKET")
+
+
+def _alert_lines(found: Sequence[Alert], width: int) -> Iterator[str]:
+    """A header and one line per alert, each column as wide as its widest value; the last error
+    (on one line) takes what is left of the terminal's width, and at least 20 characters."""
+    rows = [(str(a.id), a.created_at.strftime("%Y-%m-%d %H:%M"), a.tier, a.status, str(a.attempts), a.source,
+             a.ticket_id) for a in found]
+    widths = [max(len(cell) for cell in column) for column in zip(_ALERT_COLUMNS, *rows)]
+    errors = [" ".join((a.last_error or "").split()) for a in found]
+    for cells, error in [(_ALERT_COLUMNS, "LAST ERROR"), *zip(rows, errors)]:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(cells, widths)) + "  "
+        room = max(20, width - len(line))
+        yield (line + (error if len(error) <= room else error[:room - 1] + "…")).rstrip()
 
 
 @main.command()

@@ -119,6 +119,10 @@ class RiskScore(Base):
     action: Mapped[dict[str, Any]]
 
 
+# Every status an alert can have, in the order of its life (see :class:`Alert`).
+ALERT_STATUSES = ("open", "delivered", "failed", "superseded", "resolved")
+
+
 class Alert(Base):
     """An alert for a ticket.
 

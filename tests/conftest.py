@@ -76,3 +76,70 @@ def store(database_url: str):
     store.upgrade()
     yield store
     store.dispose()
+
+
+# --- A bare HTTP server that answers every request the same way and remembers them. ---
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Recorder:
+    """Answers every request with ``status`` and ``headers``, and records each one it got.
+
+    The stand-in models the helpdesks' APIs; this one is for what no helpdesk API should do
+    (redirect) and for where no request may arrive at all.
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+
+    def start(self) -> None:
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.requests.append((self.command, self.path, dict(self.headers)))
+                body = b"{}"
+                self.send_response(recorder.status)
+                for name, value in {"Content-Type": "application/json", **recorder.headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+
+@pytest.fixture
+def recorder() -> Iterator:
+    """``recorder(status=200, headers={})``: a started :class:`Recorder`, stopped after the test."""
+    started: list[Recorder] = []
+
+    def start(status: int = 200, headers: dict[str, str] | None = None) -> Recorder:
+        server = Recorder(status, headers or {})
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -134,6 +135,63 @@ def test_a_permanent_error_fails_at_once(store) -> None:
         alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
         standin.fail_next(404, method="PUT")
         assert alerting.deliver(store, alert.id, 1, settings, requests.Session()).status == "failed"
+
+
+def test_a_redirect_fails_the_alert_naming_where_it_points(store, recorder) -> None:
+    # Followed, the redirected write became a GET whose 200 counted as delivered: no note existed.
+    landing = recorder()
+    moved = recorder(301, {"Location": f"{landing.url}/zendesk/"})
+    settings = settings_for(zendesk={"base_url": moved.url, "email": "bot@example.com", "api_token": "t"})
+    alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+    assert alerting.deliver(store, alert.id, 1, settings, requests.Session()).status == "failed"
+    assert landing.requests == []
+    with store.session() as session:
+        failed = session.get(Alert, alert.id)
+        assert failed.delivered_at is None
+        assert f"HTTP 301 redirect to {landing.url}/zendesk/" in failed.last_error
+
+
+def test_reasons_are_stored_without_credentials(store, recorder) -> None:
+    down = recorder(503)
+    settings = settings_for(zendesk={"base_url": down.url.replace("://", "://bot:pa55w0rd@"),
+                                     "email": "bot@example.com", "api_token": "t"})
+    alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+    retried = alerting.deliver(store, alert.id, 1, settings, requests.Session())
+    assert retried.retry_in is not None and retried.error.startswith("GET http://***@127.0.0.1:")
+    with store.session() as session:
+        assert session.get(Alert, alert.id).last_error == retried.error
+    down.status, down.headers["Location"] = 302, "https://sso.example.com/login?next=%2F&access_token=abc123"
+    failed = alerting.deliver(store, alert.id, 2, settings, requests.Session())
+    assert failed.status == "failed" and failed.error.endswith(
+        "redirect to https://sso.example.com/login?next=%2F&access_token=***: outbound calls never follow "
+        "redirects; set the URL to where it points")
+    with store.session() as session:
+        stored = session.get(Alert, alert.id).last_error
+    assert stored == failed.error and "pa55w0rd" not in stored and "abc123" not in stored
+
+
+def test_the_worker_logs_why_a_delivery_is_retried_or_failed(store, recorder, monkeypatch, caplog) -> None:
+    from churnsignal.worker import tasks
+
+    down = recorder(503)
+    settings = settings_for(zendesk={"base_url": down.url.replace("://", "://bot:pa55w0rd@"),
+                                     "email": "bot@example.com", "api_token": "t"})
+    alert = alerting.decide(store, add_score(store, "red", 0.9), settings)
+    queued: list[dict] = []
+    monkeypatch.setattr(tasks, "_store", lambda: store)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    monkeypatch.setattr(tasks.deliver_alert, "apply_async", lambda **kwargs: queued.append(kwargs))
+    with caplog.at_level(logging.WARNING, logger="churnsignal.worker.tasks"):
+        assert tasks.deliver_alert(alert.id, 1) == "open"
+        down.status = 404
+        assert tasks.deliver_alert(alert.id, 2) == "failed"
+    retry, failure = caplog.records
+    assert retry.levelno == logging.WARNING and failure.levelno == logging.ERROR
+    assert f"alert {alert.id} attempt 1 failed; retrying in" in retry.getMessage()
+    assert "GET http://***@127.0.0.1:" in retry.getMessage() and "HTTP 503" in retry.getMessage()
+    assert f"alert {alert.id} failed at attempt 2, not retried: GET http://***@" in failure.getMessage()
+    assert "HTTP 404" in failure.getMessage() and "pa55w0rd" not in caplog.text
+    assert [q["args"] for q in queued] == [[alert.id, 2]]
 
 
 def test_an_unconfigured_helpdesk_fails_the_alert_with_the_reason(store) -> None:

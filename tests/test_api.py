@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from churnsignal.config import Settings
 from churnsignal.fusion.inputs import InputError
@@ -232,6 +232,15 @@ def test_customer_risk_document(client, store):
     assert {k: alert[k] for k in ("tier", "status", "due_at", "delivered_at", "ticket_id", "source")} == {
         "tier": "red", "status": "open", "due_at": "2025-03-01T16:00:00Z", "delivered_at": None,
         "ticket_id": "T1", "source": "zendesk"}
+
+
+def test_an_alert_shows_why_its_delivery_failed_or_is_retried(client, store):
+    add_history(store, datetime(2025, 3, 1, 12, 0))
+    reason = "PUT https://***@x.zendesk.com/api/v2/tickets/T1.json: HTTP 503"
+    with store.session() as session:
+        session.execute(update(Alert).values(attempts=3, last_error=reason))
+    [alert] = client.get("/api/customers/c1/risk", headers=AUTH).json["alerts"]
+    assert (alert["status"], alert["attempts"], alert["last_error"]) == ("open", 3, reason)
 
 
 def test_ticket_risk_is_its_customers(client, store):

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -25,7 +26,7 @@ from churnsignal.webhook.helpdesks import (
     SignatureError,
     SupportEvent,
 )
-from churnsignal.webhook.helpdesks.http import retry_after
+from churnsignal.webhook.helpdesks.http import retry_after, without_credentials
 from churnsignal.webhook.standin import StandIn
 from pydantic import SecretStr
 
@@ -652,3 +653,102 @@ def test_the_stand_in_answers_a_repeated_idempotency_key_as_before(standin, http
     helpdesk.post_alert(ALERT, http)
     assert len(standin.notes("1001")) == 1
     assert [w["kind"] for w in standin.received] == ["message", "labels", "custom_attributes"]
+
+
+# ---------------------------------------------------------------------- addresses and redirects
+
+def adapter_at(source: str, url: str) -> helpdesks.Helpdesk:
+    """The adapter for ``source`` with its API address (the generic one's ``alert_url``) at ``url``."""
+    settings = make_settings()
+    if source.startswith("generic:"):
+        shop = settings.generic["shop"].model_copy(update={"alert_url": url})
+        return helpdesks.get(source, settings.model_copy(update={"generic": {"shop": shop}}))
+    section = getattr(settings, source).model_copy(update={"base_url": url})
+    return helpdesks.get(source, settings.model_copy(update={source: section}))
+
+
+@pytest.mark.parametrize("path", ["/hooks/churn/", "/hooks/churn", "/hooks/churn/?tenant=7"])
+def test_an_alert_url_is_used_exactly_as_written(path, recorder, http):
+    # A trailing slash once went missing; the receiver answered 301 and the alert counted as delivered.
+    receiver = recorder()
+    adapter_at("generic:shop", receiver.url + path).post_alert(ALERT, http)
+    assert [(method, sent) for method, sent, _ in receiver.requests] == [("POST", path)]
+
+
+@pytest.mark.parametrize("base", ["/desk", "/desk/"])
+def test_a_base_url_and_an_api_path_meet_at_one_slash(base, recorder, http):
+    api = recorder()
+    adapter_at("zendesk", api.url + base).post_alert(ALERT, http)
+    assert [path for _, path, _ in api.requests] == ["/desk/api/v2/tickets/1001.json"] * 2
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_redirect_is_a_permanent_failure_naming_where_it_points(source, status, recorder, http):
+    elsewhere = recorder()
+    target = f"http://localhost:{elsewhere.url.rsplit(':', 1)[1]}/moved/?from=churnsignal"
+    moved = recorder(status, {"Location": target})
+    with pytest.raises(DeliveryError, match=f"HTTP {status} redirect to {re.escape(target)}") as failure:
+        adapter_at(source, moved.url).post_alert(ALERT, http)
+    assert failure.value.permanent
+    assert len(moved.requests) == 1 and elsewhere.requests == []
+
+
+def test_a_relative_redirect_is_named_in_full(recorder, http):
+    moved = recorder(301, {"Location": "/hooks/churn/"})
+    with pytest.raises(DeliveryError, match=f"redirect to {moved.url}/hooks/churn/:"):
+        adapter_at("generic:shop", f"{moved.url}/hooks/churn").post_alert(ALERT, http)
+
+
+def test_chatwoot_token_is_never_sent_where_a_redirect_points(recorder, http):
+    elsewhere = recorder()
+    moved = recorder(307, {"Location": f"http://localhost:{elsewhere.url.rsplit(':', 1)[1]}/steal"})
+    with pytest.raises(DeliveryError):
+        adapter_at("chatwoot", moved.url).post_alert(ALERT, http)
+    [(_, _, headers)] = moved.requests
+    assert headers["api_access_token"] == "c-token"
+    assert elsewhere.requests == []
+
+
+@pytest.mark.parametrize("ticket_id", [".", "..", ""])
+@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk"])
+def test_a_ticket_id_that_cannot_be_a_path_segment_is_refused(source, ticket_id, recorder, http):
+    # quote() leaves "." and ".." as they are; URL normalisation would resolve them to another resource.
+    api = recorder()
+    with pytest.raises(DeliveryError, match=f"ticket id {re.escape(repr(ticket_id))}") as failure:
+        adapter_at(source, api.url).post_alert(replace(ALERT, ticket_id=ticket_id), http)
+    assert failure.value.permanent
+    assert api.requests == []
+
+
+TICKETS = {"zendesk": "/api/v2/tickets/", "chatwoot": "/api/v1/accounts/3/conversations/",
+           "freshdesk": "/api/v2/tickets/"}
+
+
+@pytest.mark.parametrize("source", list(TICKETS))
+def test_a_ticket_id_with_dots_and_slashes_stays_one_path_segment(source, recorder, http):
+    api = recorder()
+    adapter_at(source, api.url).post_alert(replace(ALERT, ticket_id="../1 2/..."), http)
+    assert api.requests
+    assert all(path.startswith(TICKETS[source] + "..%2F1%202%2F...") for _, path, _ in api.requests)
+
+
+# ---------------------------------------------------------------------- what a failure may say
+
+@pytest.mark.parametrize(("said", "kept"), [
+    ("POST https://bot:s3cret@hooks.example.com/churn/?tenant=7&token=abc123: HTTP 500",
+     "POST https://***@hooks.example.com/churn/?tenant=7&token=***: HTTP 500"),
+    ("GET https://ghp_abc@api.example.com/x", "GET https://***@api.example.com/x"),
+    ("https://u:p@ss@host/x", "https://***@host/x"),
+    ("https://h/x?api_key=k&sig=s&X-Amz-Signature=zz&access_token=t&password=p&page=2#top",
+     "https://h/x?api_key=***&sig=***&X-Amz-Signature=***&access_token=***&password=***&page=2#top"),
+    ("HTTP 302 redirect to https://sso.example.com/login?next=%2F&client_secret=abc: set the URL",
+     "HTTP 302 redirect to https://sso.example.com/login?next=%2F&client_secret=***: set the URL"),
+    ("HTTPConnectionPool(host='h', port=80): Max retries exceeded with url: /hook?Token=abc (Caused by x)",
+     "HTTPConnectionPool(host='h', port=80): Max retries exceeded with url: /hook?Token=*** (Caused by x)"),
+    ("POST https://h/hook?key=a:b.c&x=1 (timeout)", "POST https://h/hook?key=***&x=1 (timeout)"),
+    ("PUT https://x.zendesk.com/api/v2/tickets/7.json: HTTP 422 mail li@example.com",
+     "PUT https://x.zendesk.com/api/v2/tickets/7.json: HTTP 422 mail li@example.com"),
+])
+def test_credentials_are_removed_from_what_a_failure_says(said, kept):
+    assert without_credentials(said) == kept

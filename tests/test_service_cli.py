@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from sqlalchemy import inspect, select
 
 from churnsignal.cli import main
 from churnsignal.config import get_settings
-from churnsignal.store import Order, Store
+from churnsignal.store import Alert, Order, RiskScore, Store
 
 
 @pytest.fixture(autouse=True)
@@ -200,3 +202,80 @@ def test_a_misspelt_setting_is_refused_not_ignored(monkeypatch) -> None:
     result = churnsignal("db", "upgrade")
     assert result.exit_code == 1
     assert "service.databse_url" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- alerts list
+
+def seed_alerts(url: str, now: datetime) -> None:
+    """Four alerts on one score, raised 1 h, 5 h, 30 h and 3 days ago."""
+    store = Store(url)
+    store.upgrade()
+    with store.session() as session:
+        score = RiskScore(customer_id="c1", scored_at=now, as_of=now, churn_prob=0.9, tier="red", reasons=[],
+                          driver="service", action={"zh": "回访", "en": "call back"})
+        session.add(score)
+        session.flush()
+        for hours, status, attempts, error in [
+            (1, "open", 2, "GET https://***@x.zendesk.com/api/v2/tickets/T1/comments.json: HTTP 503\n<html>busy"),
+            (5, "failed", 1, "PUT https://x.zendesk.com/api/v2/tickets/T5.json: HTTP 301 redirect to "
+                             "https://y.zendesk.com/api/v2/tickets/T5.json: outbound calls never follow redirects; "
+                             "set the URL to where it points"),
+            (30, "delivered", 1, None),
+            (72, "failed", 8, "POST https://hooks.example.com/churn: HTTP 500"),
+        ]:
+            session.add(Alert(idempotency_key=f"k{hours}", customer_id="c1", score_id=score.id, source="zendesk",
+                              ticket_id=f"T{hours}", tier="red", churn_prob=0.9, reasons=[], driver="service",
+                              action=score.action, created_at=now - timedelta(hours=hours),
+                              due_at=now - timedelta(hours=hours - 4), status=status, attempts=attempts,
+                              last_error=error))
+    store.dispose()
+
+
+def test_alerts_list_shows_failed_alerts_newest_first_with_their_last_error(service_env: str, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
+    seed_alerts(service_env, datetime.now(UTC).replace(tzinfo=None))
+    result = churnsignal("alerts", "list", "--status", "failed")
+    assert result.exit_code == 0, result.output
+    header, newer, older = result.output.splitlines()
+    assert header.split()[:7] == ["ID", "CREATED", "(UTC)", "TIER", "STATUS", "ATTEMPTS", "SOURCE"]
+    assert newer.split()[3:7] == ["red", "failed", "1", "zendesk"] and "T5" in newer
+    assert newer.endswith("HTTP 301 redirect to https://y.zendesk.com/api/v2/tickets/T5.json: outbound calls "
+                          "never follow redirects; set the URL to where it points")
+    assert "T72" in older and older.endswith("POST https://hooks.example.com/churn: HTTP 500")
+
+
+def test_alerts_list_since_a_time_or_a_span(service_env: str, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    seed_alerts(service_env, now)
+    for since in ("2d", "48h", (now - timedelta(hours=48)).isoformat(),
+                  (now - timedelta(hours=48)).replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=8))).isoformat()):
+        lines = churnsignal("alerts", "list", "--since", since).output.splitlines()[1:]
+        assert [line.split()[7] for line in lines] == ["T1", "T5", "T30"], since
+    lines = churnsignal("alerts", "list", "--since", "2h", "--status", "open", "--status", "failed").output
+    assert [line.split()[7] for line in lines.splitlines()[1:]] == ["T1"]
+
+
+def test_alerts_list_fits_the_terminal_and_says_when_nothing_matches(service_env: str, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    seed_alerts(service_env, datetime.now(UTC).replace(tzinfo=None))
+    lines = churnsignal("alerts", "list", "--limit", "2").output.splitlines()
+    assert len(lines) == 3 and all(len(line) <= 100 for line in lines)
+    assert lines[1].endswith("…")  # and its two-line error is on one
+    assert churnsignal("alerts", "list", "--status", "resolved").output.strip() == "no alerts"
+
+
+def test_alerts_list_as_json_lines(service_env: str) -> None:
+    seed_alerts(service_env, datetime.now(UTC).replace(tzinfo=None))
+    result = churnsignal("alerts", "list", "--status", "open", "--json")
+    [alert] = [json.loads(line) for line in result.output.splitlines()]
+    assert (alert["ticket_id"], alert["status"], alert["attempts"], alert["source"]) == ("T1", "open", 2, "zendesk")
+    assert alert["last_error"].endswith("HTTP 503\n<html>busy") and alert["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--since", "yesterday"), ("--since", "3w"), ("--status", "lost"),
+                                              ("--limit", "0")])
+def test_alerts_list_bad_options_are_usage_errors(option: str, value: str) -> None:
+    result = churnsignal("alerts", "list", option, value)
+    assert result.exit_code == 2 and "Usage:" in result.output and value in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -212,8 +212,10 @@ def _risk(session: Session, customer_id: str) -> dict[str, Any]:
                            "negative_prob": m.negative_prob, "entities": m.entities} for m in messages],
         "history": [{"scored_at": _time(s.scored_at), "as_of": _time(s.as_of), "churn_prob": s.churn_prob,
                      "tier": s.tier} for s in scores],
+        # attempts and last_error (stored without credentials) say why an alert is failed or retried.
         "alerts": [{"id": a.id, "tier": a.tier, "status": a.status, "due_at": _time(a.due_at),
-                    "delivered_at": _time(a.delivered_at), "ticket_id": a.ticket_id, "source": a.source}
+                    "delivered_at": _time(a.delivered_at), "ticket_id": a.ticket_id, "source": a.source,
+                    "attempts": a.attempts, "last_error": a.last_error}
                    for a in alerts],
     }
 

@@ -7,7 +7,8 @@ both raise one.
 
 Delivering: every attempt is claimed first (``attempts`` moves from n-1 to n in one
 UPDATE), so a task delivered twice by the broker posts once; the idempotency key is the
-same on every attempt, so a helpdesk that saw an earlier attempt land ignores a retry.
+same on every attempt, so a helpdesk that saw an earlier attempt land ignores a retry. Why an
+attempt failed is stored on the alert without credentials, for the read API and the operator.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ from churnsignal.config import Settings
 from churnsignal.store import Alert, Customer, Event, RiskScore, Store, utcnow
 from churnsignal.webhook import helpdesks
 from churnsignal.webhook.helpdesks.base import AlertMessage, DeliveryError, NotConfigured
+from churnsignal.webhook.helpdesks.http import without_credentials
 
 # Alerts that still count against "one open alert per customer and tier".
 OPEN = ("open", "delivered", "failed")
+# The longest reason stored for a failed attempt.
+MAX_ERROR = 2000
 
 
 def decide(store: Store, risk: RiskScore, settings: Settings) -> Alert | None:
@@ -72,10 +76,12 @@ def decide(store: Store, risk: RiskScore, settings: Settings) -> Alert | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What an attempt came to; ``retry_in`` seconds when it should be tried again."""
+    """What an attempt came to; ``retry_in`` seconds when it should be tried again, and
+    ``error``, the reason as stored, when this attempt failed."""
 
     status: str
     retry_in: float | None = None
+    error: str | None = None
 
 
 def deliver(store: Store, alert_id: int, attempt: int, settings: Settings, http: requests.Session) -> Outcome:
@@ -101,10 +107,11 @@ def deliver(store: Store, alert_id: int, attempt: int, settings: Settings, http:
             return _finish(store, alert_id, "failed", str(exc))
         wait = exc.retry_after if exc.retry_after is not None else _backoff(attempt, hd.backoff_seconds,
                                                                               hd.backoff_max_seconds)
+        reason = _reason(str(exc))
         with store.session() as session:
             session.execute(update(Alert).where(Alert.id == alert_id).values(
-                last_error=str(exc)[:2000], next_attempt_at=utcnow() + timedelta(seconds=wait)))
-        return Outcome("open", retry_in=wait)
+                last_error=reason, next_attempt_at=utcnow() + timedelta(seconds=wait)))
+        return Outcome("open", retry_in=wait, error=reason)
     return _finish(store, alert_id, "delivered", None)
 
 
@@ -113,13 +120,19 @@ def _backoff(attempt: int, base: float, ceiling: float) -> float:
     return max(1.0, random.uniform(0, min(ceiling, base * 2 ** (attempt - 1))))
 
 
+def _reason(error: str) -> str:
+    """A failure's message as it may be stored, logged and shown: no credentials, bounded."""
+    return without_credentials(error)[:MAX_ERROR]
+
+
 def _finish(store: Store, alert_id: int, status: str, error: str | None) -> Outcome:
+    reason = _reason(error) if error else None
     with store.session() as session:
-        values = {"status": status, "last_error": error[:2000] if error else None, "next_attempt_at": None}
+        values = {"status": status, "last_error": reason, "next_attempt_at": None}
         if status == "delivered":
             values["delivered_at"] = utcnow()
         session.execute(update(Alert).where(Alert.id == alert_id, Alert.status == "open").values(**values))
-    return Outcome(status)
+    return Outcome(status, error=reason)
 
 
 def _key(risk: RiskScore) -> str:

@@ -59,8 +59,11 @@ def deliver_alert(self, alert_id: int, attempt: int = 1) -> str:
     """Make one delivery attempt; schedule the next with backoff (or the helpdesk's Retry-After)."""
     outcome = alerting.deliver(_store(), alert_id, attempt, get_settings(), _http())
     if outcome.retry_in is not None:
-        log.warning("alert %s attempt %s failed; retrying in %.0f s", alert_id, attempt, outcome.retry_in)
+        log.warning("alert %s attempt %s failed; retrying in %.0f s: %s", alert_id, attempt, outcome.retry_in,
+                    outcome.error)
         deliver_alert.apply_async(args=[alert_id, attempt + 1], countdown=outcome.retry_in, queue=ALERT_QUEUE)
+    elif outcome.status == "failed" and outcome.error:  # without one, an earlier copy of this task failed it
+        log.error("alert %s failed at attempt %s, not retried: %s", alert_id, attempt, outcome.error)
     return outcome.status
 
 

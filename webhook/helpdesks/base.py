@@ -46,7 +46,8 @@ class NotConfigured(Exception):
 class DeliveryError(Exception):
     """Posting an alert failed; ``retry_after`` (seconds) when the helpdesk said when to retry.
 
-    ``permanent`` failures (401, 403, 404, 422: a retry cannot succeed) are not retried.
+    ``permanent`` failures (401, 403, 404, 422, a redirect, a ticket id that cannot be in a URL:
+    a retry cannot succeed) are not retried.
     """
 
     def __init__(self, message: str, *, retry_after: float | None = None, permanent: bool = False):

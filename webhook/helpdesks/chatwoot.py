@@ -34,7 +34,6 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -68,6 +67,7 @@ from .http import (
     same,
     secret,
     shown,
+    ticket_segment,
     to_time,
 )
 
@@ -170,7 +170,7 @@ class Chatwoot(Helpdesk):
             raise NotConfigured("helpdesks.chatwoot needs base_url, account_id and api_token to post alerts")
         api = Api(http, s.base_url, self.timeout, alert.idempotency_key,
                   headers={"api_access_token": s.api_token.get_secret_value()})
-        conversation = f"/api/v1/accounts/{s.account_id}/conversations/{quote(alert.ticket_id, safe='')}"
+        conversation = f"/api/v1/accounts/{s.account_id}/conversations/{ticket_segment(alert.ticket_id)}"
         if alert.attempt == 1 or not self._note_landed(api, conversation, alert):
             api("POST", f"{conversation}/messages",
                 json={"content": alert.note(), "message_type": "outgoing", "private": True})

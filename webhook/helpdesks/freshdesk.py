@@ -51,7 +51,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any, Literal, cast, get_args
-from urllib.parse import quote
 
 import requests
 
@@ -78,6 +77,7 @@ from .http import (
     required_str,
     same,
     secret,
+    ticket_segment,
 )
 
 MessageEvent = Literal["ticket_created", "reply_sent", "note_added"]
@@ -162,7 +162,7 @@ class Freshdesk(Helpdesk):
         if not (s.base_url and s.api_key and s.api_key.get_secret_value()):
             raise NotConfigured("helpdesks.freshdesk needs base_url and api_key to post alerts")
         api = Api(http, s.base_url, self.timeout, alert.idempotency_key, auth=(s.api_key.get_secret_value(), "X"))
-        ticket = f"/api/v2/tickets/{quote(alert.ticket_id, safe='')}"
+        ticket = f"/api/v2/tickets/{ticket_segment(alert.ticket_id)}"
         if alert.attempt == 1 or not self._note_landed(api, ticket, alert):
             note_html = html.escape(alert.note()).replace("\n", "<br>")
             api("POST", f"{ticket}/notes", json={"body": note_html, "private": True})

@@ -2,19 +2,21 @@
 
 Inbound: reading a webhook's headers, signatures and JSON fields, so that every adapter reports
 a bad signature or a malformed payload in the same words. Outbound: one way to call a
-helpdesk's API, so that a 429, a 5xx or a timeout means the same :class:`DeliveryError` whichever
-helpdesk answered.
+helpdesk's API, so that a 429, a 5xx, a redirect or a timeout means the same :class:`DeliveryError`
+whichever helpdesk answered.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote, urljoin
 
 import requests
 from pydantic import SecretStr
@@ -33,6 +35,13 @@ _TRANSIENT_CLIENT_ERRORS = {408, 409, 425, 429}
 # The times accepted from webhooks and the API (naive UTC).
 EARLIEST = datetime(1900, 1, 1)
 LATEST = datetime(2200, 1, 1)
+# A URL's user and password: everything from "://" to the last "@" of the authority.
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
+# A query parameter whose name suggests a secret (token, api_key, client_secret, sig, password...)
+# and its value, which ends at the next parameter, fragment or space; punctuation just before a
+# space (the ": " after a URL in a message) is the message's, not the value's.
+_SECRET_PARAMETER = re.compile(r"([?&;][^=&#\s]*(?:token|secret|passw|pwd|key|sig|auth|credential)[^=&#\s]*=)"
+                               r"[^&#\s]*?(?=[&#]|[:;,.)'\"]*(?:\s|$))", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------- inbound: headers and signatures
@@ -185,6 +194,10 @@ def required_flag(payload: dict[str, Any], path: str) -> bool:
 class Api:
     """One alert's calls to one helpdesk API: same session, timeout, credentials and
     ``Idempotency-Key`` on every request, and one mapping from failures to :class:`DeliveryError`.
+
+    Redirects are never followed. ``requests`` would turn a redirected POST into a GET, whose
+    200 would count an alert delivered that never landed, and would carry headers such as
+    Chatwoot's ``api_access_token`` to whatever host the answer names.
     """
 
     http: requests.Session
@@ -197,11 +210,11 @@ class Api:
     def __call__(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
                  params: dict[str, Any] | None = None) -> Any:
         """Send one request; the decoded JSON answer (None when there is none)."""
-        url = self.base_url.rstrip("/") + path
+        url = join_url(self.base_url, path)
         headers = {**self.headers, "Idempotency-Key": self.idempotency_key}
         try:
-            response = self.http.request(method, url, json=json, data=data, params=params,
-                                         headers=headers, auth=self.auth, timeout=self.timeout)
+            response = self.http.request(method, url, json=json, data=data, params=params, headers=headers,
+                                         auth=self.auth, timeout=self.timeout, allow_redirects=False)
         except (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                 requests.exceptions.InvalidURL) as error:
             raise NotConfigured(f"{url} is not a usable API address: {error}") from error
@@ -215,9 +228,36 @@ class Api:
             return None
 
 
+def ticket_segment(ticket_id: str) -> str:
+    """The ticket id as one URL path segment, or a permanent :class:`DeliveryError`.
+
+    ``quote`` escapes ``/`` but leaves ``.`` and ``..`` as they are, and URL normalisation
+    (urllib3's, a proxy's, the helpdesk's router) resolves them: ``/tickets/..`` would address
+    the collection or the account instead of a ticket, and an empty id the collection itself.
+    """
+    if ticket_id in ("", ".", ".."):
+        raise DeliveryError(f"ticket id {ticket_id!r} cannot be a URL path segment: refused", permanent=True)
+    return quote(ticket_id, safe="")
+
+
+def join_url(base: str, path: str) -> str:
+    """The configured ``base`` exactly as written, then ``path``.
+
+    An empty path (the generic adapter's ``alert_url``) is the URL itself, trailing slash and
+    query included: a receiver may route ``/hook`` and ``/hook/`` apart. Where a base ending in
+    ``/`` meets an API path starting with ``/``, one of the two is dropped, so that
+    ``https://x.zendesk.com/`` and ``https://x.zendesk.com`` reach the same API.
+    """
+    if base.endswith("/") and path.startswith("/"):
+        return base + path[1:]
+    return base + path
+
+
 def raise_for_status(response: requests.Response, what: str) -> None:
     """Turn a failed answer into a :class:`DeliveryError` that says whether to retry, and when."""
     status = response.status_code
+    if 300 <= status < 400:
+        raise DeliveryError(_redirected(response, what), permanent=True)
     if status < 400:
         return
     message = f"{what}: HTTP {status} {response.text[:200]}".rstrip()
@@ -226,6 +266,24 @@ def raise_for_status(response: requests.Response, what: str) -> None:
     if status < 500 and status not in _TRANSIENT_CLIENT_ERRORS:
         raise DeliveryError(message, permanent=True)
     raise DeliveryError(message)
+
+
+def _redirected(response: requests.Response, what: str) -> str:
+    """A redirect means the configured URL is not the API's own: say where it points, in full."""
+    location = response.headers.get("Location")
+    where = urljoin(response.url, location) if location else "nowhere (no Location header)"
+    return (f"{what}: HTTP {response.status_code} redirect to {where}: outbound calls never follow "
+            f"redirects; set the URL to where it points")
+
+
+def without_credentials(text: str) -> str:
+    """``text`` with the credentials a URL in it may carry replaced by ``***``.
+
+    Failure messages name the URL they called or were redirected to, and configured URLs can
+    hold a user and password or a token in the query; the message is stored, logged and shown
+    to operators, none of whom should learn a helpdesk's credentials from it.
+    """
+    return _SECRET_PARAMETER.sub(r"\1***", _USERINFO.sub("***@", text))
 
 
 def retry_after(value: str | None) -> float | None:

@@ -47,7 +47,6 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
@@ -77,6 +76,7 @@ from .http import (
     required_str,
     same,
     secret,
+    ticket_segment,
     to_time,
 )
 
@@ -172,7 +172,7 @@ class Zendesk(Helpdesk):
             raise NotConfigured("helpdesks.zendesk needs base_url, email and api_token to post alerts")
         api = Api(http, s.base_url, self.timeout, alert.idempotency_key,
                   auth=(f"{s.email}/token", s.api_token.get_secret_value()))
-        ticket = f"/api/v2/tickets/{quote(alert.ticket_id, safe='')}"
+        ticket = f"/api/v2/tickets/{ticket_segment(alert.ticket_id)}"
         update: dict[str, Any] = {"additional_tags": [alert.tag]}
         if alert.attempt == 1 or not self._note_landed(api, ticket, alert):
             update["comment"] = {"body": alert.note(), "public": False}
