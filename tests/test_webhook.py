@@ -425,6 +425,30 @@ def test_resolve_prefers_linked_keys_then_external_id_then_a_hash(store, setting
         assert unlinked == FALLBACK_PREFIX + key_hash("email", "new@example.com", None, identity.pepper)[:16]
 
 
+@pytest.mark.parametrize("contact", ["leak.ident@example.com", PHONE, "+86 138-1234-5678", "１３８１２３４５６７８"])
+def test_an_external_id_that_is_an_email_or_a_phone_is_hashed_like_any_key(store, settings, contact):
+    identity = settings.identity
+    hashed = FALLBACK_PREFIX + key_hash("external_id", contact, None, identity.pepper)[:16]
+    with store.session() as session:
+        assert resolve(session, "chatwoot", Requester(external_id=contact), identity) == hashed
+        assert resolve(session, "zendesk", Requester(id="5", email="a@b.cn", external_id=contact), identity) == hashed
+        link(session, "shop-5", "external_id", contact, pepper=identity.pepper)
+        assert resolve(session, "chatwoot", Requester(external_id=contact), identity) == "shop-5"
+
+
+@pytest.mark.parametrize("source", list(PATHS))
+def test_an_external_id_that_is_an_email_or_a_phone_is_stored_nowhere_in_clear(client, settings, store, source):
+    for number, contact in enumerate(["leak.ident@example.com", "139.8765.4321"]):
+        requester = Requester(id="501", email="other@example.com", external_id=contact)
+        # Freshdesk knows a message by its text, so each differs.
+        response = deliver(client, settings, source, message(str(number), text=f"{TEXT} {number}", requester=requester))
+        assert response.status_code == 202, response.json
+    assert all(event.customer_id.startswith(FALLBACK_PREFIX) for event in events(store))
+    stored = everything_stored(store)
+    for personal in ("leak.ident", "139.8765.4321", "13987654321"):
+        assert personal not in stored
+
+
 def test_webhook_resolves_linked_and_unlinked_requesters(client, settings, store):
     linked = client.post("/api/identities", headers={"Authorization": f"Bearer {TOKEN}"},
                          json={"identities": [{"customer_id": "shop-42", "email": EMAIL.upper()}]})

@@ -16,11 +16,15 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from churnsignal.config import IdentitySettings
+from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Identity
 from churnsignal.webhook.helpdesks.base import Requester
 
 KINDS = ("external_id", "email", "phone", "id")
 FALLBACK_PREFIX = "hd-"
+# What makes an external id personal data rather than the shop's user id. Not cards or
+# resident IDs: a numeric shop id passes for one of those too often to be hashed for it.
+_CONTACT_KINDS = ("email", "phone")
 
 
 def normalise(kind: str, value: str | int) -> str | None:
@@ -71,8 +75,9 @@ def resolve(session: Session, source: str, requester: Requester, settings: Ident
 
     Keys are tried in ``settings.order`` and the first linked one wins. An unlinked
     requester with an ``external_id`` is that customer (helpdesks carry the shop's user id
-    there by convention); anyone else becomes ``hd-`` and 16 hex digits of the hash of
-    their first key, never their email or phone in clear.
+    there by convention), unless it is an email address or a phone number; anyone else
+    becomes ``hd-`` and 16 hex digits of the hash of their first key, never their email or
+    phone in clear.
     """
     present = {kind: value for kind, value in requester.keys().items() if normalise(kind, value)}
     if not present:
@@ -85,9 +90,14 @@ def resolve(session: Session, source: str, requester: Requester, settings: Ident
             identity = session.get(Identity, hashes[kind])
             if identity is not None:
                 return identity.customer_id
-    if "external_id" in present:
+    if "external_id" in present and not _is_contact(present["external_id"]):
         return normalise("external_id", present["external_id"])
     return FALLBACK_PREFIX + hashes[ordered[0]][:16]
+
+
+def _is_contact(external_id: str) -> bool:
+    """Whether an external id is, or holds, an email address or a phone number."""
+    return any(span.kind in _CONTACT_KINDS for span in mask_pii(external_id).found)
 
 
 def link(session: Session, customer_id: str, kind: str, value: str | int, source: str | None = None,
