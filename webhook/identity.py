@@ -4,6 +4,7 @@ A helpdesk knows a requester by its own user id, an email, a phone number and so
 shop's user id (``external_id``); the orders know the customer by the shop's id. The identity
 table maps requester keys to customer ids. Keys are stored only as HMAC-SHA256 with a pepper,
 so the table holds no email or phone number in clear and cannot be reversed without the pepper.
+Logs name a customer by :func:`log_id`, a hash of the customer id, never by the id itself.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from churnsignal.webhook.helpdesks.base import Requester
 
 KINDS = ("external_id", "email", "phone", "id")
 FALLBACK_PREFIX = "hd-"
+LOG_PREFIX = "cust-"
 # What makes an external id personal data rather than the shop's user id. Not cards or
 # resident IDs: a numeric shop id passes for one of those too often to be hashed for it.
 _CONTACT_KINDS = ("email", "phone")
@@ -65,9 +67,22 @@ def key_hash(kind: str, value: str | int, source: str | None, pepper: SecretStr 
     if kind == "id" and not source:
         raise ValueError("a helpdesk user id needs the source it belongs to")
     scope = source if kind == "id" else ""
+    return _hmac(pepper, f"{kind}\x1f{scope}\x1f{normal}")
+
+
+def log_id(customer_id: str, pepper: SecretStr | str) -> str:
+    """How logs name a customer: ``cust-`` and 12 hex digits of a keyed hash of the id.
+
+    A customer id may itself be personal data (a shop that keys its customers by email),
+    and the pepper keeps a list of emails from being hashed to find one; one customer's
+    lines still read as one.
+    """
+    return LOG_PREFIX + _hmac(pepper, f"log\x1f{customer_id}")[:12]
+
+
+def _hmac(pepper: SecretStr | str, message: str) -> str:
     secret = pepper.get_secret_value() if isinstance(pepper, SecretStr) else pepper
-    message = f"{kind}\x1f{scope}\x1f{normal}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def resolve(session: Session, source: str, requester: Requester, settings: IdentitySettings) -> str:
