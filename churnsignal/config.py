@@ -215,8 +215,9 @@ class IdentitySettings(Section):
 
     # Requester keys tried in order against the identity table (POST /api/identities); the
     # first that maps wins. An unmapped requester with an external id is that customer (by
-    # convention a helpdesk's external id is the shop's user id); any other becomes a customer
-    # of their own, "hd-" and a hash of the first key present.
+    # convention a helpdesk's external id is the shop's user id) unless it is an email or a
+    # phone number; any other becomes a customer of their own, "hd-" and a hash of the first
+    # key present.
     order: list[str] = ["external_id", "email", "phone", "id"]
     # Keys are stored as HMAC-SHA256 with this pepper, never in clear. Change it and the
     # stored identities no longer match. No default: one written in the source is public.

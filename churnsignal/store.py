@@ -32,7 +32,7 @@ class Base(DeclarativeBase):
 
 
 class Delivery(Base):
-    """One webhook request as received (body masked), kept so nothing accepted is lost."""
+    """One webhook request, kept so nothing accepted is lost: the fields its adapter reads, masked."""
 
     __tablename__ = "deliveries"
 

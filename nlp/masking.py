@@ -4,6 +4,10 @@ Every later step sees only ``mask_pii(text).text``. Numbers that carry a check d
 (resident IDs, bank cards) are masked only when it is valid, so the order and tracking
 numbers that complaints are about survive. Order numbers are deliberately not masked.
 
+Text is read with its full-width ASCII forms as half-width (``１３８``, ``＠``, ``（0755）``),
+one character for one, so spans index the original. What is not masked is kept as written:
+the masked text differs from the original only where a placeholder stands.
+
 >>> mask_pii("我的手机号是13812345678，快递一直不到").text
 '我的手机号是[PHONE]，快递一直不到'
 """
@@ -13,9 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date
 
 from stdnum import luhn
-from stdnum.cn import ric
+from stdnum.iso7064 import mod_11_2
+
+from churnsignal.nlp.normalize import half_width
 
 
 @dataclass(frozen=True)
@@ -34,16 +41,28 @@ class MaskedText:
 
 
 # Digit runs are only matched whole: (?<!\d) and (?!\d) keep an 11-digit prefix of a
-# 20-digit order number from passing for a phone number.
-_ID = r"(?<!\d)(?:\d{17}[\dXx]|\d{15})(?!\d)"
+# 20-digit order number from passing for a phone number. An 18-character ID may be
+# written in its groups: region, birth date, sequence and check digit (6-8-4).
+_ID = r"(?<!\d)(?:\d{6}(?:\d{8}| \d{8} |-\d{8}-)\d{3}[\dXx]|\d{15})(?!\d)"
 _CARD = r"(?<!\d)\d{4}(?:[ -]?\d{4}){3}(?:[ -]?\d{1,3})?(?!\d)"
-_MOBILE = r"(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}"
-_LANDLINE = r"0\d{2,3}-\d{7,8}"
+_MOBILE = r"(?:(?:\+|00)86[ -]?)?1[3-9]\d(?:[ .-]?\d{4}){2}"
+# An area code is set off by brackets or a hyphen: a bare run of 10 to 12 digits is as
+# likely an order number.
+_AREA_CODE = r"0\d{2,3}"
+_LANDLINE = rf"(?:\({_AREA_CODE}\) ?|{_AREA_CODE}-)\d{{3,4}}-?\d{{4}}"
 _PHONE = rf"(?<!\d)(?:{_MOBILE}|{_LANDLINE})(?!\d)"
-# Possessive quantifiers and the look-behind keep a long run without "@" linear to scan.
-# The local part starts with a letter or digit, so the "+@x.y" left beside a masked
-# address ("[EMAIL]+@x.y") is not a second address: masking stays idempotent.
-_EMAIL = r"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]*+@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+"
+# A letter or digit outside ASCII (Chinese names, internationalised domains); (?u:) because
+# the detectors otherwise read \w and \d as ASCII only.
+_WIDE = r"(?u:[^\W\x00-\x7f])"
+# Possessive quantifiers and the look-behinds keep a long run without "@" linear to scan.
+# An ASCII local part starts with a letter or digit, so the "+@x.y" left beside a masked
+# address ("[EMAIL]+@x.y") is not a second address: masking stays idempotent. A Chinese
+# local part cannot be told from the words before it, so its whole run is masked
+# ("邮箱是张三@例子.中国" becomes "[EMAIL]"): a few words too many rather than a name too few.
+_LOCAL = rf"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]*+|(?<!{_WIDE}){_WIDE}++"
+# A domain label is all ASCII or all not, so "a@example.com吧" ends before "吧".
+_LABEL = rf"(?:[A-Za-z0-9-]++|{_WIDE}++)"
+_EMAIL = rf"(?:{_LOCAL})@{_LABEL}(?:\.{_LABEL})+"
 
 _HAN = "\u4e00-\u9fff"
 _PROVINCES = (
@@ -58,15 +77,38 @@ _ROAD = rf"[{_HAN}A-Za-z0-9]{{1,10}}?(?:大街|大道|路|街|巷|弄|胡同)"
 _NUMBER = r"\d+(?:-\d+)?[号弄](?:\d+号)?"
 _UNIT = rf"(?:[{_HAN}A-Za-z]{{0,12}}?[A-Za-z\d]{{1,8}}(?:号楼|单元|座|栋|幢|楼|层|室|号)){{0,4}}"
 _ADDRESS = _REGION + _ROAD + _NUMBER + _UNIT
+# Where there is no road: township (乡, 镇, 街道), village or community (村, 社区, 屯), then
+# group and house numbers. A bare region is not an address, and a place name holds none
+# of 的了是在这那, so "北京市朝阳区的小镇" stays a sentence.
+_PLACE = rf"(?:(?![的了是在这那])[{_HAN}])"
+_TOWNSHIP = rf"{_PLACE}{{2,8}}?(?:乡|镇|街道)"
+_VILLAGE = rf"{_PLACE}{{2,8}}?(?:村|社区|屯)"
+_PLOT = r"(?:\d{1,4}|[一二三四五六七八九十]{1,3})[组队号]"
+_RURAL_ADDRESS = rf"{_REGION}(?:{_TOWNSHIP}(?:{_VILLAGE})?|{_VILLAGE})(?:{_PLOT}){{0,3}}"
+_BORN_SINCE = date(1900, 1, 1)
 
 
 def _valid_id(number: str) -> bool:
-    """18-digit IDs by their check digit; 15-digit ones have none, so check them as
-    their 18-digit form (birth date and region code)."""
+    """A region code that could be one, a real birth date and, on 18 characters, the ISO 7064
+    MOD 11-2 check digit; 15-digit IDs (born 19YY) have no check digit.
+
+    The region is not looked up: a table (python-stdnum's) lags behind new and renamed
+    districts and rejected real IDs, and the check digit and date already keep order numbers out.
+    """
+    number = re.sub(r"[ -]", "", number).upper()
+    if number[0] not in "12345678":
+        return False
     if len(number) == 15:
-        body = number[:6] + "19" + number[6:]
-        number = body + ric.calc_check_digit(body + "0")  # it ignores the digit in last place
-    return ric.is_valid(number)
+        return _plausible_birth("19" + number[6:12])
+    return _plausible_birth(number[6:14]) and mod_11_2.is_valid(number)
+
+
+def _plausible_birth(yyyymmdd: str) -> bool:
+    try:
+        born = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:]))
+    except ValueError:
+        return False
+    return _BORN_SINCE <= born <= date.today()
 
 
 def _valid_card(number: str) -> bool:
@@ -86,19 +128,37 @@ _DETECTORS: tuple[tuple[str, re.Pattern[str], Callable[[str], bool]], ...] = tup
         ("phone", _PHONE, _always),
         ("email", _EMAIL, _always),
         ("address", _ADDRESS, _always),
+        ("address", _RURAL_ADDRESS, _always),
     ]
 )
 
 
 def mask_pii(text: str) -> MaskedText:
-    """Replace personal data with ``[PHONE]``, ``[ID]``, ``[CARD]``, ``[EMAIL]``, ``[ADDRESS]``."""
-    found = _without_overlaps(_candidates(text), len(text))
+    """Replace personal data with ``[PHONE]``, ``[ID]``, ``[CARD]``, ``[EMAIL]``, ``[ADDRESS]``.
+
+    A hit that loses to a longer one overlapping it may still hold personal data of its
+    own (the email in "110101 19900307 4477a@qq.com" ran into the ID), so detection runs
+    again on what is left, the hits blanked out, until it finds nothing: masking the
+    output finds nothing either.
+    """
+    found: tuple[PiiSpan, ...] = ()
+    seen = half_width(text)
+    while more := _without_overlaps(_candidates(seen), len(seen)):
+        found = tuple(sorted(found + more, key=lambda span: span.start))
+        # NULs of the hit's length keep offsets, and no detector reads a NUL as part of
+        # anything, just as none reads a placeholder's brackets.
+        seen = _spliced(seen, more, lambda span: "\0" * (span.end - span.start))
+    return MaskedText(_spliced(text, found, lambda span: f"[{span.kind.upper()}]"), found)
+
+
+def _spliced(text: str, found: tuple[PiiSpan, ...], fill: Callable[[PiiSpan], str]) -> str:
+    """``text`` with each span (sorted, apart) replaced by ``fill(span)``."""
     parts: list[str] = []
     last = 0
     for span in found:
-        parts += [text[last : span.start], f"[{span.kind.upper()}]"]
+        parts += [text[last : span.start], fill(span)]
         last = span.end
-    return MaskedText("".join(parts) + text[last:], found)
+    return "".join(parts) + text[last:]
 
 
 def _candidates(text: str) -> Iterator[tuple[int, PiiSpan]]:

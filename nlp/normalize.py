@@ -21,6 +21,14 @@ def _t2s() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+def half_width(text: str) -> str:
+    """Every full-width ASCII form (``１３８``, ``＠``, ``（``) and the ideographic space as its
+    ASCII character, punctuation included, one character for one: an offset into the result
+    is an offset into ``text``, which is what lets the masker report spans in the original.
+    """
+    return text.translate(_FULL_TO_HALF)
+
+
 def normalize(text: str) -> str:
     """Full-width ASCII forms to half-width, traditional to simplified, whitespace collapsed.
 

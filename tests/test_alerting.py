@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 
 from churnsignal.config import Settings
 from churnsignal.store import Alert, Customer, Delivery, Event, RiskScore, utcnow
+from churnsignal.webhook.identity import log_id
 from churnsignal.webhook.standin import StandIn
 from churnsignal.worker import alerting, pipeline
 
@@ -18,7 +19,7 @@ from churnsignal.worker import alerting, pipeline
 def settings_for(standin: StandIn | None = None, **helpdesk) -> Settings:
     zendesk = {"base_url": standin.url("zendesk"), "email": "bot@example.com", "api_token": "t"} if standin else {}
     return Settings(helpdesks={"zendesk": zendesk, "timeout_seconds": 1.0, "max_attempts": 3, **helpdesk},
-                    alerts={"cooldown_hours": 24})
+                    alerts={"cooldown_hours": 24}, identity={"pepper": "test-pepper"})
 
 
 def add_event(store, customer: str = "c1", ticket: str = "501", status: str = "queued", **fields) -> int:
@@ -228,3 +229,27 @@ def test_a_task_takes_what_else_is_waiting_up_to_the_batch_size(store, waiting: 
     batch = pipeline.claim_batch(store, [own], batch_size=4)
     assert batch == sorted([own, *others])[:4]
     assert own in batch
+
+
+def test_the_worker_logs_customers_by_a_hashed_id_only(store, monkeypatch, caplog) -> None:
+    from churnsignal.worker import tasks
+
+    settings = settings_for()
+    scored, unscored = "leak.ident@example.com", "13812345678"  # as a shop may key its customers
+    event_ids = [add_event(store, customer=scored), add_event(store, customer=unscored)]
+    risk = add_score(store, "red", 0.9, customer=scored)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    monkeypatch.setattr(tasks, "_store", lambda: store)
+    monkeypatch.setattr(pipeline, "claim_batch", lambda store, ids, batch_size: ids)
+    monkeypatch.setattr(pipeline, "analyse", lambda store, batch, settings: batch)
+    monkeypatch.setattr(pipeline, "score_customer",
+                        lambda store, customer_id, event_id, settings: risk if customer_id == scored else None)
+    monkeypatch.setattr(tasks.deliver_alert, "apply_async", lambda **_: None)
+    with caplog.at_level(logging.INFO, logger="churnsignal.worker"):
+        tasks.process_events(event_ids)
+    pepper = settings.identity.pepper
+    assert f"customer {log_id(unscored, pepper)} has no orders yet" in caplog.text
+    assert f"customer {log_id(scored, pepper)} is red" in caplog.text
+    logged = caplog.text + "\n".join(str(record.args) for record in caplog.records)
+    for personal in (scored, unscored, "leak.ident"):
+        assert personal not in logged

@@ -217,6 +217,72 @@ def test_escaped_unicode_body_is_stored_masked(client, store):
         assert "[ADDRESS]" in session.scalar(select(Delivery.body))
 
 
+# What a helpdesk sends along that no adapter reads: a name, an IP address, the shop's own fields.
+NAME, IP = "张伟", "203.0.113.9"
+SENT_ALONG = {"name": NAME, "ip_address": IP, "browser": "Chrome 126"}
+PAYLOADS = {
+    "zendesk": {
+        "ticket": {"id": "77", "via": "Web Form", "subject": "快递没到",
+                   "requester": {"id": "501", "email": EMAIL, "phone": PHONE, "external_id": "", **SENT_ALONG}},
+        "comment": {"id": "1001", "body": TEXT, "is_public": "true", "author_id": "501",
+                    "created_at": "2025-01-08T14:25:30Z", "author": SENT_ALONG},
+        "account": {"subdomain": "shop", "owner": NAME},
+    },
+    "chatwoot": {
+        "event": "message_created", "id": 1001, "content": TEXT, "created_at": "2025-01-08T14:25:30.000Z",
+        "message_type": "incoming", "private": False, "content_attributes": {"browser": SENT_ALONG},
+        "sender": {"id": 501, "type": "contact", "email": EMAIL, "phone_number": PHONE, **SENT_ALONG},
+        "conversation": {"id": 77, "channel": "Channel::WebWidget",
+                         "meta": {"sender": {"id": 501, "email": EMAIL, **SENT_ALONG}},
+                         "additional_attributes": {"browser": SENT_ALONG}},
+        "inbox": {"id": 1, "name": "网站"}, "account": {"id": 1, "name": NAME},
+    },
+    "freshdesk": {
+        "event": "reply_sent", "author": "customer", "ticket_id": "77", "source": "Email",
+        "text": f"{NAME} : <div>{TEXT}</div>",
+        "contact": {"email": EMAIL, "phone": "", "mobile": PHONE, "external_id": "", **SENT_ALONG},
+        "requester_ip": IP,
+    },
+    "generic:acme": {
+        "id": "1001", "ticket": {"id": "77", "assignee": NAME},
+        "message": {"text": TEXT, "at": "2025-01-08T14:25:30Z", "role": "customer"},
+        "customer": {"id": "501", "email": EMAIL, "phone": int(PHONE), **SENT_ALONG},  # a number, as some send it
+    },
+}
+
+
+def signed_post(client, source: str, payload: dict):
+    """POST a payload signed as ``source`` signs it."""
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    if source == "zendesk":
+        return zendesk_post(client, body)
+    if source == "generic:acme":
+        return generic_post(client, body)
+    if source == "chatwoot":
+        timestamp = str(int(datetime.now(UTC).timestamp()))
+        digest = hmac.new(b"chatwoot-secret", f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        headers = {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": timestamp}
+    else:
+        headers = {"X-Churnsignal-Secret": "freshdesk-secret"}
+    return client.post(PATHS[source], data=body, headers={"Content-Type": "application/json", **headers})
+
+
+@pytest.mark.parametrize("source", list(PAYLOADS))
+def test_the_delivery_body_keeps_only_the_fields_read_and_those_masked(client, store, source):
+    response = signed_post(client, source, PAYLOADS[source])
+    assert response.status_code == 202, response.json
+    with store.session() as session:
+        body = session.scalar(select(Delivery.body))
+    assert "[PHONE]" in body and "[EMAIL]" in body and "[ADDRESS]" in body
+    for dropped in (NAME, IP, "ip_address", "browser", "Chrome", "网站", "subject", "快递没到"):
+        assert dropped not in body
+    stored = everything_stored(store)
+    for personal in (NAME, IP, PHONE, EMAIL, ADDRESS):
+        assert personal not in stored
+    [event] = events(store)
+    assert (event.ticket_id, event.author) == ("77", "customer")
+
+
 # ---------------------------------------------------------------- refused requests: JSON errors
 
 
@@ -359,6 +425,30 @@ def test_resolve_prefers_linked_keys_then_external_id_then_a_hash(store, setting
         assert resolve(session, "chatwoot", Requester(external_id="u-9", email=EMAIL), identity) == "shop-99"
         unlinked = resolve(session, "chatwoot", Requester(email="new@example.com", phone=PHONE), identity)
         assert unlinked == FALLBACK_PREFIX + key_hash("email", "new@example.com", None, identity.pepper)[:16]
+
+
+@pytest.mark.parametrize("contact", ["leak.ident@example.com", PHONE, "+86 138-1234-5678", "１３８１２３４５６７８"])
+def test_an_external_id_that_is_an_email_or_a_phone_is_hashed_like_any_key(store, settings, contact):
+    identity = settings.identity
+    hashed = FALLBACK_PREFIX + key_hash("external_id", contact, None, identity.pepper)[:16]
+    with store.session() as session:
+        assert resolve(session, "chatwoot", Requester(external_id=contact), identity) == hashed
+        assert resolve(session, "zendesk", Requester(id="5", email="a@b.cn", external_id=contact), identity) == hashed
+        link(session, "shop-5", "external_id", contact, pepper=identity.pepper)
+        assert resolve(session, "chatwoot", Requester(external_id=contact), identity) == "shop-5"
+
+
+@pytest.mark.parametrize("source", list(PATHS))
+def test_an_external_id_that_is_an_email_or_a_phone_is_stored_nowhere_in_clear(client, settings, store, source):
+    for number, contact in enumerate(["leak.ident@example.com", "139.8765.4321"]):
+        requester = Requester(id="501", email="other@example.com", external_id=contact)
+        # Freshdesk knows a message by its text, so each differs.
+        response = deliver(client, settings, source, message(str(number), text=f"{TEXT} {number}", requester=requester))
+        assert response.status_code == 202, response.json
+    assert all(event.customer_id.startswith(FALLBACK_PREFIX) for event in events(store))
+    stored = everything_stored(store)
+    for personal in ("leak.ident", "139.8765.4321", "13987654321"):
+        assert personal not in stored
 
 
 def test_webhook_resolves_linked_and_unlinked_requesters(client, settings, store):

@@ -4,6 +4,7 @@ A helpdesk knows a requester by its own user id, an email, a phone number and so
 shop's user id (``external_id``); the orders know the customer by the shop's id. The identity
 table maps requester keys to customer ids. Keys are stored only as HMAC-SHA256 with a pepper,
 so the table holds no email or phone number in clear and cannot be reversed without the pepper.
+Logs name a customer by :func:`log_id`, a hash of the customer id, never by the id itself.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from churnsignal.config import IdentitySettings
+from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Identity
 from churnsignal.webhook.helpdesks.base import Requester
 
 KINDS = ("external_id", "email", "phone", "id")
 FALLBACK_PREFIX = "hd-"
 UNIDENTIFIED_PREFIX = "anon-"
+LOG_PREFIX = "cust-"
+# What makes an external id personal data rather than the shop's user id. Not cards or
+# resident IDs: a numeric shop id passes for one of those too often to be hashed for it.
+_CONTACT_KINDS = ("email", "phone")
 
 
 def normalise(kind: str, value: str | int) -> str | None:
@@ -65,13 +71,24 @@ def key_hash(kind: str, value: str | int, source: str | None, pepper: SecretStr 
     return _hmac(pepper, f"{kind}\x1f{scope}\x1f{normal}")
 
 
+def log_id(customer_id: str, pepper: SecretStr | str) -> str:
+    """How logs name a customer: ``cust-`` and 12 hex digits of a keyed hash of the id.
+
+    A customer id may itself be personal data (a shop that keys its customers by email),
+    and the pepper keeps a list of emails from being hashed to find one; one customer's
+    lines still read as one.
+    """
+    return LOG_PREFIX + _hmac(pepper, f"log\x1f{customer_id}")[:12]
+
+
 def resolve(session: Session, source: str, requester: Requester, settings: IdentitySettings) -> str | None:
     """The customer id of a requester: a linked identity if any, else a stable id of their own.
 
     Keys are tried in ``settings.order`` and the first linked one wins. An unlinked
     requester with an ``external_id`` is that customer (helpdesks carry the shop's user id
-    there by convention); anyone else becomes ``hd-`` and 16 hex digits of the hash of
-    their first key, never their email or phone in clear. None when no key is usable.
+    there by convention), unless it is an email address or a phone number; anyone else
+    becomes ``hd-`` and 16 hex digits of the hash of their first key, never their email or
+    phone in clear. None when no key is usable.
     """
     present = {kind: value for kind, value in requester.keys().items() if normalise(kind, value)}
     if not present:
@@ -85,7 +102,7 @@ def resolve(session: Session, source: str, requester: Requester, settings: Ident
             identity = session.get(Identity, hashes[kind])
             if identity is not None:
                 return identity.customer_id
-    if "external_id" in present:
+    if "external_id" in present and not _is_contact(present["external_id"]):
         return normalise("external_id", present["external_id"])
     return FALLBACK_PREFIX + hashes[ordered[0]][:16]
 
@@ -98,6 +115,11 @@ def unidentified(source: str, ticket_id: str, pepper: SecretStr | str) -> str:
     scored; an id shared by all such requesters would pool strangers' complaints instead.
     """
     return UNIDENTIFIED_PREFIX + _hmac(pepper, f"ticket\x1f{source}\x1f{ticket_id}")[:16]
+
+
+def _is_contact(external_id: str) -> bool:
+    """Whether an external id is, or holds, an email address or a phone number."""
+    return any(span.kind in _CONTACT_KINDS for span in mask_pii(external_id).found)
 
 
 def link(session: Session, customer_id: str, kind: str, value: str | int, source: str | None = None,

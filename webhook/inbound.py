@@ -8,10 +8,12 @@ outage is answered 503 so that the helpdesk retries. Redeliveries are recognised
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import Blueprint, jsonify, request
 from kombu.exceptions import OperationalError as BrokerUnavailable
@@ -81,7 +83,7 @@ def receive(source: str):
     for event in events:
         _check(event)
 
-    event_ids, new_ids = _persist(source, events, _masked_body(body.decode("utf-8"), payload))
+    event_ids, new_ids = _persist(source, events, _masked_body(helpdesk, payload))
     if not new_ids:
         return jsonify({"status": "duplicate", "event_ids": event_ids}), 200
     _enqueue(new_ids)
@@ -141,14 +143,24 @@ def _check(event: SupportEvent) -> None:
         raise InvalidPayload("text: must be a string")
 
 
-def _masked_body(text: str, payload) -> str:
-    """The raw body as stored: masked. Escaped non-ASCII (``\\u5730``) would hide an address
-    or a name from the masker, so such a body is kept as its unescaped JSON instead."""
-    if "\\u" in text:
-        import json
+def _masked_body(helpdesk: Helpdesk, payload: Any) -> str:
+    """The delivery as stored: the fields its adapter reads, each masked, as unescaped JSON."""
+    return json.dumps(_masked(helpdesk.retained(payload)), ensure_ascii=False)
 
-        text = json.dumps(payload, ensure_ascii=False)
-    return mask_pii(text).text
+
+def _masked(value: Any) -> Any:
+    """A JSON value with every string masked, and every number that reads as personal data
+    (a phone number sent as a number)."""
+    if isinstance(value, dict):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item) for item in value]
+    if isinstance(value, str):
+        return mask_pii(value).text
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        masked = mask_pii(str(value))
+        return masked.text if masked.found else value
+    return value
 
 
 def _persist(source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from churnsignal.config import get_settings
 from churnsignal.store import Event, Store
+from churnsignal.webhook.identity import log_id
 from churnsignal.worker import alerting, pipeline
 from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, QUEUE, SWEEP
 
@@ -43,14 +44,16 @@ def process_events(self, event_ids: list[int]) -> None:
         latest = dict(session.execute(
             select(Event.customer_id, Event.id).where(Event.id.in_(done), Event.author == "customer")
             .order_by(Event.created_at, Event.id)).all())
+    pepper = settings.identity.required_pepper()
     for customer_id, event_id in latest.items():
         risk = pipeline.score_customer(store, customer_id, event_id, settings)
         if risk is None:
-            log.info("customer %s has no orders yet: not scored", customer_id)
+            log.info("customer %s has no orders yet: not scored", log_id(customer_id, pepper))
             continue
         alert = alerting.decide(store, risk, settings)
         if alert is not None:
-            log.info("alert %s: customer %s is %s (%.2f)", alert.id, customer_id, alert.tier, alert.churn_prob)
+            log.info("alert %s: customer %s is %s (%.2f)", alert.id, log_id(customer_id, pepper),
+                     alert.tier, alert.churn_prob)
             deliver_alert.apply_async(args=[alert.id, 1], queue=ALERT_QUEUE)
 
 

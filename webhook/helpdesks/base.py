@@ -147,6 +147,13 @@ class Helpdesk(ABC):
         """
 
     @abstractmethod
+    def retained(self, payload: Any) -> dict[str, Any]:
+        """What the store keeps of a payload that parsed: the fields ``parse`` reads, and
+        nothing else, so that the names, IP addresses and whatever else a helpdesk sends
+        along are never stored. The webhook masks what is kept.
+        """
+
+    @abstractmethod
     def post_alert(self, alert: AlertMessage, http: requests.Session) -> None:
         """Put the alert on its ticket: private note, tag/label and, if configured, a field.
 

@@ -64,6 +64,7 @@ from .http import (
     required,
     required_id,
     required_str,
+    retain,
     same,
     secret,
     shown,
@@ -75,6 +76,12 @@ SIGNATURE_HEADER = "X-Chatwoot-Signature"
 TIMESTAMP_HEADER = "X-Chatwoot-Timestamp"
 DELIVERY_HEADER = "X-Chatwoot-Delivery"
 MESSAGE_TYPES = ("incoming", "outgoing", "activity", "template")
+# Every field parse reads: all that is stored of a Chatwoot webhook. The contact is the
+# sender or the conversation's, whichever parse takes.
+_CONTACT = ("id", "email", "phone_number", "identifier")
+_READ = ("event", "id", "content", "created_at", "message_type", "sender.type", "conversation.id",
+         "conversation.channel",
+         *(f"{contact}.{key}" for contact in ("sender", "conversation.meta.sender") for key in _CONTACT))
 
 
 class Chatwoot(Helpdesk):
@@ -130,6 +137,9 @@ class Chatwoot(Helpdesk):
                                 external_id=optional_str(data, f"{contact}.identifier")),
             channel="ticket" if channel == "Channel::Email" else "chat",
         )]
+
+    def retained(self, payload: Any) -> dict[str, Any]:
+        return retain(payload, _READ)
 
     def signed_request(self, event: SupportEvent, now: datetime) -> tuple[dict[str, str], bytes]:
         """A ``message_created`` webhook as Chatwoot's ``webhook_data`` writes it."""

@@ -75,6 +75,7 @@ from .http import (
     other_risk_tags,
     required_id,
     required_str,
+    retain,
     same,
     secret,
     ticket_segment,
@@ -83,6 +84,9 @@ from .http import (
 MessageEvent = Literal["ticket_created", "reply_sent", "note_added"]
 # Freshdesk answers 100 conversations per page at most.
 _PAGE_SIZE = 100
+# Every field parse reads: all that is stored of a Freshdesk webhook.
+_READ = ("event", "author", "ticket_id", "text", "source",
+         "contact.email", "contact.phone", "contact.mobile", "contact.external_id")
 
 
 def _utcnow() -> datetime:
@@ -118,7 +122,7 @@ class Freshdesk(Helpdesk):
             raise InvalidPayload(f"author: expected one of {', '.join(get_args(Author))}, got {author!r}")
         ticket_id = required_id(data, "ticket_id")
         raw = required_str(data, "text")
-        text = _html_to_text(raw if event == "ticket_created" else _without_author_name(raw))
+        text = _html_to_text(_comment(event, raw))
         if not text:  # an attachment or an image alone: nothing to read
             return []
         return [SupportEvent(
@@ -134,6 +138,12 @@ class Freshdesk(Helpdesk):
                                 external_id=optional_str(data, "contact.external_id")),
             channel="chat" if "chat" in (optional_str(data, "source") or "").lower() else "ticket",
         )]
+
+    def retained(self, payload: Any) -> dict[str, Any]:
+        """The fields parse reads, the comment without the author's name that Freshdesk puts before it."""
+        kept = retain(payload, _READ)
+        kept["text"] = _comment(kept["event"], kept["text"])
+        return kept
 
     def signed_request(self, event: SupportEvent, now: datetime) -> tuple[dict[str, str], bytes]:
         """The documented payload for a reply, as the rule would render it (HTML, author prefix).
@@ -187,6 +197,11 @@ class Freshdesk(Helpdesk):
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def _comment(event: str, rendered: str) -> str:
+    """The comment's HTML: a comment placeholder has the author's name before it, a description has not."""
+    return rendered if event == "ticket_created" else _without_author_name(rendered)
 
 
 def _without_author_name(rendered: str) -> str:

@@ -87,6 +87,11 @@ class Generic(Helpdesk):
             channel=self._optional("channel", payload) or "ticket",
         )]
 
+    def retained(self, payload: Any) -> dict[str, Any]:
+        """Each mapped field's value by the field's name: a JMESPath result has no path to nest it by."""
+        found = {field: compiled.search(payload) for field, compiled in self._paths.items()}
+        return {field: value for field, value in found.items() if value is not None}
+
     def signed_request(self, event: SupportEvent, now: datetime) -> tuple[dict[str, str], bytes]:
         """A payload with each field where the mapping looks for it (plain dotted paths only)."""
         m = self.settings.mapping

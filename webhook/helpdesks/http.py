@@ -143,6 +143,24 @@ def lookup(payload: dict[str, Any], path: str) -> Any:
     return value
 
 
+def retain(payload: Any, paths: Iterable[str]) -> dict[str, Any]:
+    """The values at dotted ``paths``, nested as in the payload: what an adapter keeps of a
+    webhook. A path that is absent, or runs into something other than an object, is left out."""
+    kept: dict[str, Any] = {}
+    for path in paths:
+        keys = path.split(".")
+        value: Any = payload
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        target = kept
+        for key in keys[:-1]:
+            target = target.setdefault(key, {})
+        target[keys[-1]] = value
+    return kept
+
+
 def required(payload: dict[str, Any], path: str) -> Any:
     value = lookup(payload, path)
     if value is None:

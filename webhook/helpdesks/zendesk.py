@@ -74,6 +74,7 @@ from .http import (
     required_flag,
     required_id,
     required_str,
+    retain,
     same,
     secret,
     ticket_segment,
@@ -83,6 +84,14 @@ from .http import (
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
 COMMENT_ADDED = "zen:event-type:ticket.comment_added"
+# Every field parse reads, in either shape: all that is stored of a Zendesk webhook.
+_READ = (
+    "type", "time", "detail.id", "detail.requester_id", "detail.via.channel",
+    "event.comment.id", "event.comment.body", "event.comment.is_public", "event.comment.author.is_staff",
+    "ticket.id", "ticket.via", "ticket.requester.id", "ticket.requester.email", "ticket.requester.phone",
+    "ticket.requester.external_id",
+    "comment.id", "comment.body", "comment.is_public", "comment.author_id", "comment.created_at",
+)
 # Stands in for the agent's user id in the payloads signed_request builds; parse never reads it.
 _SAMPLE_AGENT_ID = "0"
 
@@ -117,6 +126,9 @@ class Zendesk(Helpdesk):
         if "comment" in data:
             return [self._from_trigger(data)]
         raise InvalidPayload("type: missing")
+
+    def retained(self, payload: Any) -> dict[str, Any]:
+        return retain(payload, _READ)
 
     def _from_event(self, data: dict[str, Any]) -> SupportEvent:
         staff = required_flag(data, "event.comment.author.is_staff")
