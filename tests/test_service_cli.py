@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from click.testing import CliRunner
 from sqlalchemy import inspect, select
 
@@ -279,3 +280,15 @@ def test_alerts_list_bad_options_are_usage_errors(option: str, value: str) -> No
     result = churnsignal("alerts", "list", option, value)
     assert result.exit_code == 2 and "Usage:" in result.output and value in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_demo_generates_a_pepper_of_its_own(tmp_path: Path) -> None:
+    from churnsignal.demo import _write_config
+    from churnsignal.webhook.standin import StandIn
+
+    with StandIn() as standin:
+        (tmp_path / "first").mkdir()
+        first, _ = _write_config(tmp_path / "first", standin, tmp_path / "model.zip")
+        second, _ = _write_config(tmp_path, standin, tmp_path / "model.zip")
+    peppers = [yaml.safe_load(path.read_text())["identity"]["pepper"] for path in (first, second)]
+    assert all(len(pepper) >= 32 for pepper in peppers) and peppers[0] != peppers[1]

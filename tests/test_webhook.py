@@ -11,8 +11,11 @@ import hashlib
 import hmac
 import json
 import logging
+import socket
 import sqlite3
+import time
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -344,6 +347,42 @@ def test_broker_down_still_accepts_and_leaves_the_event_received(tmp_path, store
     assert "broker unavailable" in caplog.text
 
 
+@pytest.fixture
+def hung_broker() -> Iterator[str]:
+    """A Redis URL whose server accepts connections (the kernel does) but never answers,
+    as a stopped (SIGSTOP) or wedged Redis does."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+
+
+def test_a_hung_broker_delays_one_webhook_by_its_timeout_and_no_more(tmp_path, store, hung_broker, caplog):
+    settings = make_settings(tmp_path, hung_broker, service={"broker_timeout_seconds": 1.0})
+    client = create_app(settings, store=store).test_client()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="churnsignal.webhook"):
+        first = deliver(client, settings, "zendesk", message("1"))
+    first_took = time.monotonic() - started
+    assert first.status_code == 202, first.json
+    assert first_took < 5, first_took
+    assert "not trying again for 30 s" in caplog.text
+    started = time.monotonic()
+    later = [deliver(client, settings, "zendesk", message(str(i))).status_code for i in range(2, 7)]
+    assert later == [202] * 5
+    assert time.monotonic() - started < 2
+    assert [e.status for e in events(store)] == ["received"] * 6  # the sweeper queues them
+
+
+def test_healthz_answers_within_2_s_whatever_the_broker_does(tmp_path, store, hung_broker):
+    client = create_app(make_settings(tmp_path, hung_broker), store=store).test_client()
+    started = time.monotonic()
+    response = client.get("/healthz")
+    assert time.monotonic() - started < 2
+    assert response.status_code == 503
+    assert response.json["store"] == "ok" and response.json["broker"].startswith("unreachable")
+
+
 def test_store_down_is_503_with_retry_after(tmp_path, redis_url):
     settings = make_settings(tmp_path, redis_url)
     client = create_app(settings, store=Store(DOWN_STORE)).test_client()
@@ -516,3 +555,29 @@ def test_metrics_count_requests_and_read_the_store(client, settings, store):
     assert 'churnsignal_events{status="received"} 0.0' in text
     assert "churnsignal_oldest_unprocessed_event_age_seconds" in text
     assert "# TYPE churnsignal_alerts gauge" in text and "# TYPE churnsignal_alerts_overdue gauge" in text
+
+
+def test_made_up_http_methods_add_no_metric_series(client):
+    for index in range(30):
+        client.open("/healthz", method=f"FAKE{index}")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "FAKE" not in text
+    assert 'churnsignal_http_requests_total{endpoint="unmatched",method="other",status="405"} 30.0' in text
+
+
+@pytest.mark.parametrize("path", ["/x%0A2025-01-01 INFO forged: admin logged in", "/x%0D%0Aforged", "/x%00y",
+                                  "/api/customers/a%0Aforged/risk"])
+def test_a_request_path_cannot_forge_a_log_line(client, caplog, path):
+    with caplog.at_level(logging.DEBUG, logger="churnsignal.webhook"):
+        client.get(path)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines and all(not any(c in line for c in "\n\r\x00") for line in lines), lines
+    assert any("\\n" in line or "\\r" in line or "\\x00" in line for line in lines), lines
+
+
+def test_the_web_app_refuses_to_start_without_a_pepper(tmp_path, redis_url, store):
+    from churnsignal.config import MissingSetting
+
+    with pytest.raises(MissingSetting, match="CHURNSIGNAL_IDENTITY__PEPPER"):
+        create_app(make_settings(tmp_path, redis_url, identity={}), store=store)
+
