@@ -241,18 +241,22 @@ HOSTILE_SCALARS = st.one_of(
 )
 HOSTILE = st.recursive(HOSTILE_SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)), max_leaves=6)
-LIMITS = settings(max_examples=40, deadline=None,
+LIMITS = settings(max_examples=150, deadline=None,
                   suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def spoiled(draw, document: Any) -> Any:
+    """``document`` with one to three of its values, anywhere in it, replaced by hostile ones."""
+    for _ in range(draw(st.integers(1, 3))):
+        document = with_value(document, draw(st.sampled_from(paths(document))), draw(HOSTILE))
+    return document
 
 
 @st.composite
 def hostile_webhook(draw) -> tuple[str, bytes]:
     """A real payload of one helpdesk with up to three of its values replaced by hostile ones."""
     source = draw(st.sampled_from(list(PATHS)))
-    document: Any = payload(source, draw(st.text("0123456789abc", min_size=1, max_size=8)))
-    for _ in range(draw(st.integers(1, 3))):
-        document = with_value(document, draw(st.sampled_from(paths(document))), draw(HOSTILE))
-    return source, encode(document)
+    return source, encode(spoiled(draw, payload(source, draw(st.text("0123456789abc", min_size=1, max_size=8)))))
 
 
 @LIMITS
@@ -278,10 +282,7 @@ def hostile_rows(draw) -> tuple[str, bytes]:
     route = draw(st.sampled_from(["orders", "identities"]))
     good = ({"customer_id": "c1", "order_id": "o1", "ordered_at": "2025-01-05T10:00:00+08:00", "amount": 10.5}
             if route == "orders" else {"customer_id": "c1", "email": "a@b.cn", "id": "5", "source": "zendesk"})
-    document: Any = {route: [good, dict(good)]}
-    for _ in range(draw(st.integers(1, 3))):
-        document = with_value(document, draw(st.sampled_from(paths(document))), draw(HOSTILE))
-    return route, encode(document)
+    return route, encode(spoiled(draw, {route: [good, dict(good)]}))
 
 
 @LIMITS
