@@ -40,7 +40,7 @@ DONE = ("analysed", "stored")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
-    parser.add_argument("--customers", type=int, default=400, help="Simulated customers the messages come from.")
+    parser.add_argument("--customers", type=int, default=500, help="Simulated customers the messages come from.")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="An environment variable for the worker only (repeatable).")
     parser.add_argument("--timeout", type=float, default=1800.0)
@@ -57,6 +57,8 @@ def main() -> None:
         with store.session() as session:
             upsert_orders(session, sim.orders.to_dict("records"))
         messages = sim.events[sim.events["author"] == "customer"].sort_values("created_at").head(args.messages)
+        if len(messages) < args.messages:
+            parser.error(f"{args.customers} customers wrote {len(messages)} messages: raise --customers")
         figures = _measure(folder, config, worker_env, store, messages, args.timeout)
         store.dispose()
     print(json.dumps({"bench": "worker_memory", "messages": len(messages), "customers": args.customers,

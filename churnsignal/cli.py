@@ -365,7 +365,7 @@ class _Since(click.ParamType):
             return utcnow() - timedelta(**{self._UNITS[span[2]]: int(span[1])})
         try:
             return utc_naive(datetime.fromisoformat(value.strip()))
-        except ValueError:
+        except (ValueError, OverflowError):
             self.fail(f"{value!r} is neither an ISO 8601 date or time nor a span such as 30m, 24h or 7d", param, ctx)
 
 

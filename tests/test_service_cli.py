@@ -275,6 +275,7 @@ def test_alerts_list_as_json_lines(service_env: str) -> None:
 
 
 @pytest.mark.parametrize(("option", "value"), [("--since", "yesterday"), ("--since", "3w"), ("--status", "lost"),
+                                              ("--since", "0001-01-01T00:00:00+14:00"),
                                               ("--limit", "0")])
 def test_alerts_list_bad_options_are_usage_errors(option: str, value: str) -> None:
     result = churnsignal("alerts", "list", option, value)
