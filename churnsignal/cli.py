@@ -475,11 +475,16 @@ def serve(bind: str, workers: int) -> None:
 @click.option("--concurrency", default=1, show_default=True, help="Tasks at once with prefork or threads.")
 @click.option("--beat/--no-beat", default=True, show_default=True,
               help="Also run the sweeper schedule (run it in exactly one worker).")
-def worker(pool: str, concurrency: int, beat: bool) -> None:
+@click.option("--max-memory", type=click.IntRange(min=300), metavar="MB",
+              help="With --pool prefork: a child process whose resident memory has grown past this is "
+                   "replaced after its task (Celery's --max-memory-per-child). See docs/deploy.md, Workers.")
+def worker(pool: str, concurrency: int, beat: bool, max_memory: int | None) -> None:
     """Run a Celery worker: analyse events, score customers, deliver alerts."""
     from churnsignal.worker import pipeline
     from churnsignal.worker.app import ALERT_QUEUE, QUEUE, make_celery
 
+    if max_memory is not None and pool != "prefork":
+        raise click.UsageError("--max-memory needs --pool prefork: only a child process can be replaced")
     settings = _settings()
     _require_pepper(settings)
     try:
@@ -493,6 +498,8 @@ def worker(pool: str, concurrency: int, beat: bool) -> None:
 
     argv = ["worker", "--loglevel=INFO", f"--pool={pool}", f"--concurrency={concurrency}",
             "-Q", f"{ALERT_QUEUE},{QUEUE}", "--without-gossip", "--without-mingle"]
+    if max_memory is not None:
+        argv.append(f"--max-memory-per-child={max_memory * 1024}")  # Celery counts KiB
     if beat:
         # The sweeper's schedule file; data_dir exists already only when SQLite is in use.
         settings.service.data_dir.mkdir(parents=True, exist_ok=True)

@@ -187,6 +187,11 @@ def test_a_chunked_body_over_the_limit_is_413_and_one_within_it_is_read_whole(tm
         assert within.status_code == 401, within.text  # read whole, then refused for its missing signature
 
 
+def test_a_memory_cap_needs_a_pool_whose_children_can_be_replaced() -> None:
+    result = churnsignal("worker", "--max-memory", "1000")
+    assert result.exit_code == 2 and "--pool prefork" in result.output
+
+
 def test_serve_and_worker_refuse_to_start_without_a_pepper(monkeypatch) -> None:
     # Processes with a time limit: a serve that did start would otherwise never return.
     env = {k: v for k, v in os.environ.items() if k != "CHURNSIGNAL_IDENTITY__PEPPER"}
