@@ -1,0 +1,38 @@
+"""The committed support-chat gold set keeps SPEC's split rule and the guide's three labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from churnsignal.nlp.corpus import load_labelled, split_of, windows
+
+DATA = Path(__file__).resolve().parents[1] / "bench" / "data"
+
+
+def read(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_each_turn_is_in_the_split_its_text_hashes_to_and_labelled_once() -> None:
+    gold = {split: read(f"chat_gold_{split}.jsonl") for split in ("train", "test")}
+    assert len(gold["train"]) >= 2000
+    for split, rows in gold.items():
+        assert all(split_of(row["text"]) == split == row["split"] for row in rows)
+        assert all(row["label"] in ("negative", "neutral", "positive") for row in rows)
+        assert all(row["text"] == row["text"].strip() and isinstance(row["context"], list) for row in rows)
+    ids = [row["id"] for rows in gold.values() for row in rows]
+    texts = [row["text"] for rows in gold.values() for row in rows]
+    assert len(set(ids)) == len(ids) and len(set(texts)) == len(texts)
+
+
+def test_no_train_turn_shares_a_window_with_held_out_text() -> None:
+    held_out = {w for row in read("chat_gold_test.jsonl") for w in windows(row["text"])}
+    held_out |= {w for item in load_labelled() if item.split != "train" for w in windows(item.text)}
+    assert not [row["text"] for row in read("chat_gold_train.jsonl") if any(w in held_out for w in windows(row["text"]))]
+
+
+def test_the_second_labelling_is_of_gold_turns() -> None:
+    gold = {row["id"] for split in ("train", "test") for row in read(f"chat_gold_{split}.jsonl")}
+    second = read("chat_gold_second.jsonl")
+    assert len(second) == 200 and {row["id"] for row in second} <= gold
