@@ -9,6 +9,8 @@ features pushed it up most in total.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from string import Formatter
 
 import numpy as np
 import pandas as pd
@@ -23,21 +25,23 @@ TOP_REASONS = 3
 class Signal:
     """How one feature is explained: its driver, a sentence per language, when it reads as a warning.
 
-    A tree model can raise a customer's risk through a value that is benign on its own
-    (negativity *falling* since last month, because only unhappy customers have a trend
-    at all). "Negativity −5 %" as a reason would confuse the agent, so a feature with a
-    direction is given as a reason only on its worrying side: above ``above`` or below
-    ``below``.
+    A reason is a worrying fact, never a neutral attribute: tenure, total spend or an order
+    count says nothing is wrong, however much a tree model leaned on it, so such features
+    have no sentence (``zh`` None) and are never reasons. A feature with a sentence is given
+    as a reason only on its worrying side: above ``above`` or below ``below`` (a model can
+    raise a risk through negativity *falling*, since only unhappy customers have a trend at
+    all). Sentences may name other features of the customer (``{recency_days}``) to give
+    the comparison, and ``[s]`` in English is the plural ending, dropped for a value of 1.
     """
 
     driver: str
-    zh: str
-    en: str
+    zh: str | None = None
+    en: str | None = None
     above: float | None = None
     below: float | None = None
 
     def worrying(self, value: np.ndarray) -> np.ndarray:
-        ok = ~np.isnan(value)
+        ok = ~np.isnan(value) & (self.zh is not None)
         if self.above is not None:
             ok &= value > self.above
         if self.below is not None:
@@ -46,54 +50,62 @@ class Signal:
 
 
 def _complaints(kind_zh: str, kind_en: str) -> Signal:
-    return Signal("service", f"近期{{v:.0f}}次{kind_zh}投诉", f"{{v:.0f}} recent complaint(s) about {kind_en}", above=0)
+    return Signal("service", f"近期{{v:.0f}}次{kind_zh}投诉", f"{{v:.0f}} recent complaint[s] about {kind_en}", above=0)
 
 
 SIGNALS: dict[str, Signal] = {
-    "recency_days": Signal("social", "距上次购买已{v:.0f}天", "{v:.0f} days since the last purchase"),
-    "tenure_days": Signal("other", "成为客户{v:.0f}天", "a customer for {v:.0f} days"),
-    "orders": Signal("social", "累计购买{v:.0f}次", "{v:.0f} orders in total"),
-    "purchase_days": Signal("social", "有购买的天数为{v:.0f}", "bought on {v:.0f} different days"),
-    "monetary": Signal("other", "累计消费{v:.2f}", "{v:.2f} spent in total"),
-    "avg_order_value": Signal("price", "平均客单价{v:.2f}", "average order value {v:.2f}"),
-    "gap_mean_days": Signal("social", "平均购买间隔{v:.0f}天", "buys every {v:.0f} days on average"),
-    "gap_std_days": Signal("other", "购买间隔波动{v:.0f}天", "purchase gaps vary by {v:.0f} days"),
-    "overdue_ratio": Signal("social", "距上次购买已是平时间隔的{v:.1f}倍", "{v:.1f}× their usual gap since the last purchase", above=1),
-    "orders_30d": Signal("social", "近30天购买{v:.0f}次", "{v:.0f} orders in the last 30 days"),
-    "freq_change_mom": Signal("social", "购买频率环比变化{v:+.0%}", "purchase frequency {v:+.0%} month over month", below=0),
-    "orders_90d": Signal("social", "近90天购买{v:.0f}次", "{v:.0f} orders in the last 90 days"),
-    "freq_change_qoq": Signal("social", "购买频率季度环比变化{v:+.0%}", "purchase frequency {v:+.0%} quarter over quarter", below=0),
-    "aov_change_3m": Signal("price", "近3个月客单价较以往变化{v:+.0%}", "order value {v:+.0%} over 3 months vs. before", below=0),
-    "core_category_gap_days": Signal("price", "常购品类已{v:.0f}天未购买", "{v:.0f} days without buying their usual category"),
-    "refunds": Signal("service", "退款{v:.0f}次", "{v:.0f} refund(s)", above=0),
+    # Neutral attributes: they shape the risk, but none of them is something to act on.
+    "recency_days": Signal("social"),
+    "tenure_days": Signal("other"),
+    "orders": Signal("social"),
+    "purchase_days": Signal("social"),
+    "monetary": Signal("other"),
+    "avg_order_value": Signal("price"),
+    "gap_mean_days": Signal("social"),
+    "gap_std_days": Signal("other"),
+    "orders_30d": Signal("social"),
+    "orders_90d": Signal("social"),
+    "bgnbd_expected_purchases": Signal("social"),
+    "bgnbd_p_alive": Signal("social"),
+    "clv_12m": Signal("other"),
+    "messages": Signal("service"),
+    "window_days": Signal("other"),
+    "days_since_complaint": Signal("service"),
+    # Worrying facts, each against the customer's own history or SPEC's warning levels.
+    "overdue_ratio": Signal("social", "距上次购买{recency_days:.0f}天，是平均间隔的{v:.1f}倍",
+                            "{recency_days:.0f} days since the last purchase, {v:.1f}× their usual gap", above=1.5),
+    "freq_change_mom": Signal("social", "购买频率环比变化{v:+.0%}", "purchase frequency {v:+.0%} month over month",
+                              below=-0.25),
+    "freq_change_qoq": Signal("social", "购买频率季度环比变化{v:+.0%}", "purchase frequency {v:+.0%} quarter over quarter",
+                              below=-0.25),
+    "aov_change_3m": Signal("price", "近3个月客单价较以往变化{v:+.0%}", "order value {v:+.0%} over 3 months vs. before",
+                            below=-0.3),
+    "core_category_gap_days": Signal("price", "常购品类已{v:.0f}天未购买", "{v:.0f} days without buying their usual category",
+                                     above=60),
+    "refunds": Signal("service", "退款{v:.0f}次", "{v:.0f} refund[s]", above=0),
     "refund_rate": Signal("service", "退款率{v:.0%}", "{v:.0%} of orders refunded", above=0),
-    "bgnbd_expected_purchases": Signal("social", "预计未来90天购买{v:.1f}次", "{v:.1f} purchases expected in 90 days"),
-    "bgnbd_p_alive": Signal("social", "仍活跃的概率{v:.0%}", "{v:.0%} chance they are still active"),
-    "clv_12m": Signal("other", "预计12个月价值{v:.2f}", "expected 12-month value {v:.2f}"),
-    "messages": Signal("service", "近期留言{v:.0f}条", "{v:.0f} recent message(s)"),
-    "window_days": Signal("other", "按{v:.0f}天窗口观察", "read over a {v:.0f}-day window"),
     "neg_prob_mean": Signal("service", "近期留言平均负面概率{v:.0%}", "recent messages {v:.0%} negative on average", above=0.5),
     "neg_prob_max": Signal("service", "最负面留言的负面概率{v:.0%}", "worst recent message {v:.0%} negative", above=0.5),
-    "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before", above=0),
+    "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before", above=0.1),
     "negative_word_share": Signal("service", "负面词占比{v:.0%}", "{v:.0%} negative words", above=0.15),
     "complaints_quality": _complaints("质量", "product quality"),
     "complaints_logistics": _complaints("物流", "delivery"),
     "complaints_refund": _complaints("退换货", "refunds or returns"),
     "complaints_service": _complaints("服务态度", "service"),
-    "complaints_price": Signal("price", "近期{v:.0f}次价格投诉", "{v:.0f} recent complaint(s) about price", above=0),
-    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint(s)", above=0),
-    "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate", above=1),
-    "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint(s)", above=0),
-    "competitor_mentions": Signal("price", "提及竞争平台{v:.0f}次", "mentioned a competitor {v:.0f} time(s)", above=0),
-    "days_since_complaint": Signal("service", "{v:.0f}天前投诉过", "complained {v:.0f} days ago"),
+    "complaints_price": Signal("price", "近期{v:.0f}次价格投诉", "{v:.0f} recent complaint[s] about price", above=0),
+    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint[s]", above=0),
+    "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate", above=3),
+    "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint[s]", above=0),
+    "competitor_mentions": Signal("price", "提及竞争平台{v:.0f}次", "mentioned a competitor {v:.0f} time[s]", above=0),
     "rating_mean": Signal("service", "近期平均评分{v:.1f}", "recent average rating {v:.1f}", below=4),
-    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint(s) in 6 months", above=0),
+    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint[s] in 6 months", above=0),
     "first_response_hours": Signal("service", "工单平均等待{v:.0f}小时才获首次回复", "waited {v:.0f} h on average for a first reply",
                                    above=4),
     "slowest_response_hours": Signal("service", "最长等待{v:.0f}小时才获首次回复", "waited {v:.0f} h for a first reply once",
                                      above=12),
-    "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket(s) still ending in a complaint", above=0),
-    "awaiting_reply": Signal("service", "{v:.0f}条投诉尚未获得回复", "{v:.0f} complaint(s) still awaiting a reply", above=0),
+    "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket[s] still ending in a complaint",
+                                 above=0),
+    "awaiting_reply": Signal("service", "{v:.0f}条投诉尚未获得回复", "{v:.0f} complaint[s] still awaiting a reply", above=0),
 }
 
 
@@ -101,8 +113,8 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     """``reasons``, ``driver`` and ``action`` per customer from their feature contributions.
 
     ``reasons`` and ``action`` are one line each ("zh / en"; reasons joined by "; ") for a
-    CSV; ``reason_list`` and ``action_text`` hold the same as ``{"zh", "en"}`` dicts for an
-    alert that lays them out itself.
+    CSV; ``reason_list`` and ``action_text`` hold the same as ``{"zh", "en"}`` dicts (a
+    reason also names its ``kind``, the feature) for an alert that lays them out itself.
     """
     names = list(contributions.columns)
     values = features.reindex(index=contributions.index, columns=names).to_numpy(dtype=float)
@@ -113,14 +125,23 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     top = np.argsort(-pushing, axis=1, kind="stable")[:, :TOP_REASONS]
     by_driver = np.stack([pushing[:, [SIGNALS[n].driver == d for n in names]].sum(axis=1) for d in DRIVERS], axis=1)
     drivers = np.where(by_driver.max(axis=1) > 0, np.asarray(DRIVERS)[by_driver.argmax(axis=1)], "other")
-    reason_list = [[_sentence(names[j], row_values[j]) for j in row_top if row_pushing[j] > 0]
-                   for row_top, row_values, row_pushing in zip(top, values, pushing)]
+    reason_list = [[_sentence(names[j], row_values[j], features, customer) for j in row_top if row_pushing[j] > 0]
+                   for customer, row_top, row_values, row_pushing in zip(contributions.index, top, values, pushing)]
     actions = [settings.interventions[d].model_dump() for d in drivers]
     return pd.DataFrame({"reasons": ["; ".join(f"{r['zh']} / {r['en']}" for r in row) for row in reason_list],
                          "driver": drivers, "action": [f"{a['zh']} / {a['en']}" for a in actions],
                          "reason_list": reason_list, "action_text": actions}, index=contributions.index)
 
 
-def _sentence(name: str, value: float) -> dict[str, str]:
+def _sentence(name: str, value: float, features: pd.DataFrame, customer) -> dict[str, str]:
+    """The reason for one feature: its sentences with the customer's values, and its kind (the feature)."""
     signal = SIGNALS[name]
-    return {"zh": signal.zh.format(v=value), "en": signal.en.format(v=value)}
+    values = {"v": value} | {field: features.at[customer, field] for field in _fields(signal.zh) if field != "v"}
+    english = signal.en.replace("[s]", "" if round(value) == 1 else "s")
+    return {"kind": name, "zh": signal.zh.format(**values), "en": english.format(**values)}
+
+
+@lru_cache(maxsize=None)
+def _fields(template: str) -> tuple[str, ...]:
+    """The names a sentence template takes (``v`` and any other feature it compares with)."""
+    return tuple(field for _, field, _, _ in Formatter().parse(template) if field)

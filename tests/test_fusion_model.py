@@ -78,7 +78,7 @@ def test_scores_have_tiers_reasons_drivers_and_actions(history, trained) -> None
     top = scores.iloc[0]
     reasons = top["reasons"].split("; ")
     assert 1 <= len(reasons) <= 3 and all(" / " in r for r in reasons)
-    assert any(SIGNALS[name].en.split("{")[0] in top["reasons"] for name in SIGNALS)
+    assert any(signal.en.split("{")[0] in top["reasons"] for signal in SIGNALS.values() if signal.en)
     action = settings.fusion.interventions[top["driver"]]
     assert top["action"] == f"{action.zh} / {action.en}"
 
@@ -172,12 +172,44 @@ def test_fitted_cutoff_holds_the_target_on_new_customers() -> None:
 def test_reasons_only_name_worrying_values() -> None:
     from churnsignal.fusion.reasons import explain
 
-    features = pd.DataFrame({"neg_prob_trend": [-0.05, 0.30], "complaints": [0.0, 2.0], "recency_days": [40.0, 40.0]},
+    features = pd.DataFrame({"neg_prob_trend": [-0.05, 0.30], "complaints": [0.0, 2.0], "recency_days": [122.0, 40.0],
+                             "overdue_ratio": [2.44, 0.8], "tenure_days": [160.0, 160.0], "awaiting_reply": [0.0, 1.0]},
                             index=["calmer", "angrier"])
     # both customers' risk was raised by every feature, as a tree model can do
     shares = pd.DataFrame(0.2, index=features.index, columns=features.columns)
     why = explain(shares, features, FusionSettings())
-    assert why.loc["calmer", "reasons"] == "距上次购买已40天 / 40 days since the last purchase"
+    # A gap is given against the customer's own cadence; tenure, a neutral attribute, never.
+    assert why.loc["calmer", "reasons"] == ("距上次购买122天，是平均间隔的2.4倍 / "
+                                           "122 days since the last purchase, 2.4× their usual gap")
+    assert why.loc["calmer", "reason_list"][0]["kind"] == "overdue_ratio"
     assert why.loc["calmer", "driver"] == "social"
-    assert "negativity +30%" in why.loc["angrier", "reasons"] and "2 recent complaint(s)" in why.loc["angrier", "reasons"]
+    reasons = why.loc["angrier", "reasons"]
+    assert "negativity +30%" in reasons and "2 recent complaints" in reasons
+    assert "1 complaint still awaiting a reply" in reasons  # singular for one
+    assert "160" not in reasons and "40 days" not in reasons
     assert why.loc["angrier", "driver"] == "service"
+
+
+# What the issue calls neutral attributes: true of any customer, worrying in none.
+NEUTRAL_KINDS = {"recency_days", "tenure_days", "orders", "purchase_days", "monetary", "avg_order_value",
+                 "gap_mean_days", "gap_std_days", "orders_30d", "orders_90d", "bgnbd_expected_purchases",
+                 "bgnbd_p_alive", "clv_12m", "messages", "window_days", "days_since_complaint"}
+
+
+def test_a_simulated_population_gets_no_reason_of_a_neutral_kind(tmp_path: Path) -> None:
+    from churnsignal.fusion import simulation
+
+    sim = simulation.simulate(simulation.cdnow_transactions(), simulation.sentence_pool(None),
+                              simulation.SimulationParams(customers=300), seed=2)
+    settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
+    labels = sim.labels.set_index("customer_id")
+    model = train(sim.orders[sim.orders["ordered_at"] < sim.as_of], sim.events, labels, sim.as_of, settings, seed=0)
+    from churnsignal.fusion.scoring import score_details
+
+    details = score_details(model, sim.orders, sim.events, sim.as_of, settings)
+    reasons = [reason for row in details["reason_list"] for reason in row]
+    assert len(reasons) > 100
+    assert not {r["kind"] for r in reasons} & NEUTRAL_KINDS
+    for reason in reasons:
+        assert "(s)" not in reason["en"] and "[s]" not in reason["en"]
+        assert not any(reason["en"].startswith(f"1 {noun}s") for noun in ("refund", "recent complaint", "ticket"))
