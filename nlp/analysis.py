@@ -23,10 +23,15 @@ from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
 MAX_CHARS = 20_000
 
 
+def is_negative(negative_prob: float, settings: Settings) -> bool:
+    """Whether the sentiment reads a message as negative: the one test every complaint rests on."""
+    return negative_prob >= settings.sentiment.neutral_high
+
+
 def sentiment_label(negative_prob: float, settings: Settings) -> str:
     """Map a probability to negative / neutral / positive by the configured neutral band."""
     band = settings.sentiment
-    if negative_prob >= band.neutral_high:
+    if is_negative(negative_prob, settings):
         return "negative"
     if negative_prob < band.neutral_low:
         return "positive"
