@@ -21,7 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from churnsignal.config import Settings
-from churnsignal.nlp.complaints import TOPICS, is_complaint
+from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
 BATCH = 256
 
@@ -70,9 +70,10 @@ def _analyse(texts: list[str], settings: Settings) -> list[dict]:
 
     out = []
     for result in analyse(texts, settings):
-        labels = Counter(e["label"] for e in result["entities"] if e["label"] in TOPICS)
+        mentions = Counter(e["label"] for e in result["entities"])
         out.append({"negative_prob": result["sentiment"]["negative_prob"],
-                    "negative_word_share": result["negative_word_share"], "labels": dict(labels)})
+                    "negative_word_share": result["negative_word_share"],
+                    "labels": {topic: mentions[topic] for topic in topics(mentions)}})
     return out
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from churnsignal.config import FusionSettings, Settings
 from churnsignal.fusion import text
+from churnsignal.fusion.artifact import FusionModel
 from churnsignal.fusion.features import TEXT_FEATURES, latest_complaints, text_features
 from churnsignal.fusion.reasons import explain
+from churnsignal.fusion.scoring import score_details
+from churnsignal.fusion.training import feature_settings
 from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
 AS_OF = pd.Timestamp("2024-07-01")
@@ -156,3 +160,33 @@ def test_a_customer_whose_turns_are_all_calm_gets_no_complaint_reasons(settings)
     # As a tree model may: every feature raised the risk.
     why = explain(pushed_by(features, *kinds), features, FusionSettings(), quotes)
     assert not {r["kind"] for r in why.loc["calm", "reason_list"]} & COMPLAINT_KINDS
+
+
+class LeaningOnComplaints:
+    """A stand-in fusion estimator: a customer's logistics complaints alone raise their risk."""
+
+    feature_names_in_ = np.array(["orders_90d", "complaints_logistics", "unresolved_days"])
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        return np.tile([0.2, 0.8], (len(X), 1))
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"orders_90d": 0.0, "complaints_logistics": X["complaints_logistics"].clip(upper=1),
+                             "unresolved_days": 0.0}, index=X.index)
+
+
+def test_scoring_carries_the_masked_quote_from_the_events_to_the_reason(settings) -> None:
+    model = FusionModel(LeaningOnComplaints(), uses_text=True, feature_settings=feature_settings(settings),
+                        cutoffs=None)
+    orders = pd.DataFrame({"customer_id": ["c", "calm"], "order_id": ["1", "2"], "ordered_at": [day(30), day(30)],
+                           "amount": [10.0, 10.0], "category": None, "status": "paid"})
+    events = turns([
+        ("c", 3, "t1", "customer", "快递还没到"),
+        ("c", 2, "t1", "customer", "还没到！电话13812345678"),
+        ("c", 1, "t1", "bot", "物流投诉2次：“还没到，气死了” (churnsignal alert 1)"),
+        ("calm", 2, None, "customer", "快递到了吗"),
+    ])
+    scored = score_details(model, orders, events, AS_OF, settings).set_index("customer_id")
+    assert scored.loc["c", "reason_list"] == [{"kind": "complaints_logistics", "zh": "物流投诉2次：“还没到！电话[PHONE]”",
+                                               "en": '2 complaints about delivery: "还没到！电话[PHONE]"'}]
+    assert scored.loc["calm", "reason_list"] == []
