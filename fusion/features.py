@@ -80,8 +80,8 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
 
     ``events`` are customer messages with analysis columns and agent messages
     (``fusion/text.py``); a complaint is what ``is_complaint`` marks, counted once per topic
-    it is about however often it names it. High-frequency buyers are read over the short window (a week
-    of silence after a bad delivery matters), the others over the long one.
+    it is about however often it names it. High-frequency buyers are read over the short
+    window (a week of silence after a bad delivery matters), the others over the long one.
     """
     everything = events[(events["created_at"] < as_of) & events["customer_id"].isin(customers)]
     everything = everything.sort_values(["customer_id", "created_at"], kind="stable")
