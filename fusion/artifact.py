@@ -34,7 +34,7 @@ class FusionModel:
 
     estimator: ChurnModel
     uses_text: bool
-    # Settings that define the features (windows, complaint threshold): fixed at training.
+    # Settings that define the features (the windows): fixed at training.
     feature_settings: dict[str, float]
     # Per-segment tier cut-offs fitted at training, or None for the configured ones.
     cutoffs: dict[str, list[float]] | None

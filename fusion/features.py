@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from churnsignal.config import FusionSettings
+from churnsignal.nlp.complaints import TOPICS
 
 DAY = pd.Timedelta(days=1)
 MONTH_DAYS = 30
@@ -26,14 +27,12 @@ PURCHASE_FEATURES = (
     "orders_30d", "freq_change_mom", "orders_90d", "freq_change_qoq",
     "aov_change_3m", "core_category_gap_days", "refunds", "refund_rate",
 )
-# Entity labels of the complaint extractor that name what went wrong (model_cards/entities.md).
-COMPLAINT_LABELS = ("QUALITY", "LOGISTICS", "REFUND", "SERVICE", "PRICE")
+TOPIC_FEATURES = tuple(f"complaints_{topic.lower()}" for topic in TOPICS)
 TEXT_FEATURES = (
     "messages", "window_days", "neg_prob_mean", "neg_prob_max", "neg_prob_trend", "negative_word_share",
-    *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS),
-    "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
-    "days_since_complaint", "rating_mean", "complaints_6m", "unresolved_tickets", "awaiting_reply",
-    "first_response_hours", "slowest_response_hours",
+    *TOPIC_FEATURES, "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
+    "days_since_complaint", "rating_mean", "complaints_6m", "unresolved_tickets", "unresolved_days",
+    "awaiting_reply", "first_response_hours", "slowest_response_hours",
 )
 
 
@@ -80,8 +79,9 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     """Sentiment, complaints and competitor mentions over a window that fits each customer.
 
     ``events`` are customer messages with analysis columns and agent messages
-    (``fusion/text.py``). High-frequency buyers are read over the short window (a week
-    of silence after a bad delivery matters), the others over the long one.
+    (``fusion/text.py``); a complaint is what ``is_complaint`` marks, counted once per topic
+    it is about however often it names it. High-frequency buyers are read over the short
+    window (a week of silence after a bad delivery matters), the others over the long one.
     """
     everything = events[(events["created_at"] < as_of) & events["customer_id"].isin(customers)]
     everything = everything.sort_values(["customer_id", "created_at"], kind="stable")
@@ -102,8 +102,8 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     out["neg_prob_max"] = by["negative_prob"].max()
     out["neg_prob_trend"] = out["neg_prob_mean"] - before.groupby("customer_id")["negative_prob"].mean()
     out["negative_word_share"] = by["negative_word_share"].mean()
-    for label in COMPLAINT_LABELS:
-        out[f"complaints_{label.lower()}"] = complaint[label].groupby(complaint["customer_id"]).sum()
+    for topic, name in zip(TOPICS, TOPIC_FEATURES):
+        out[name] = (complaint[topic] > 0).groupby(complaint["customer_id"]).sum()
     out["complaints"] = complaint.groupby("customer_id").size()
     out["complaint_spike"] = out["complaints"] / _complaints_per_window(seen, as_of, window)
     out["repeat_complaints"] = _repeat_complaints(seen[seen["is_complaint"]], now.index)
@@ -112,14 +112,16 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     out["rating_mean"] = by["rating"].mean()
     recent = seen[age.to_numpy() < LOOKBACK_DAYS]
     out["complaints_6m"] = recent[recent["is_complaint"]].groupby("customer_id").size()
-    out["unresolved_tickets"] = _unresolved_tickets(recent)
+    unresolved_since = _unresolved_since(recent)
+    out["unresolved_tickets"] = unresolved_since.groupby(level="customer_id").size()
+    out["unresolved_days"] = (as_of - unresolved_since.groupby(level="customer_id").min()) / DAY
     lookback = everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
     out["awaiting_reply"] = _awaiting_reply(lookback)
     waits = _first_response_hours(lookback, as_of)
     out["first_response_hours"] = waits.groupby(level="customer_id").mean()
     out["slowest_response_hours"] = waits.groupby(level="customer_id").max()
-    counts = ["messages", *(f"complaints_{label.lower()}" for label in COMPLAINT_LABELS), "complaints",
-              "repeat_complaints", "competitor_mentions", "complaints_6m", "unresolved_tickets", "awaiting_reply"]
+    counts = ["messages", *TOPIC_FEATURES, "complaints", "repeat_complaints", "competitor_mentions", "complaints_6m",
+              "unresolved_tickets", "awaiting_reply"]
     out[counts] = out[counts].fillna(0)
     return out.reindex(columns=TEXT_FEATURES).astype(float)
 
@@ -163,6 +165,19 @@ def _core_category_gap(paid: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
     return ((as_of - core["last"]) / DAY).droplevel("category")
 
 
+def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per customer (rows) and topic (columns), the masked text of their latest complaint about it.
+
+    Features are numbers; a reason also quotes what the customer said, so that an agent sees
+    the complaint behind a count without opening the ticket. Only rows before ``as_of`` are
+    read, so whenever a window counts a complaint about a topic, its latest is among them.
+    """
+    complaints = events[(events["created_at"] < as_of) & events["is_complaint"]]
+    complaints = complaints.sort_values("created_at", kind="stable")
+    return pd.DataFrame({topic: complaints[complaints[topic] > 0].groupby("customer_id")["masked_text"].last()
+                         for topic in TOPICS}, columns=list(TOPICS))
+
+
 def _complaints_per_window(seen: pd.DataFrame, as_of: pd.Timestamp, window: pd.Series) -> pd.Series:
     """A customer's usual complaints per window before the current one (at least 1).
 
@@ -190,14 +205,20 @@ def _first_response_hours(messages: pd.DataFrame, as_of: pd.Timestamp) -> pd.Ser
     return (answered.fillna(as_of) - opened) / pd.Timedelta(hours=1)
 
 
-def _unresolved_tickets(messages: pd.DataFrame) -> pd.Series:
-    """Tickets whose last word from the customer is still a complaint.
+def _unresolved_since(messages: pd.DataFrame) -> pd.Series:
+    """Per unresolved ticket, when the complaint that is still unresolved was made.
 
-    Only the customer's own messages are read: an agent's "resolved" does not make it so.
+    A ticket is unresolved while the customer's last word on it is a complaint; only the
+    customer's own messages are read, as an agent's "resolved" does not make it so. It has
+    been unresolved since the first complaint after the customer's last calm message on it.
+    ``messages`` are the customer's, sorted by customer and time.
     """
     on_tickets = messages[messages["ticket_id"].notna()]
-    last = on_tickets.groupby(["customer_id", "ticket_id"])["is_complaint"].last()
-    return last[last].groupby(level="customer_id").size()
+    ticket = [on_tickets["customer_id"], on_tickets["ticket_id"]]
+    calm_before = (~on_tickets["is_complaint"]).groupby(ticket).cumsum()
+    after_last_calm = calm_before == calm_before.groupby(ticket).transform("max")
+    still_open = on_tickets[after_last_calm & on_tickets["is_complaint"]]
+    return still_open.groupby(["customer_id", "ticket_id"])["created_at"].min()
 
 
 def _awaiting_reply(messages: pd.DataFrame) -> pd.Series:
@@ -221,7 +242,7 @@ def _repeat_complaints(complaints: pd.DataFrame, in_window: pd.Index) -> pd.Seri
     """
     ordered = complaints.sort_values("created_at")
     ticket_again = ordered.duplicated(["customer_id", "ticket_id"]) & ordered["ticket_id"].notna()
-    kind = ordered[list(COMPLAINT_LABELS)].idxmax(axis=1).where(ordered[list(COMPLAINT_LABELS)].any(axis=1))
+    kind = ordered[list(TOPICS)].idxmax(axis=1).where(ordered[list(TOPICS)].any(axis=1))
     kind_again = (ordered.assign(kind=kind).duplicated(["customer_id", "kind"])
                   & kind.notna() & ordered["ticket_id"].isna())
     repeated = ordered[(ticket_again | kind_again) & ordered.index.isin(in_window)]

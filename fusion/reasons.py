@@ -3,7 +3,8 @@
 Each feature has a driver (SPEC's intervention library is keyed by churn driver) and a
 sentence in Chinese and English that states the customer's own value. A customer's
 reasons are the features that pushed their risk up most; their driver is the one whose
-features pushed it up most in total.
+features pushed it up most in total. A complaint count also quotes the customer's latest
+complaint on that topic, masked and shortened, so the agent reads what went wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from churnsignal.config import FusionSettings
 
 DRIVERS = ("price", "service", "social", "other")
 TOP_REASONS = 3
+# Long enough to recognise the complaint, short enough to sit on one line of a note.
+QUOTE_CHARS = 20
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class Signal:
     raise a risk through negativity *falling*, since only unhappy customers have a trend at
     all). Sentences may name other features of the customer (``{recency_days}``) to give
     the comparison, and ``[s]`` in English is the plural ending, dropped for a value of 1.
+    A count of complaints about a ``topic`` ends with a quote of the latest one.
     """
 
     driver: str
@@ -39,6 +43,7 @@ class Signal:
     en: str | None = None
     above: float | None = None
     below: float | None = None
+    topic: str | None = None
 
     def worrying(self, value: np.ndarray) -> np.ndarray:
         ok = ~np.isnan(value) & (self.zh is not None)
@@ -49,8 +54,8 @@ class Signal:
         return ok
 
 
-def _complaints(kind_zh: str, kind_en: str) -> Signal:
-    return Signal("service", f"近期{{v:.0f}}次{kind_zh}投诉", f"{{v:.0f}} recent complaint[s] about {kind_en}", above=0)
+def _complaints(topic: str, kind_zh: str, kind_en: str, driver: str = "service") -> Signal:
+    return Signal(driver, f"{kind_zh}投诉{{v:.0f}}次", f"{{v:.0f}} complaint[s] about {kind_en}", above=0, topic=topic)
 
 
 SIGNALS: dict[str, Signal] = {
@@ -88,11 +93,13 @@ SIGNALS: dict[str, Signal] = {
     "neg_prob_max": Signal("service", "最负面留言的负面概率{v:.0%}", "worst recent message {v:.0%} negative", above=0.5),
     "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before", above=0.1),
     "negative_word_share": Signal("service", "负面词占比{v:.0%}", "{v:.0%} negative words", above=0.15),
-    "complaints_quality": _complaints("质量", "product quality"),
-    "complaints_logistics": _complaints("物流", "delivery"),
-    "complaints_refund": _complaints("退换货", "refunds or returns"),
-    "complaints_service": _complaints("服务态度", "service"),
-    "complaints_price": Signal("price", "近期{v:.0f}次价格投诉", "{v:.0f} recent complaint[s] about price", above=0),
+    "complaints_quality": _complaints("QUALITY", "质量", "product quality"),
+    "complaints_logistics": _complaints("LOGISTICS", "物流", "delivery"),
+    "complaints_refund": _complaints("REFUND", "退换货", "refunds or returns"),
+    "complaints_service": _complaints("SERVICE", "服务态度", "service"),
+    "complaints_price": _complaints("PRICE", "价格", "price", driver="price"),
+    "complaints_competitor": Signal("price", "提及竞争平台的投诉{v:.0f}次", "{v:.0f} complaint[s] mentioning a competitor",
+                                    above=0, topic="COMPETITOR"),
     "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint[s]", above=0),
     "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate", above=3),
     "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint[s]", above=0),
@@ -105,16 +112,22 @@ SIGNALS: dict[str, Signal] = {
                                      above=12),
     "unresolved_tickets": Signal("service", "{v:.0f}个工单投诉后未见好转", "{v:.0f} ticket[s] still ending in a complaint",
                                  above=0),
+    # Under a day is ordinary handling time, and would read "unresolved for 0 days".
+    "unresolved_days": Signal("service", "投诉工单已{v:.0f}天未解决", "complaint ticket unresolved for {v:.0f} day[s]",
+                              above=1),
     "awaiting_reply": Signal("service", "{v:.0f}条投诉尚未获得回复", "{v:.0f} complaint[s] still awaiting a reply", above=0),
 }
 
 
-def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: FusionSettings) -> pd.DataFrame:
+def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: FusionSettings,
+            quotes: pd.DataFrame | None = None) -> pd.DataFrame:
     """``reasons``, ``driver`` and ``action`` per customer from their feature contributions.
 
     ``reasons`` and ``action`` are one line each ("zh / en"; reasons joined by "; ") for a
     CSV; ``reason_list`` and ``action_text`` hold the same as ``{"zh", "en"}`` dicts (a
     reason also names its ``kind``, the feature) for an alert that lays them out itself.
+    ``quotes`` holds each customer's latest complaint per topic, already masked
+    (``features.latest_complaints``); without it complaint counts go unquoted.
     """
     names = list(contributions.columns)
     values = features.reindex(index=contributions.index, columns=names).to_numpy(dtype=float)
@@ -125,7 +138,8 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     top = np.argsort(-pushing, axis=1, kind="stable")[:, :TOP_REASONS]
     by_driver = np.stack([pushing[:, [SIGNALS[n].driver == d for n in names]].sum(axis=1) for d in DRIVERS], axis=1)
     drivers = np.where(by_driver.max(axis=1) > 0, np.asarray(DRIVERS)[by_driver.argmax(axis=1)], "other")
-    reason_list = [[_sentence(names[j], row_values[j], features, customer) for j in row_top if row_pushing[j] > 0]
+    reason_list = [[_sentence(names[j], row_values[j], features, customer, quotes)
+                    for j in row_top if row_pushing[j] > 0]
                    for customer, row_top, row_values, row_pushing in zip(contributions.index, top, values, pushing)]
     actions = [settings.interventions[d].model_dump() for d in drivers]
     return pd.DataFrame({"reasons": ["; ".join(f"{r['zh']} / {r['en']}" for r in row) for row in reason_list],
@@ -133,12 +147,41 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
                          "reason_list": reason_list, "action_text": actions}, index=contributions.index)
 
 
-def _sentence(name: str, value: float, features: pd.DataFrame, customer) -> dict[str, str]:
+def _sentence(name: str, value: float, features: pd.DataFrame, customer,
+              quotes: pd.DataFrame | None) -> dict[str, str]:
     """The reason for one feature: its sentences with the customer's values, and its kind (the feature)."""
     signal = SIGNALS[name]
     values = {"v": value} | {field: features.at[customer, field] for field in _fields(signal.zh) if field != "v"}
     english = signal.en.replace("[s]", "" if round(value) == 1 else "s")
-    return {"kind": name, "zh": signal.zh.format(**values), "en": english.format(**values)}
+    reason = {"kind": name, "zh": signal.zh.format(**values), "en": english.format(**values)}
+    said = _latest(quotes, customer, signal.topic)
+    if said is not None:
+        # Appended, never formatted: a customer's braces are text, not template fields.
+        reason["zh"] += f"：“{_shortened(said)}”"
+        reason["en"] += f': "{_shortened(said)}"'
+    return reason
+
+
+def _latest(quotes: pd.DataFrame | None, customer, topic: str | None) -> str | None:
+    """The customer's latest complaint about ``topic``, if there is one to quote."""
+    if quotes is None or topic is None or customer not in quotes.index:
+        return None
+    said = quotes.at[customer, topic]
+    return said if isinstance(said, str) and said.strip() else None
+
+
+def _shortened(text: str) -> str:
+    """``text`` on one line in at most ``QUOTE_CHARS`` characters, an ellipsis marking a cut.
+
+    A cut never splits a masking placeholder ("[PHO…" would read as garbled text).
+    """
+    text = " ".join(text.split())
+    if len(text) <= QUOTE_CHARS:
+        return text
+    head = text[:QUOTE_CHARS - 1]
+    if head.rfind("[") > head.rfind("]"):
+        head = head[:head.rfind("[")]
+    return head.rstrip() + "…"
 
 
 @lru_cache(maxsize=None)

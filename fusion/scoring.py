@@ -8,9 +8,10 @@ import pandas as pd
 
 from churnsignal.config import Settings
 from churnsignal.fusion.artifact import FusionModel
+from churnsignal.fusion.features import latest_complaints
 from churnsignal.fusion.reasons import explain
 from churnsignal.fusion.tiers import assign, segment_of
-from churnsignal.fusion.training import features_as_of
+from churnsignal.fusion.training import analysed_as_of, features_of
 
 COLUMNS = ("customer_id", "churn_prob", "tier", "reasons", "driver", "action")
 
@@ -31,7 +32,8 @@ def score_details(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame
     if not model.uses_text and events is not None:
         warnings.warn("this model was trained on purchases only: the events are not used", stacklevel=2)
         events = None
-    features = features_as_of(orders, events, as_of, settings, model.feature_settings)
+    analysed = analysed_as_of(events, as_of, settings)
+    features = features_of(orders, analysed, as_of, settings, model.feature_settings)
     if events is not None:
         unknown = set(events.loc[events["created_at"] < as_of, "customer_id"]) - set(features.index)
         if unknown:
@@ -46,7 +48,8 @@ def score_details(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame
                       stacklevel=2)
         cutoffs = None
     segments = segment_of(features, model.feature_settings["high_frequency_orders_per_month"])
-    why = explain(model.estimator.contributions(features), features, settings.fusion)
+    quotes = None if analysed is None else latest_complaints(analysed, as_of)
+    why = explain(model.estimator.contributions(features), features, settings.fusion, quotes)
     out = pd.DataFrame({"churn_prob": proba.round(4), "tier": assign(proba, segments, tiers, cutoffs)}).join(why)
     out.index.name = "customer_id"
     return out.reset_index().sort_values("churn_prob", ascending=False, kind="stable")

@@ -3,7 +3,8 @@
 Scoring the same history again (a new ``--as-of``, evaluation after training) must not
 run the BERT again over every message, so each message's signals are cached on disk,
 keyed by a hash of the text and the versions of the models that read it. The cache holds
-no text, only numbers and entity counts, so it holds no personal data either.
+no text, only numbers and entity counts, so it holds no personal data either; the masked
+text a reason quotes is masked again on every read (a regular expression, not a model).
 """
 
 from __future__ import annotations
@@ -20,22 +21,21 @@ import pandas as pd
 from tqdm import tqdm
 
 from churnsignal.config import Settings
-from churnsignal.fusion.features import COMPLAINT_LABELS
+from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
-SIGNAL_LABELS = (*COMPLAINT_LABELS, "COMPETITOR")
 BATCH = 256
 
 
-def analyse_events(events: pd.DataFrame, settings: Settings, complaint_threshold: float) -> pd.DataFrame:
+def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The non-empty customer messages and all agent messages of ``events``, with signals as columns.
 
-    Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (``negative_prob``
-    at or above ``complaint_threshold``, the negative end of the neutral band) and one
-    count column per entity label in ``SIGNAL_LABELS``. Agent messages are not customer
-    signal: they are not analysed (their signals are empty) and are kept only for when
-    they were written, which is how slow first responses are seen.
+    Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (``nlp/complaints.py``),
+    ``masked_text`` and one mention-count column per topic in ``TOPICS``. Agent messages
+    are not customer signal: they are not analysed (their signals are empty) and are kept
+    only for when they were written, which is how slow first responses are seen. Bot
+    messages, our own alert notes among them, are dropped.
     """
-    from churnsignal.nlp.analysis import model_versions
+    from churnsignal.nlp.analysis import masked_text, model_versions
 
     written = (events["author"] == "customer") & (events["text"].str.strip() != "")
     messages = events[written].copy()
@@ -54,10 +54,14 @@ def analyse_events(events: pd.DataFrame, settings: Settings, complaint_threshold
     rows = [signals[k] for k in keys]
     messages["negative_prob"] = [r["negative_prob"] for r in rows]
     messages["negative_word_share"] = [r["negative_word_share"] for r in rows]
-    messages["is_complaint"] = messages["negative_prob"] >= complaint_threshold
-    for label in SIGNAL_LABELS:
-        messages[label] = [r["labels"].get(label, 0) for r in rows]
-    replies = events[events["author"] == "agent"].assign(is_complaint=False, **{label: 0 for label in SIGNAL_LABELS})
+    messages["is_complaint"] = pd.Series([is_complaint(author, prob, settings) for author, prob
+                                          in zip(messages["author"], messages["negative_prob"])],
+                                         index=messages.index, dtype=bool)
+    messages["masked_text"] = [masked_text(text).text for text in messages["text"]]
+    for topic in TOPICS:
+        messages[topic] = [r["labels"].get(topic, 0) for r in rows]
+    # Not the customer's turns: never complaints, whatever they say (nlp/complaints.py).
+    replies = events[events["author"] == "agent"].assign(is_complaint=False, **{topic: 0 for topic in TOPICS})
     return pd.concat([messages, replies]).sort_index()
 
 
@@ -66,9 +70,10 @@ def _analyse(texts: list[str], settings: Settings) -> list[dict]:
 
     out = []
     for result in analyse(texts, settings):
-        labels = Counter(e["label"] for e in result["entities"] if e["label"] in SIGNAL_LABELS)
+        mentions = Counter(e["label"] for e in result["entities"])
         out.append({"negative_prob": result["sentiment"]["negative_prob"],
-                    "negative_word_share": result["negative_word_share"], "labels": dict(labels)})
+                    "negative_word_share": result["negative_word_share"],
+                    "labels": {topic: mentions[topic] for topic in topics(mentions)}})
     return out
 
 

@@ -16,23 +16,32 @@ from churnsignal.fusion.tiers import fit_cutoffs, segment_of
 
 
 def feature_settings(settings: Settings) -> dict[str, float]:
-    """The settings that define what a feature means; a model keeps the ones it was trained with."""
+    """The settings that define what a feature means; a model keeps the ones it was trained with.
+
+    What a complaint is belongs to ``nlp/complaints.py``, read at scoring as at training.
+    """
     fusion = settings.fusion
     return {"high_frequency_orders_per_month": fusion.high_frequency_orders_per_month,
-            "short_window_days": fusion.short_window_days, "long_window_days": fusion.long_window_days,
-            "complaint_threshold": settings.sentiment.neutral_high}
+            "short_window_days": fusion.short_window_days, "long_window_days": fusion.long_window_days}
+
+
+def analysed_as_of(events: pd.DataFrame | None, as_of: pd.Timestamp, settings: Settings) -> pd.DataFrame | None:
+    """The events strictly before ``as_of`` with each message's signals (``fusion/text.py``)."""
+    from churnsignal.fusion.text import analyse_events
+
+    return None if events is None else analyse_events(events[events["created_at"] < as_of], settings)
+
+
+def features_of(orders: pd.DataFrame, analysed: pd.DataFrame | None, as_of: pd.Timestamp,
+                settings: Settings, defined_by: dict[str, float]) -> pd.DataFrame:
+    """Every customer's features from the rows strictly before ``as_of``, events already analysed."""
+    return build_features(orders, analysed, as_of, settings.fusion.model_copy(update=defined_by))
 
 
 def features_as_of(orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp,
                    settings: Settings, defined_by: dict[str, float]) -> pd.DataFrame:
     """Every customer's features from the rows strictly before ``as_of``."""
-    from churnsignal.fusion.text import analyse_events
-
-    fusion = settings.fusion.model_copy(update={k: v for k, v in defined_by.items() if k != "complaint_threshold"})
-    analysed = None
-    if events is not None:
-        analysed = analyse_events(events[events["created_at"] < as_of], settings, defined_by["complaint_threshold"])
-    return build_features(orders, analysed, as_of, fusion)
+    return features_of(orders, analysed_as_of(events, as_of, settings), as_of, settings, defined_by)
 
 
 def train(orders: pd.DataFrame, events: pd.DataFrame | None, labels: pd.DataFrame, as_of: pd.Timestamp,

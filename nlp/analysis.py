@@ -14,7 +14,7 @@ import torch
 
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp import entities, lexicon
-from churnsignal.nlp.masking import mask_pii
+from churnsignal.nlp.masking import MaskedText, mask_pii
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
 
@@ -26,6 +26,11 @@ MAX_CHARS = 20_000
 def is_negative(negative_prob: float, settings: Settings) -> bool:
     """Whether the sentiment reads a message as negative: the one test every complaint rests on."""
     return negative_prob >= settings.sentiment.neutral_high
+
+
+def masked_text(text: str) -> MaskedText:
+    """What every later step reads, and the only form of a message ever shown: normalised, masked, its head."""
+    return mask_pii(normalize(text[:MAX_CHARS]))
 
 
 def sentiment_label(negative_prob: float, settings: Settings) -> str:
@@ -63,7 +68,7 @@ def analyse(texts: Sequence[str], settings: Settings | None = None) -> list[dict
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text {position} is {type(text).__name__}, expected str")
-    masked = [mask_pii(normalize(text[:MAX_CHARS])) for text in texts]
+    masked = [masked_text(text) for text in texts]
     readable = [i for i, m in enumerate(masked) if m.text]
     model = sentiment_model(settings)
     probs = model.negative_probs([masked[i].text for i in readable])

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from churnsignal.config import FusionSettings
+from churnsignal.config import FusionSettings, Settings
 from churnsignal.fusion.features import build_features, purchase_features, text_features
-from churnsignal.fusion.text import SIGNAL_LABELS
+from churnsignal.nlp.complaints import TOPICS, is_complaint
 
 AS_OF = pd.Timestamp("2024-07-01")
 
@@ -72,10 +72,10 @@ def analysed(rows: list[tuple]) -> pd.DataFrame:
     frame["created_at"] = pd.to_datetime(frame["created_at"])
     frame["negative_word_share"] = frame["negative_prob"] / 4
     frame["rating"] = np.nan
-    frame["is_complaint"] = frame["negative_prob"] >= 0.65
     frame["author"] = "customer"
-    for label in SIGNAL_LABELS:
-        frame[label] = [labels.count(label) for labels in frame["labels"]]
+    frame["is_complaint"] = [is_complaint("customer", p, Settings()) for p in frame["negative_prob"]]
+    for topic in TOPICS:
+        frame[topic] = [labels.count(topic) for labels in frame["labels"]]
     return frame.drop(columns="labels")
 
 
@@ -108,7 +108,9 @@ def test_text_features_by_hand() -> None:
     assert a["complaint_spike"] == 2
     assert a["complaints_6m"] == 3  # the one 150 days ago counts too
     assert a["unresolved_tickets"] == 2  # t1 and t2 both end in a complaint
+    assert a["unresolved_days"] == 150  # t1's complaint, never followed up
     assert f.loc["b", "unresolved_tickets"] == 0 and f.loc["b", "complaints_6m"] == 1
+    assert np.isnan(f.loc["b", "unresolved_days"])
     z = f.loc["z"]
     assert z["messages"] == 0 and np.isnan(z["neg_prob_mean"]) and np.isnan(z["days_since_complaint"])
 
@@ -117,7 +119,7 @@ def agent_replies(rows: list[tuple]) -> pd.DataFrame:
     """Agent messages as fusion/text.py keeps them: times only, no signals."""
     frame = pd.DataFrame(rows, columns=["customer_id", "created_at", "ticket_id"])
     frame["created_at"] = pd.to_datetime(frame["created_at"])
-    return frame.assign(author="agent", is_complaint=False, **{label: 0 for label in SIGNAL_LABELS})
+    return frame.assign(author="agent", is_complaint=False, **{topic: 0 for topic in TOPICS})
 
 
 def test_first_response_time_per_ticket() -> None:

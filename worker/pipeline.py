@@ -18,7 +18,8 @@ from churnsignal.config import Settings
 from churnsignal.fusion import artifact
 from churnsignal.fusion.artifact import FusionModel
 from churnsignal.fusion.scoring import score_details
-from churnsignal.fusion.text import SIGNAL_LABELS, analyse_events
+from churnsignal.fusion.text import analyse_events
+from churnsignal.nlp.complaints import TOPICS
 from churnsignal.store import Alert, Event, Order, RiskScore, Store, utcnow
 
 # Helpdesk channels that are not the fusion model's chat/review read as tickets.
@@ -59,9 +60,9 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     now = utcnow()
     with store.session() as session:
         if not messages.empty:
-            analysed = analyse_events(messages, settings, settings.sentiment.neutral_high)
+            analysed = analyse_events(messages, settings)
             for row in analysed.itertuples():
-                counts = {label: int(getattr(row, label)) for label in SIGNAL_LABELS if getattr(row, label)}
+                counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
                 session.execute(update(Event).where(Event.id == row.id).values(
                     status="analysed", analysed_at=now, negative_prob=float(row.negative_prob),
                     negative_word_share=float(row.negative_word_share), entities=counts))

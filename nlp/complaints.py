@@ -1,0 +1,41 @@
+"""What a complaint is, defined once: the fusion features, reasons and alerts all ask here.
+
+A customer's turn is a complaint when the sentiment reads it as negative
+(``nlp.analysis.is_negative``); its topics are the entity labels in it that name what went
+wrong, or a competitor. Only the customer's own turns count: an agent's reply, a bot's
+message and our own alert notes (which come back from the helpdesk stored as ``bot``, see
+``webhook/inbound.py``) may quote or answer angry words, but they are not the customer
+complaining.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from churnsignal.config import Settings
+
+CUSTOMER = "customer"
+# Entity labels of the complaint extractor (model_cards/entities.md) that say what a complaint
+# is about; ORDER_ID, MONEY and DURATION say which or how much, not what went wrong.
+TOPICS = ("QUALITY", "LOGISTICS", "REFUND", "SERVICE", "PRICE", "COMPETITOR")
+
+
+def is_complaint(author: str, negative_prob: float | None, settings: Settings) -> bool:
+    """Whether a turn is a complaint: the customer wrote it and the sentiment says negative.
+
+    A turn the sentiment never read (an empty message, anyone else's) has no probability
+    and is no complaint.
+    """
+    # Imported here: the analysis loads torch, which scoring a purchase-only model never needs.
+    from churnsignal.nlp.analysis import is_negative
+
+    if author != CUSTOMER or negative_prob is None or math.isnan(negative_prob):
+        return False
+    return is_negative(negative_prob, settings)
+
+
+def topics(entity_labels: Iterable[str]) -> tuple[str, ...]:
+    """What a complaint is about: the topic labels among its entities, once each, in ``TOPICS`` order."""
+    present = set(entity_labels)
+    return tuple(topic for topic in TOPICS if topic in present)
