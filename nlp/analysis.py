@@ -33,14 +33,23 @@ def masked_text(text: str) -> MaskedText:
     return mask_pii(normalize(text[:MAX_CHARS]))
 
 
-def sentiment_label(negative_prob: float, settings: Settings) -> str:
-    """Map a probability to negative / neutral / positive by the configured neutral band."""
-    band = settings.sentiment
-    if is_negative(negative_prob, settings):
+def sentiment_label(probs: dict[str, float], settings: Settings) -> str:
+    """negative / neutral / positive from the class probabilities.
+
+    Negative is decided by ``is_negative`` alone, so a label and a complaint never
+    disagree. Otherwise a model with a learned neutral class says which of the other two
+    is likelier; a two-class model's probability is read against the configured band.
+    """
+    if is_negative(probs["negative"], settings):
         return "negative"
-    if negative_prob < band.neutral_low:
-        return "positive"
-    return "neutral"
+    if "neutral" in probs and "positive" in probs:
+        return "neutral" if probs["neutral"] >= probs["positive"] else "positive"
+    return "positive" if probs["negative"] < settings.sentiment.neutral_low else "neutral"
+
+
+def context_text(turns: Sequence[tuple[str, str]]) -> str:
+    """The turns before a message as the model reads them: ``author: text``, oldest first, masked."""
+    return " ".join(f"{author}: {masked_text(text).text}" for author, text in turns if text.strip())
 
 
 def sentiment_model(settings: Settings) -> SentimentModel:
@@ -57,8 +66,13 @@ def model_versions(settings: Settings | None = None) -> dict[str, dict]:
     return {"sentiment": sentiment_model(settings).info, "entities": entities.info(pipeline)}
 
 
-def analyse(texts: Sequence[str], settings: Settings | None = None) -> list[dict[str, Any]]:
+def analyse(texts: Sequence[str], settings: Settings | None = None,
+            contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[dict[str, Any]]:
     """Analyse a batch of support messages; one result dict per text, same order.
+
+    ``contexts``, when given, holds for each text the ``(author, text)`` turns before it in
+    its ticket (oldest first): the sentiment then reads the message in its dialogue, so
+    "还没到" after two days of waiting reads differently from a first question.
 
     Raises ``TypeError`` for a non-string item; empty or whitespace-only texts get a
     result whose ``sentiment`` is ``None`` and an ``error`` saying why, so a batch is
@@ -71,15 +85,18 @@ def analyse(texts: Sequence[str], settings: Settings | None = None) -> list[dict
     masked = [masked_text(text) for text in texts]
     readable = [i for i, m in enumerate(masked) if m.text]
     model = sentiment_model(settings)
-    probs = model.negative_probs([masked[i].text for i in readable])
+    context = [context_text(contexts[i]) for i in readable] if contexts is not None else None
+    probs = model.probabilities([masked[i].text for i in readable], context)
     pipeline = entities.load(settings.entities.model_dir)
     docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)
     results: list[dict[str, Any]] = [_empty(m.text) for m in masked]
     models = model_versions(settings)
-    for i, prob, doc in zip(readable, probs, docs):
+    for position, (i, doc) in enumerate(zip(readable, docs)):
         tokens = [t.text for t in doc]
+        classes = {name: round(float(p[position]), 4) for name, p in probs.items()}
         results[i] = {
-            "sentiment": {"label": sentiment_label(float(prob), settings), "negative_prob": round(float(prob), 4)},
+            "sentiment": {"label": sentiment_label(classes, settings), "negative_prob": classes["negative"],
+                          "probs": classes},
             "entities": entities.spans(doc),
             "negative_word_share": round(lexicon.negative_word_share(tokens), 4),
             "emotions": lexicon.emotions(tokens),

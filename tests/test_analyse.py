@@ -26,6 +26,33 @@ def test_clear_cut_sentences_get_the_right_label() -> None:
     assert all(r["sentiment"]["negative_prob"] < 0.2 for r in results[3:])
 
 
+# Support chat, written here (not drawn from the gold set): calm inquiries and requests,
+# complaints (polite ones and complaints made as questions included) and thanks.
+INQUIRIES = ["这个什么时候发货", "发票开了吗", "我想改一下收货地址", "能退差价吗", "请问这款咖啡机什么时候补货？想再买一台送人",
+             "好的", "在吗", "[订单x]", "我想取消这个订单，拍错了"]
+COMPLAINTS = ["等了一个星期了还没到，到底怎么回事", "皮鞋太宽了，不合脚，我要求退货", "为什么我的退款还没到账，都半个月了",
+              "收到的杯子是碎的，你们怎么包装的", "客服一直不回复，太让人失望了"]
+THANKS = ["谢谢亲，辛苦了", "好的谢谢，很满意"]
+
+
+def test_clear_cut_chat_turns_get_the_right_label() -> None:
+    results = analyse(INQUIRIES + COMPLAINTS + THANKS)
+    labels = [r["sentiment"]["label"] for r in results]
+    assert labels == ["neutral"] * len(INQUIRIES) + ["negative"] * len(COMPLAINTS) + ["positive"] * len(THANKS)
+    for result in results:
+        probs = result["sentiment"]["probs"]
+        assert set(probs) == {"negative", "neutral", "positive"} and abs(sum(probs.values()) - 1) < 1e-3
+        assert probs["negative"] == result["sentiment"]["negative_prob"]
+
+
+def test_the_turns_before_a_message_are_read_with_it() -> None:
+    follow_up = "还没到"
+    context = [("customer", "我的快递三天了怎么还没有发货"), ("agent", "亲，已经在催了，请再耐心等待一下")]
+    alone, in_dialogue = analyse([follow_up, follow_up], contexts=[[], context])
+    assert alone["sentiment"]["negative_prob"] != in_dialogue["sentiment"]["negative_prob"]
+    assert alone["masked_text"] == in_dialogue["masked_text"] == follow_up
+
+
 def test_a_complaint_is_read_whole() -> None:
     result = analyse([NEGATIVE[0]])[0]
     labels = {e["label"] for e in result["entities"]}

@@ -56,6 +56,17 @@ def test_jsonl_keeps_order_and_reports_each_bad_line() -> None:
     assert "5 line(s) could not be analysed" in result.stderr
 
 
+def test_jsonl_lines_may_carry_the_turns_before_them() -> None:
+    context = [{"author": "customer", "text": "我的快递三天了怎么还没有发货"}, {"author": "agent", "text": "亲，稍等"}]
+    lines = [{"id": "a", "text": "还没到", "context": context}, {"id": "b", "text": "还没到"},
+             {"id": "c", "text": "还没到", "context": [{"author": "customer"}]}, {"id": "d", "text": "还没到", "context": "早上问过"}]
+    result = invoke("--jsonl", input="".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert out[0]["sentiment"]["negative_prob"] != out[1]["sentiment"]["negative_prob"]
+    assert [o.get("line") for o in out] == [None, None, 3, 4]
+    assert all("context" in o["error"] for o in out[2:])
+
+
 def test_table_format_is_one_readable_line_per_message() -> None:
     result = invoke("--jsonl", "--format", "table", input='{"id": "t1", "text": "等了两个小时，饭都凉了"}\n')
     assert result.exit_code == 0

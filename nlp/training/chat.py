@@ -53,7 +53,7 @@ class ChatRecipe:
     """Every knob of an adaptation run; stored next to the model it produced."""
 
     seed: int = 0
-    mlm_steps: int = 1200
+    mlm_steps: int = 800
     mlm_batch: int = 32
     mlm_block: int = 128
     mlm_lr: float = 3e-4
@@ -95,14 +95,9 @@ def read_gold(split: str, folder: Path = GOLD) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def context_text(context: Sequence[str]) -> str:
-    """Previous turns as the model reads them: newest last, each prefixed by who wrote it."""
-    return " ".join(context)
-
-
 def gold_examples(rows: Sequence[dict]) -> list[Example]:
     return [Example(normalize(r["text"]), LABELS.index(r["label"]), "chat",
-                    normalize(context_text(r.get("context", [])))) for r in rows]
+                    normalize(" ".join(r.get("context", [])))) for r in rows]
 
 
 def held_out_texts(corpus_dir: Path | None) -> list[str]:
