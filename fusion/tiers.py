@@ -2,7 +2,8 @@
 
 SPEC: fixed thresholds raise false alarms when behaviour shifts (a promotion season, a
 segment that buys weekly), so a model can carry its own cut-offs per segment, fitted on
-out-of-fold scores to hold a target false-alarm rate at the top tier.
+out-of-fold scores to hold a target false-alarm rate at the top tier, or an alert budget
+(a share of writing customers at the lowest posted tier or above).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ MIN_SEGMENT = 50
 CONFIDENCE = 0.9
 
 
+SEGMENTS = ("high_frequency", "low_frequency")
+
+
 def segment_of(features: pd.DataFrame, high_frequency_orders_per_month: float) -> pd.Series:
     """``high_frequency`` or ``low_frequency`` per customer, as the text windows are chosen."""
     per_month = features["orders_90d"] / (QUARTER_DAYS / MONTH_DAYS)
-    return pd.Series(np.where(per_month >= high_frequency_orders_per_month, "high_frequency", "low_frequency"),
-                     index=features.index)
+    return pd.Series(np.where(per_month >= high_frequency_orders_per_month, *SEGMENTS), index=features.index)
 
 
 def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers: Sequence[Tier],
@@ -50,10 +53,31 @@ def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers
             continue
         allowed = allowed_false_alarms(len(retained), target_false_alarm)
         top = float(retained[allowed]) if allowed < len(retained) else 0.0
-        scale = top / tiers[0].above if tiers[0].above > 0 else 1.0
-        # Rounded up, so the customer the top cut-off sits on stays below it.
-        fitted[segment] = [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
+        fitted[segment] = _scaled(tiers, 0, top)
     return fitted
+
+
+def fit_alert_rate(proba: pd.Series, tiers: Sequence[Tier], lowest_posted: str, alert_rate: float
+                   ) -> dict[str, list[float]]:
+    """Cut-offs that put about ``alert_rate`` of the customers scored in ``proba`` at the
+    ``lowest_posted`` tier or above, the same in every segment.
+
+    Churn base rates differ per business (70 % in CDNOW), so configured probabilities
+    alert almost everyone in some; a budget of alerts is what a support team can answer.
+    ``proba`` should be out-of-fold scores of the customers who would be scored live
+    (those who write). That tier's cut-off is their ``1 - alert_rate`` quantile; the other
+    tiers keep their configured ratios to it.
+    """
+    index = [t.name for t in tiers].index(lowest_posted)
+    cut = float(np.quantile(proba.to_numpy(), 1 - alert_rate, method="higher"))
+    return dict.fromkeys(SEGMENTS, _scaled(tiers, index, cut))
+
+
+def _scaled(tiers: Sequence[Tier], index: int, cut: float) -> list[float]:
+    """The configured cut-offs scaled so that tier ``index`` sits at ``cut``, order kept."""
+    scale = cut / tiers[index].above if tiers[index].above > 0 else 1.0
+    # Rounded up, so the customer the cut-off sits on stays below it.
+    return [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
 
 
 def allowed_false_alarms(retained: int, target_false_alarm: float) -> int:
