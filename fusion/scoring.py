@@ -11,7 +11,7 @@ from churnsignal.fusion.artifact import FusionModel
 from churnsignal.fusion.reasons import explain
 from churnsignal.fusion.service import service_signal
 from churnsignal.fusion.tiers import assign, segment_of
-from churnsignal.fusion.training import features_as_of
+from churnsignal.fusion.training import analysed_before, features_of
 
 COLUMNS = ("customer_id", "churn_prob", "tier", "reasons", "driver", "action")
 
@@ -36,7 +36,8 @@ def score_details(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame
         warnings.warn("this model was trained with support events; without --events its text signals "
                       "read as 'no messages', which understates the risk of customers who complained",
                       stacklevel=2)
-    everything = features_as_of(orders, events, as_of, settings, model.feature_settings)
+    analysed = None if events is None else analysed_before(events, as_of, settings, model.feature_settings)
+    everything = features_of(orders, analysed, as_of, settings, model.feature_settings)
     features = everything.reindex(columns=model.features)
     if events is not None:
         unknown = set(events.loc[events["created_at"] < as_of, "customer_id"]) - set(features.index)
@@ -52,8 +53,8 @@ def score_details(model: FusionModel, orders: pd.DataFrame, events: pd.DataFrame
         cutoffs = None
     segments = segment_of(features, model.feature_settings["high_frequency_orders_per_month"])
     why = explain(model.estimator.contributions(features), features, settings.fusion)
-    signal = (service_signal(everything, settings.alerts.slow_first_response_hours).astype(object)
-              if events is not None else pd.Series(None, index=features.index, dtype=object))
+    signal = (service_signal(everything, analysed, as_of, settings.alerts.slow_first_response_hours).astype(object)
+              if analysed is not None else pd.Series(None, index=features.index, dtype=object))
     out = pd.DataFrame({"churn_prob": proba.round(4), "tier": assign(proba, segments, tiers, cutoffs),
                         "service_signal": signal}).join(why)
     out.index.name = "customer_id"

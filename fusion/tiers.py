@@ -53,7 +53,9 @@ def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers
             continue
         allowed = allowed_false_alarms(len(retained), target_false_alarm)
         top = float(retained[allowed]) if allowed < len(retained) else 0.0
-        fitted[segment] = _scaled(tiers, 0, top)
+        scale = top / tiers[0].above if tiers[0].above > 0 else 1.0
+        # Rounded up, so the customer the top cut-off sits on stays below it.
+        fitted[segment] = [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
     return fitted
 
 
@@ -66,18 +68,20 @@ def fit_alert_rate(proba: pd.Series, tiers: Sequence[Tier], lowest_posted: str, 
     alert almost everyone in some; a budget of alerts is what a support team can answer.
     ``proba`` should be out-of-fold scores of the customers who would be scored live
     (those who write). That tier's cut-off is their ``1 - alert_rate`` quantile; the other
-    tiers keep their configured ratios to it.
+    tiers keep their configured ratios to it in odds, not in probability: where the budget
+    puts yellow at 0.8 a probability ratio would put red at 1.87, out of reach, while the
+    odds ratio puts it at 0.96 (and blue at 0.51).
     """
     index = [t.name for t in tiers].index(lowest_posted)
-    cut = float(np.quantile(proba.to_numpy(), 1 - alert_rate, method="higher"))
-    return dict.fromkeys(SEGMENTS, _scaled(tiers, index, cut))
+    cut = min(float(np.quantile(proba.to_numpy(), 1 - alert_rate, method="higher")), 0.999999)
+    scale = _odds(cut) / _odds(tiers[index].above) if tiers[index].above > 0 else 1.0
+    cuts = [_odds(t.above) * scale for t in tiers]
+    # Rounded up, so the customer a cut-off sits on stays below it.
+    return dict.fromkeys(SEGMENTS, [min(math.ceil(c / (1 + c) * 1e6) / 1e6, 0.999999) for c in cuts])
 
 
-def _scaled(tiers: Sequence[Tier], index: int, cut: float) -> list[float]:
-    """The configured cut-offs scaled so that tier ``index`` sits at ``cut``, order kept."""
-    scale = cut / tiers[index].above if tiers[index].above > 0 else 1.0
-    # Rounded up, so the customer the cut-off sits on stays below it.
-    return [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
+def _odds(p: float) -> float:
+    return p / (1 - p)
 
 
 def allowed_false_alarms(retained: int, target_false_alarm: float) -> int:

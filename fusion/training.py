@@ -26,12 +26,22 @@ def feature_settings(settings: Settings) -> dict[str, float]:
 def features_as_of(orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.Timestamp,
                    settings: Settings, defined_by: dict[str, float]) -> pd.DataFrame:
     """Every customer's features from the rows strictly before ``as_of``."""
+    analysed = None if events is None else analysed_before(events, as_of, settings, defined_by)
+    return features_of(orders, analysed, as_of, settings, defined_by)
+
+
+def analysed_before(events: pd.DataFrame, as_of: pd.Timestamp, settings: Settings,
+                    defined_by: dict[str, float]) -> pd.DataFrame:
+    """The messages strictly before ``as_of``, analysed (``fusion/text.py``)."""
     from churnsignal.fusion.text import analyse_events
 
+    return analyse_events(events[events["created_at"] < as_of], settings, defined_by["complaint_threshold"])
+
+
+def features_of(orders: pd.DataFrame, analysed: pd.DataFrame | None, as_of: pd.Timestamp,
+                settings: Settings, defined_by: dict[str, float]) -> pd.DataFrame:
+    """Every customer's features from orders and messages already analysed."""
     fusion = settings.fusion.model_copy(update={k: v for k, v in defined_by.items() if k != "complaint_threshold"})
-    analysed = None
-    if events is not None:
-        analysed = analyse_events(events[events["created_at"] < as_of], settings, defined_by["complaint_threshold"])
     return build_features(orders, analysed, as_of, fusion)
 
 

@@ -96,7 +96,7 @@ def stack(request, tmp_path: Path, history) -> Iterator[Stack]:
         config = {
             "service": {"data_dir": str(tmp_path), "database_url": database, "broker_url": broker,
                         "api_token": "test-token", "requeue_after_seconds": 3},
-            "alerts": {"model_path": str(model_path)},
+            "alerts": {"model_path": str(model_path), "require_service_signal": False},
             "identity": {"pepper": "test-pepper"},
             # One tier from 0: every scored customer is alerted, so the test checks the plumbing.
             "fusion": {"cache_dir": str(model_path.parent / "cache"),
