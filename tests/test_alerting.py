@@ -43,7 +43,8 @@ def add_score(store, tier: str | None, prob: float, customer: str = "c1", signal
     event_id = add_event(store, customer)
     with store.session() as session:
         risk = RiskScore(customer_id=customer, event_id=event_id, scored_at=utcnow(), as_of=utcnow(), churn_prob=prob,
-                         tier=tier, service_signal=signal, reasons=[{"zh": "近7天投诉2次", "en": "2 complaints in 7 days"}], driver="service",
+                         tier=tier, service_signal=signal,
+                         reasons=[{"zh": "近7天投诉2次", "en": "2 complaints in 7 days"}], driver="service",
                          action={"zh": "安排专属客服回访", "en": "arrange a dedicated agent callback"})
         session.add(risk)
     return risk
