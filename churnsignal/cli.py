@@ -237,18 +237,24 @@ _model_option = click.option("--model", "model_path", type=click.Path(path_type=
 @click.option("--seed", default=0, show_default=True)
 @click.option("--target-false-alarm", type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Fit the tier cut-offs per segment so the top tier holds this false-alarm rate.")
+@click.option("--alert-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Fit the tier cut-offs so about this share of the customers who write reach "
+                   "alerts.lowest_posted_tier (yellow) or above; needs --events.")
 def fusion_train(orders: Path, events: Path | None, labels: Path, as_of: str, out: Path, seed: int,
-                 target_false_alarm: float | None) -> None:
+                 target_false_alarm: float | None, alert_rate: float | None) -> None:
     """Fit and calibrate a churn model on labelled customers; print its training figures."""
     from churnsignal.fusion import artifact, inputs, training
 
+    if target_false_alarm is not None and alert_rate is not None:
+        raise click.UsageError("--target-false-alarm and --alert-rate both set the tier cut-offs: give one")
     settings = _settings()
     with _fusion_errors():
         when = inputs.parse_time(as_of)
         order_frame = inputs.read_orders(orders)
         event_frame = inputs.read_events(events) if events else None
         label_frame = inputs.read_labels(labels, order_frame["customer_id"])
-        model = training.train(order_frame, event_frame, label_frame, when, settings, seed, target_false_alarm)
+        model = training.train(order_frame, event_frame, label_frame, when, settings, seed, target_false_alarm,
+                               alert_rate)
         artifact.save(model, out)
     click.echo(json.dumps({"model": str(out), "features": model.features, "cutoffs": model.cutoffs,
                            **model.info["training"]}, ensure_ascii=False, indent=2))

@@ -240,6 +240,19 @@ class AlertSettings(Section):
     cooldown_hours: float = Field(24.0, gt=0)
     # Fusion model file used to score customers (`churnsignal fusion train`); required by the worker.
     model_path: Path | None = None
+    # Post an alert only at `lowest_posted_tier` or above and with a service signal in the
+    # customer's window (a complaint, a complaint ticket still unresolved, a first response
+    # slower than `slow_first_response_hours`): a risk that purchases alone drive is not
+    # something an agent on the ticket can act on. Such scores are still stored and shown
+    # by the read API. False: every tier the customer rises to is posted, signal or not.
+    require_service_signal: bool = True
+    # The lowest tier posted when a service signal is required; `fusion train --alert-rate`
+    # fits this tier's cut-off.
+    lowest_posted_tier: str = "yellow"
+    # A ticket whose first agent reply took longer than this (or has not come for this
+    # long) is a slow first response, a service signal. SPEC: the lowest tier is answered
+    # within 24 h, so a customer kept waiting longer than that has not been served.
+    slow_first_response_hours: float = Field(24.0, gt=0)
 
 
 class ServiceSettings(Section):
@@ -280,6 +293,15 @@ class Settings(BaseSettings):
     helpdesks: HelpdeskSettings = HelpdeskSettings()
     identity: IdentitySettings = IdentitySettings()
     alerts: AlertSettings = AlertSettings()
+
+    @model_validator(mode="after")
+    def _posted_tier_exists(self) -> Settings:
+        names = [t.name for t in self.fusion.tiers]
+        if self.alerts.require_service_signal and self.alerts.lowest_posted_tier not in names:
+            raise ValueError(f"alerts.lowest_posted_tier: {self.alerts.lowest_posted_tier!r} is not one of "
+                             f"fusion.tiers ({', '.join(names)}); name one, or set alerts.require_service_signal "
+                             "to false")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -117,6 +117,10 @@ class RiskScore(Base):
     reasons: Mapped[list[Any]]
     driver: Mapped[str] = mapped_column(String(16))
     action: Mapped[dict[str, Any]]
+    # A complaint, an unresolved complaint ticket or a slow first response in the customer's
+    # window (fusion/service.py); without one the score is kept but not posted. Null: not
+    # known (scored before this was recorded).
+    service_signal: Mapped[bool | None]
 
 
 # Every status an alert can have, in the order of its life (see :class:`Alert`).

@@ -2,7 +2,8 @@
 
 SPEC: fixed thresholds raise false alarms when behaviour shifts (a promotion season, a
 segment that buys weekly), so a model can carry its own cut-offs per segment, fitted on
-out-of-fold scores to hold a target false-alarm rate at the top tier.
+out-of-fold scores to hold a target false-alarm rate at the top tier, or an alert budget
+(a share of writing customers at the lowest posted tier or above).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ MIN_SEGMENT = 50
 CONFIDENCE = 0.9
 
 
+SEGMENTS = ("high_frequency", "low_frequency")
+
+
 def segment_of(features: pd.DataFrame, high_frequency_orders_per_month: float) -> pd.Series:
     """``high_frequency`` or ``low_frequency`` per customer, as the text windows are chosen."""
     per_month = features["orders_90d"] / (QUARTER_DAYS / MONTH_DAYS)
-    return pd.Series(np.where(per_month >= high_frequency_orders_per_month, "high_frequency", "low_frequency"),
-                     index=features.index)
+    return pd.Series(np.where(per_month >= high_frequency_orders_per_month, *SEGMENTS), index=features.index)
 
 
 def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers: Sequence[Tier],
@@ -54,6 +57,31 @@ def fit_cutoffs(proba: pd.Series, churned: pd.Series, segments: pd.Series, tiers
         # Rounded up, so the customer the top cut-off sits on stays below it.
         fitted[segment] = [min(math.ceil(t.above * scale * 1e6) / 1e6, 0.999999) for t in tiers]
     return fitted
+
+
+def fit_alert_rate(proba: pd.Series, tiers: Sequence[Tier], lowest_posted: str, alert_rate: float
+                   ) -> dict[str, list[float]]:
+    """Cut-offs that put about ``alert_rate`` of the customers scored in ``proba`` at the
+    ``lowest_posted`` tier or above, the same in every segment.
+
+    Churn base rates differ per business (70 % in CDNOW), so configured probabilities
+    alert almost everyone in some; a budget of alerts is what a support team can answer.
+    ``proba`` should be out-of-fold scores of the customers who would be scored live
+    (those who write). That tier's cut-off is their ``1 - alert_rate`` quantile; the other
+    tiers keep their configured ratios to it in odds, not in probability: where the budget
+    puts yellow at 0.8 a probability ratio would put red at 1.87, out of reach, while the
+    odds ratio puts it at 0.96 (and blue at 0.51).
+    """
+    index = [t.name for t in tiers].index(lowest_posted)
+    cut = min(float(np.quantile(proba.to_numpy(), 1 - alert_rate, method="higher")), 0.999999)
+    scale = _odds(cut) / _odds(tiers[index].above) if tiers[index].above > 0 else 1.0
+    cuts = [_odds(t.above) * scale for t in tiers]
+    # Rounded up, so the customer a cut-off sits on stays below it.
+    return dict.fromkeys(SEGMENTS, [min(math.ceil(c / (1 + c) * 1e6) / 1e6, 0.999999) for c in cuts])
+
+
+def _odds(p: float) -> float:
+    return p / (1 - p)
 
 
 def allowed_false_alarms(retained: int, target_false_alarm: float) -> int:

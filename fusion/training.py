@@ -12,7 +12,7 @@ from churnsignal.fusion.artifact import FusionModel
 from churnsignal.fusion.features import build_features
 from churnsignal.fusion.inputs import InputError
 from churnsignal.fusion.model import ChurnModel
-from churnsignal.fusion.tiers import fit_cutoffs, segment_of
+from churnsignal.fusion.tiers import fit_alert_rate, fit_cutoffs, segment_of
 
 
 def feature_settings(settings: Settings) -> dict[str, float]:
@@ -45,11 +45,21 @@ def features_as_of(orders: pd.DataFrame, events: pd.DataFrame | None, as_of: pd.
 
 
 def train(orders: pd.DataFrame, events: pd.DataFrame | None, labels: pd.DataFrame, as_of: pd.Timestamp,
-          settings: Settings, seed: int = 0, target_false_alarm: float | None = None) -> FusionModel:
+          settings: Settings, seed: int = 0, target_false_alarm: float | None = None,
+          alert_rate: float | None = None) -> FusionModel:
     """Fit, calibrate and describe a model; labelled customers need an order before ``as_of``.
 
-    With ``target_false_alarm`` the tier cut-offs are fitted per segment (``fusion/tiers.py``).
+    With ``target_false_alarm`` the tier cut-offs are fitted per segment, with ``alert_rate``
+    to an alert budget over the labelled customers who wrote in their window
+    (``fusion/tiers.py``); one or the other.
     """
+    if target_false_alarm is not None and alert_rate is not None:
+        raise InputError("give --target-false-alarm or --alert-rate, not both: each sets the tier cut-offs")
+    if alert_rate is not None and events is None:
+        raise InputError("--alert-rate is a share of the customers who write to support: it needs --events")
+    if alert_rate is not None and settings.alerts.lowest_posted_tier not in [t.name for t in settings.fusion.tiers]:
+        raise InputError(f"--alert-rate fits the cut-off of alerts.lowest_posted_tier "
+                         f"({settings.alerts.lowest_posted_tier!r}), which is not one of fusion.tiers")
     defined_by = feature_settings(settings)
     features = features_as_of(orders, events, as_of, settings, defined_by)
     known = labels.index.intersection(features.index)
@@ -67,7 +77,13 @@ def train(orders: pd.DataFrame, events: pd.DataFrame | None, labels: pd.DataFram
     if target_false_alarm is not None:
         segments = segment_of(X, defined_by["high_frequency_orders_per_month"])
         cutoffs = fit_cutoffs(estimator.oof_proba_, churned, segments, settings.fusion.tiers, target_false_alarm)
+    if alert_rate is not None:
+        writing = estimator.oof_proba_[X["messages"] > 0]
+        if writing.empty:
+            raise InputError("--alert-rate: no labelled customer wrote to support in their window before --as-of")
+        cutoffs = fit_alert_rate(writing, settings.fusion.tiers, settings.alerts.lowest_posted_tier, alert_rate)
     info = {"as_of": as_of.isoformat(), "seed": seed, "target_false_alarm": target_false_alarm,
+            "alert_rate": alert_rate,
             "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "training": estimator.figures_, "tiers": [t.model_dump() for t in settings.fusion.tiers],
             "versions": {p: version(p) for p in ("pandas", "numpy", "pymc-marketing", "shap")}}

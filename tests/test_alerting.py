@@ -16,10 +16,12 @@ from churnsignal.webhook.standin import StandIn
 from churnsignal.worker import alerting, pipeline
 
 
-def settings_for(standin: StandIn | None = None, **helpdesk) -> Settings:
+def settings_for(standin: StandIn | None = None, require_service_signal: bool = False, **helpdesk) -> Settings:
+    """Settings for a test; the tier mechanics are tested apart from the service-signal rule by default."""
     zendesk = {"base_url": standin.url("zendesk"), "email": "bot@example.com", "api_token": "t"} if standin else {}
     return Settings(helpdesks={"zendesk": zendesk, "timeout_seconds": 1.0, "max_attempts": 3, **helpdesk},
-                    alerts={"cooldown_hours": 24}, identity={"pepper": "test-pepper"})
+                    alerts={"cooldown_hours": 24, "require_service_signal": require_service_signal},
+                    identity={"pepper": "test-pepper"})
 
 
 def add_event(store, customer: str = "c1", ticket: str = "501", status: str = "queued", **fields) -> int:
@@ -37,11 +39,12 @@ def add_event(store, customer: str = "c1", ticket: str = "501", status: str = "q
         return event.id
 
 
-def add_score(store, tier: str | None, prob: float, customer: str = "c1") -> RiskScore:
+def add_score(store, tier: str | None, prob: float, customer: str = "c1", signal: bool | None = True) -> RiskScore:
     event_id = add_event(store, customer)
     with store.session() as session:
         risk = RiskScore(customer_id=customer, event_id=event_id, scored_at=utcnow(), as_of=utcnow(), churn_prob=prob,
-                         tier=tier, reasons=[{"zh": "近7天投诉2次", "en": "2 complaints in 7 days"}], driver="service",
+                         tier=tier, service_signal=signal,
+                         reasons=[{"zh": "近7天投诉2次", "en": "2 complaints in 7 days"}], driver="service",
                          action={"zh": "安排专属客服回访", "en": "arrange a dedicated agent callback"})
         session.add(risk)
     return risk
@@ -91,6 +94,36 @@ def test_falling_risk_resolves_the_alerts_above_it(store) -> None:
     assert alerting.decide(store, add_score(store, None, 0.05), settings) is None
     with store.session() as session:
         assert session.get(Customer, "c1").tier is None
+
+
+def test_without_a_service_signal_the_risk_is_recorded_and_nothing_is_posted(store) -> None:
+    settings = settings_for(require_service_signal=True)
+    assert Settings().alerts.require_service_signal  # the default
+    for tier, prob in (("yellow", 0.5), ("red", 0.9)):
+        assert alerting.decide(store, add_score(store, tier, prob, signal=False), settings) is None
+    assert alerting.decide(store, add_score(store, "red", 0.9, signal=None), settings) is None
+    assert statuses(store) == []
+    with store.session() as session:
+        customer = session.get(Customer, "c1")
+        assert (customer.tier, customer.churn_prob) == ("red", 0.9)
+
+
+def test_with_a_service_signal_the_alert_is_posted_from_the_lowest_posted_tier(store) -> None:
+    settings = settings_for(require_service_signal=True)
+    # Blue is below alerts.lowest_posted_tier (yellow): never posted while the rule is on.
+    assert alerting.decide(store, add_score(store, "blue", 0.2), settings) is None
+    # Yellow through purchases alone, then the customer complains: alerted then.
+    assert alerting.decide(store, add_score(store, "yellow", 0.5, signal=False), settings) is None
+    alert = alerting.decide(store, add_score(store, "yellow", 0.5), settings)
+    assert alert is not None and alert.tier == "yellow"
+    # Quiet again at the same tier: the standing alert is enough.
+    assert alerting.decide(store, add_score(store, "yellow", 0.5, signal=False), settings) is None
+    assert alerting.decide(store, add_score(store, "yellow", 0.55), settings) is None
+    assert alerting.decide(store, add_score(store, "red", 0.8), settings).tier == "red"
+    assert statuses(store) == [("yellow", "superseded"), ("red", "open")]
+    # The switch off: any tier is posted, signal or not.
+    assert alerting.decide(store, add_score(store, "blue", 0.2, customer="c2", signal=False),
+                           settings_for()).tier == "blue"
 
 
 def test_delivery_posts_the_note_and_a_repeated_attempt_does_not(store) -> None:

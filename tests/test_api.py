@@ -201,7 +201,7 @@ def add_history(store, now):
                          event(8, customer="c2", ticket="T2", author="agent", status="stored")])
         old = RiskScore(customer_id="c1", scored_at=now - timedelta(days=1), as_of=now - timedelta(days=1),
                         churn_prob=0.4, tier="yellow", reasons=[], driver="other", action={"zh": "复核", "en": "review"})
-        new = RiskScore(customer_id="c1", scored_at=now, as_of=now, churn_prob=0.82, tier="red",
+        new = RiskScore(customer_id="c1", scored_at=now, as_of=now, churn_prob=0.82, tier="red", service_signal=True,
                         reasons=[{"zh": "物流投诉", "en": "logistics complaints"}], driver="service",
                         action={"zh": "安排专属客服回访", "en": "arrange a dedicated agent callback"})
         session.add_all([old, new, Customer(customer_id="c1", churn_prob=0.82, tier="red", scored_at=now)])
@@ -221,13 +221,16 @@ def test_customer_risk_document(client, store):
     assert doc["reasons"] == [{"zh": "物流投诉", "en": "logistics complaints"}]
     assert doc["action"]["zh"] == "安排专属客服回访"
     assert doc["scored_at"] == "2025-03-01T12:00:00Z"
+    assert doc["service_signal"] is True
     assert [m["text"] for m in doc["last_messages"]] == [f"第{i}条 [PHONE]" for i in (5, 4, 3, 2, 1)]
     first = doc["last_messages"][0]
     assert first["negative_prob"] == pytest.approx(0.5) and first["entities"] == {"LOGISTICS": ["快递"]}
     assert first["created_at"] == "2025-03-01T07:00:00Z" and isinstance(first["event_id"], int)
     assert [(h["tier"], h["churn_prob"]) for h in doc["history"]] == [("red", 0.82), ("yellow", 0.4)]
     assert doc["history"][0] == {"scored_at": "2025-03-01T12:00:00Z", "as_of": "2025-03-01T12:00:00Z",
-                                 "churn_prob": 0.82, "tier": "red"}
+                                 "churn_prob": 0.82, "tier": "red", "service_signal": True}
+    # A score stored before the signal was recorded: not known.
+    assert doc["history"][1]["service_signal"] is None
     [alert] = doc["alerts"]
     assert {k: alert[k] for k in ("tier", "status", "due_at", "delivered_at", "ticket_id", "source")} == {
         "tier": "red", "status": "open", "due_at": "2025-03-01T16:00:00Z", "delivered_at": None,

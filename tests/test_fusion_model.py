@@ -88,7 +88,9 @@ def test_tiers_and_actions_are_configuration(history, trained) -> None:
     custom = FusionSettings(tiers=[Tier(name="high", above=0.85, response_hours=2),
                                    Tier(name="watch", above=0.5, response_hours=48)],
                             interventions={d: {"zh": f"{d}动作", "en": f"{d} action"} for d in DRIVERS})
-    scores = score(trained, orders, None, AS_OF, Settings(fusion=custom))
+    scores = score(trained, orders, None, AS_OF, Settings(fusion=custom, alerts={"lowest_posted_tier": "watch"}))
+    with pytest.raises(ValueError, match="lowest_posted_tier: 'yellow' is not one of fusion.tiers"):
+        Settings(fusion=custom)
     assert set(scores["tier"]) <= {"high", "watch", "none"}
     assert (scores.loc[scores["churn_prob"] > 0.85, "tier"] == "high").all()
     assert scores["action"].str.endswith(" action").all()

@@ -96,7 +96,7 @@ def stack(request, tmp_path: Path, history) -> Iterator[Stack]:
         config = {
             "service": {"data_dir": str(tmp_path), "database_url": database, "broker_url": broker,
                         "api_token": "test-token", "requeue_after_seconds": 3},
-            "alerts": {"model_path": str(model_path)},
+            "alerts": {"model_path": str(model_path), "require_service_signal": False},
             "identity": {"pepper": "test-pepper"},
             # One tier from 0: every scored customer is alerted, so the test checks the plumbing.
             "fusion": {"cache_dir": str(model_path.parent / "cache"),
@@ -162,6 +162,7 @@ def test_a_signed_message_becomes_one_alert_on_its_ticket(stack: Stack, history,
         event = session.scalars(select(Event)).one()
     assert (event.status, alert.status, alert.attempts) == ("analysed", "delivered", 1)
     assert event.negative_prob > 0.5 and event.entities, "the complaint was read"
+    assert risk.service_signal is True, "a complaint is a service signal, stored with the score"
     body = notes[0]["body"]
     assert f"{risk.churn_prob:.0%}" in body and "RED" in body
     for reason in risk.reasons:

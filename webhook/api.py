@@ -207,11 +207,14 @@ def _risk(session: Session, customer_id: str) -> dict[str, Any]:
         "driver": latest.driver if latest else None,
         "action": latest.action if latest else None,
         "scored_at": _time(scored_at),
+        # Whether the latest score had a service signal: without one it is not posted
+        # (alerts.require_service_signal), only shown here.
+        "service_signal": latest.service_signal if latest else None,
         "last_messages": [{"event_id": m.id, "source": m.source, "ticket_id": m.ticket_id,
                            "created_at": _time(m.created_at), "text": m.text,
                            "negative_prob": m.negative_prob, "entities": m.entities} for m in messages],
         "history": [{"scored_at": _time(s.scored_at), "as_of": _time(s.as_of), "churn_prob": s.churn_prob,
-                     "tier": s.tier} for s in scores],
+                     "tier": s.tier, "service_signal": s.service_signal} for s in scores],
         # attempts and last_error (stored without credentials) say why an alert is failed or retried.
         "alerts": [{"id": a.id, "tier": a.tier, "status": a.status, "due_at": _time(a.due_at),
                     "delivered_at": _time(a.delivered_at), "ticket_id": a.ticket_id, "source": a.source,

@@ -1,7 +1,11 @@
 """From a risk score to an alert on the ticket, and its delivery: plain functions.
 
 Deciding: a customer gets an alert when their tier rises, or when they stay in the top
-tier past the cooldown; never two open alerts for one customer and tier. The customer's
+tier past the cooldown; never two open alerts for one customer and tier. With
+``alerts.require_service_signal`` (the default) only a score at the lowest posted tier or
+above with a service signal can raise one (:func:`postable`), and a rise is counted from
+the last score that could: a customer held yellow by purchases alone is alerted the day
+they complain. Every score is recorded on the customer all the same. The customer's
 row is locked while this is decided, so two workers scoring one customer at once cannot
 both raise one.
 
@@ -21,6 +25,7 @@ from datetime import timedelta
 import requests
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
 from churnsignal.store import Alert, Customer, Event, RiskScore, Store, utcnow
@@ -45,6 +50,8 @@ def decide(store: Store, risk: RiskScore, settings: Settings) -> Alert | None:
         customer = session.scalars(select(Customer).where(Customer.customer_id == risk.customer_id)
                                    .with_for_update()).one()
         before = rank.get(customer.tier, len(tiers)) if customer.tier else len(tiers)
+        if settings.alerts.require_service_signal and not postable(_previous(session, risk), settings):
+            before = len(tiers)
         level = rank.get(risk.tier, len(tiers)) if risk.tier else len(tiers)
         customer.churn_prob, customer.tier, customer.scored_at = risk.churn_prob, risk.tier, risk.scored_at
         standing = session.scalars(select(Alert).where(Alert.customer_id == risk.customer_id,
@@ -55,7 +62,7 @@ def decide(store: Store, risk: RiskScore, settings: Settings) -> Alert | None:
             if rank.get(alert.tier, -1) < level:
                 alert.status = "resolved"
         standing = [a for a in standing if rank.get(a.tier, -1) >= level]
-        if risk.tier is None:
+        if not postable(risk, settings):
             return None
         same = [a for a in standing if a.tier == risk.tier]
         cooled = level == 0 and all(now - a.created_at >= timedelta(hours=settings.alerts.cooldown_hours)
@@ -72,6 +79,28 @@ def decide(store: Store, risk: RiskScore, settings: Settings) -> Alert | None:
                       due_at=now + timedelta(hours=hours), status="open", attempts=0)
         session.add(alert)
     return alert
+
+
+def postable(risk: RiskScore | None, settings: Settings) -> bool:
+    """Whether a score may be posted to the helpdesk at all (whether it is, :func:`decide` says).
+
+    Any tier may be, unless ``alerts.require_service_signal``: then only the lowest posted
+    tier and above, and only with a service signal (an unknown signal is none).
+    """
+    if risk is None or risk.tier is None:
+        return False
+    alerts = settings.alerts
+    if not alerts.require_service_signal:
+        return True
+    names = [t.name for t in settings.fusion.tiers]
+    return (risk.tier in names and names.index(risk.tier) <= names.index(alerts.lowest_posted_tier)
+            and bool(risk.service_signal))
+
+
+def _previous(session: Session, risk: RiskScore) -> RiskScore | None:
+    """The customer's score before ``risk``."""
+    return session.scalars(select(RiskScore).where(RiskScore.customer_id == risk.customer_id, RiskScore.id < risk.id)
+                           .order_by(RiskScore.id.desc()).limit(1)).first()
 
 
 @dataclass(frozen=True)

@@ -98,14 +98,16 @@ def score_customer(store: Store, customer_id: str, event_id: int, settings: Sett
         return None
     events["channel"] = events["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
     events["rating"] = float("nan")
-    result = score_details(model, orders, events if model.uses_text else None, as_of, settings)
+    # Always with the events: a purchase-only model does not read them, but the service signal does.
+    result = score_details(model, orders, events, as_of, settings)
     if result.empty:
         return None
     row = result.iloc[0]
     risk = RiskScore(customer_id=customer_id, event_id=event_id, scored_at=utcnow(), as_of=as_of.to_pydatetime(),
                      churn_prob=float(row["churn_prob"]), tier=None if row["tier"] == "none" else row["tier"],
                      reasons=list(row["reason_list"]),
-                     driver=str(row["driver"]), action=dict(row["action_text"]))
+                     driver=str(row["driver"]), action=dict(row["action_text"]),
+                     service_signal=bool(row["service_signal"]))
     with store.session() as session:
         session.add(risk)
     return risk
