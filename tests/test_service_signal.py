@@ -7,7 +7,7 @@ import pandas as pd
 from churnsignal.config import FusionSettings
 from churnsignal.fusion.features import build_features
 from churnsignal.fusion.service import service_signal
-from churnsignal.fusion.text import SIGNAL_LABELS
+from churnsignal.nlp.complaints import TOPICS
 
 AS_OF = pd.Timestamp("2026-03-01")
 
@@ -18,7 +18,7 @@ def message(customer: str, days_ago: float, author: str = "customer", negative: 
             "channel": "ticket", "ticket_id": ticket or f"{customer}-t", "author": author, "rating": float("nan"),
             "negative_prob": negative if author == "customer" else float("nan"), "negative_word_share": 0.0,
             # As fusion/text.py marks it: a customer turn read as negative; agent turns never.
-            "is_complaint": author == "customer" and negative >= 0.65, **dict.fromkeys(SIGNAL_LABELS, 0)}
+            "is_complaint": author == "customer" and negative >= 0.65, **dict.fromkeys(TOPICS, 0)}
 
 
 def signal(*messages: dict) -> dict[str, bool]:
