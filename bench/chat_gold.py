@@ -1,11 +1,12 @@
-"""The support-chat gold set, described: turns per split and label, and how far two labellers agree.
+"""The hand-labelled support text, described: turns per split and label, and how far two labellers agree.
 
     python bench/chat_gold.py
 
 Reads ``bench/data/chat_gold_{train,test}.jsonl`` (JDDC customer turns labelled by the guide
 in model_cards/sentiment.md) and ``bench/data/chat_gold_second.jsonl`` (a blind sample
-labelled a second time, independently) and prints one JSON object: counts, and Cohen's
-kappa with the confusion between the two labellings of the sample.
+labelled a second time, independently), and the same for the labelled ATEC/BQ questions
+(``questions_train.jsonl``, ``questions_second.jsonl``). Prints one JSON object: counts,
+and Cohen's kappa with the confusion between the two labellings of each sample.
 """
 
 from __future__ import annotations
@@ -25,22 +26,30 @@ def read(name: str) -> list[dict]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def main() -> None:
-    gold = {split: read(f"chat_gold_{split}.jsonl") for split in ("train", "test")}
-    first = {row["id"]: row["label"] for rows in gold.values() for row in rows}
-    second = read("chat_gold_second.jsonl")
+def agreement(first: dict[str, str], second: list[dict]) -> dict:
+    """Raw agreement, Cohen's kappa and the confusion of two independent labellings."""
     pairs = [(first[row["id"]], row["label"]) for row in second]
     a, b = zip(*pairs)
+    return {"double_labelled": len(pairs), "agreement": round(sum(x == y for x, y in pairs) / len(pairs), 3),
+            "cohen_kappa": round(float(cohen_kappa_score(a, b, labels=list(LABELS))), 3),
+            "confusion_first_by_second": {label: dict(zip(LABELS, map(int, row)))
+                                          for label, row in zip(LABELS, confusion_matrix(a, b, labels=list(LABELS)))}}
+
+
+def counts(rows: list[dict]) -> dict[str, int]:
+    return {label: Counter(r["label"] for r in rows)[label] for label in LABELS}
+
+
+def main() -> None:
+    gold = {split: read(f"chat_gold_{split}.jsonl") for split in ("train", "test")}
+    questions = read("questions_train.jsonl")
     print(json.dumps({
         "bench": "chat_gold",
         "turns": {split: len(rows) for split, rows in gold.items()},
-        "labels": {split: {label: Counter(r["label"] for r in rows)[label] for label in LABELS}
-                   for split, rows in gold.items()},
-        "double_labelled": len(pairs),
-        "agreement": round(sum(x == y for x, y in pairs) / len(pairs), 3),
-        "cohen_kappa": round(float(cohen_kappa_score(a, b, labels=list(LABELS))), 3),
-        "confusion_first_by_second": {label: dict(zip(LABELS, map(int, row)))
-                                      for label, row in zip(LABELS, confusion_matrix(a, b, labels=list(LABELS)))},
+        "labels": {split: counts(rows) for split, rows in gold.items()},
+        **agreement({row["id"]: row["label"] for rows in gold.values() for row in rows}, read("chat_gold_second.jsonl")),
+        "questions": {"texts": len(questions), "labels": counts(questions),
+                      **agreement({row["id"]: row["label"] for row in questions}, read("questions_second.jsonl"))},
     }, ensure_ascii=False))
 
 

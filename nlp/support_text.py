@@ -23,7 +23,6 @@ from pathlib import Path
 from churnsignal.nlp.corpus import split_of, windows
 
 _SENTENCE = re.compile(r"<sentence[^>]*>(.*?)</sentence>", re.S)
-QUESTION_SOURCES = ("atec", "bq", "crosswoz")
 
 
 def read_atec(folder: Path) -> Iterator[str]:

@@ -35,4 +35,16 @@ def test_no_train_turn_shares_a_window_with_held_out_text() -> None:
 def test_the_second_labelling_is_of_gold_turns() -> None:
     gold = {row["id"] for split in ("train", "test") for row in read(f"chat_gold_{split}.jsonl")}
     second = read("chat_gold_second.jsonl")
-    assert len(second) == 200 and {row["id"] for row in second} <= gold
+    ids = [row["id"] for row in second]
+    assert len(ids) >= 200 and len(set(ids)) == len(ids) and set(ids) <= gold
+
+
+def test_labelled_questions_are_train_split_text_without_overlap() -> None:
+    rows = read("questions_train.jsonl")
+    held_out = {w for item in load_labelled() if item.split != "train" for w in windows(item.text)}
+    held_out |= {w for row in read("chat_gold_test.jsonl") for w in windows(row["text"])}
+    assert len(rows) >= 2000 and len({row["text"] for row in rows}) == len(rows)
+    assert all(split_of(row["text"]) == "train" and row["label"] in ("negative", "neutral", "positive") for row in rows)
+    assert not [row["text"] for row in rows if any(w in held_out for w in windows(row["text"]))]
+    second = read("questions_second.jsonl")
+    assert len(second) >= 100 and {row["id"] for row in second} <= {row["id"] for row in rows}

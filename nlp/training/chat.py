@@ -29,7 +29,7 @@ from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import WEIGHTS as NGRAM_WEIGHTS
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import BLEND, CARD, ClassBlend, SentimentModel
-from churnsignal.nlp.support_text import QUESTION_SOURCES, support_corpus
+from churnsignal.nlp.support_text import support_corpus
 from churnsignal.nlp.training.sentiment import (
     CHECKPOINT,
     Checkpointer,
@@ -61,7 +61,8 @@ class ChatRecipe:
     # Review text mixed into masked-LM, as a share of the support text, so reviews are not forgotten.
     mlm_review_share: float = 0.3
     ft_reviews: int = 30_000
-    ft_questions: int = 4_000
+    ft_question_repeats: int = 2
+    ft_travel: int = 2_000
     ft_chat_repeats: int = 4
     ft_epochs: float = 1.0
     ft_batch: int = 32
@@ -91,7 +92,17 @@ def is_chat_dev(text: str) -> bool:
 
 
 def read_gold(split: str, folder: Path = GOLD) -> list[dict]:
-    with open(folder / f"chat_gold_{split}.jsonl", encoding="utf-8") as handle:
+    """The support-chat gold set (JDDC customer turns labelled by the guide in model_cards/sentiment.md)."""
+    return _read_jsonl(folder / f"chat_gold_{split}.jsonl")
+
+
+def read_questions(folder: Path = GOLD) -> list[dict]:
+    """ATEC/BQ customer-service questions (train split) labelled by the same guide."""
+    return _read_jsonl(folder / "questions_train.jsonl")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
@@ -149,8 +160,10 @@ def adapt(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, re
 
 
 def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> list[Example]:
-    """Reviews (negative/positive), chat gold fit turns (three classes, repeated, half of
-    the repeats with their context), and calm customer-service questions as neutral."""
+    """Reviews (negative/positive); chat gold fit turns (three classes, repeated, half of
+    the repeats with their context); the hand-labelled customer-service questions (three
+    classes: a third of them report a failure, so they are not all neutral); and travel
+    inquiries (CrossWOZ user turns, polite requests by construction) as neutral."""
     rng = random.Random(recipe.seed)
     fit, _ = train_and_dev(corpus_dir)
     reviews = [Example(normalize(i.text), 0 if i.negative else 2, i.source) for i in fit]
@@ -158,11 +171,12 @@ def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRe
     chat = [e for e in gold_examples(read_gold("train")) if not is_chat_dev(e.text)]
     repeats = [Example(e.text, e.label, e.source, e.context if r % 2 else "")
                for e in chat for r in range(recipe.ft_chat_repeats)]
+    questions = [Example(normalize(r["text"]), LABELS.index(r["label"]), "questions") for r in read_questions()]
     corpus = support_corpus(support_dir, held_out_texts(corpus_dir))
-    questions = [normalize(t) for s in QUESTION_SOURCES for t in corpus[s] if not is_dev(t)]
-    rng.shuffle(questions)
-    calm = [Example(t, 1, "questions") for t in questions[: recipe.ft_questions]]
-    return reviews[: recipe.ft_reviews] + repeats + calm
+    travel = [normalize(t) for t in corpus["crosswoz"] if not is_dev(t)]
+    rng.shuffle(travel)
+    polite = [Example(t, 1, "crosswoz") for t in travel[: recipe.ft_travel]]
+    return reviews[: recipe.ft_reviews] + repeats + questions * recipe.ft_question_repeats + polite
 
 
 def encode(tokenizer: BertTokenizerFast, examples: Sequence[Example], max_tokens: int, context_tokens: int) -> list[list[int]]:
@@ -226,27 +240,23 @@ def train_chat_sentiment(work: Path, base: Path, corpus_dir: Path | None, suppor
     return finetune(work, corpus_dir, support_dir, recipe, adapt(work, base, corpus_dir, support_dir, recipe))
 
 
-def dev_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> list[Example]:
-    """The blend's dev slice: review dev, the chat dev quarter and dev-slice questions."""
+def dev_examples(corpus_dir: Path | None) -> list[Example]:
+    """The blend's dev slice: the reviews' dev slice and the chat dev quarter."""
     _, dev = train_and_dev(corpus_dir)
     reviews = [Example(normalize(i.text), 0 if i.negative else 2, i.source) for i in dev]
-    chat = [e for e in gold_examples(read_gold("train")) if is_chat_dev(e.text)]
-    corpus = support_corpus(support_dir, held_out_texts(corpus_dir))
-    questions = sorted(normalize(t) for s in QUESTION_SOURCES for t in corpus[s] if is_dev(t))
-    random.Random(recipe.seed).shuffle(questions)
-    return reviews + chat + [Example(t, 1, "questions") for t in questions[: len(chat)]]
+    return reviews + [e for e in gold_examples(read_gold("train")) if is_chat_dev(e.text)]
 
 
 def fit_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[ClassBlend, dict]:
-    """Multinomial logistic regression on dev, each domain weighted as much as the reviews
-    together, so the few hundred chat turns count as much as thousands of reviews."""
+    """Multinomial logistic regression on dev, the chat turns weighted to count as much as
+    the reviews together, so a few hundred chat turns are not drowned by thousands of reviews."""
     from sklearn.linear_model import LogisticRegression
 
     texts = [e.text for e in dev]
     bert = model.bert_log_probs(texts)
     ngram = model.ngram.decision_function(texts)
     x, y = ClassBlend.features(bert, ngram, model.classes), np.array([e.label for e in dev])
-    sources = np.array(["reviews" if e.source not in ("chat", "questions") else e.source for e in dev])
+    sources = np.array(["chat" if e.source == "chat" else "reviews" for e in dev])
     weight = np.array([(sources == "reviews").sum() / (sources == s).sum() for s in sources])
     stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, y, sample_weight=weight)
     blend = ClassBlend(tuple(LABELS[c] for c in stack.classes_), tuple(map(tuple, stack.coef_.tolist())),
@@ -278,7 +288,7 @@ def assemble(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path,
     for part in (NGRAM_CONFIG, NGRAM_WEIGHTS):
         shutil.copy(base / part, out / part)
     (out / BLEND).unlink(missing_ok=True)
-    blend, figures = fit_blend(SentimentModel(out), dev_examples(corpus_dir, support_dir, recipe))
+    blend, figures = fit_blend(SentimentModel(out), dev_examples(corpus_dir))
     (out / BLEND).write_text(json.dumps(asdict(blend), indent=2))
     shutil.copy(source / "recipe.json", out / "recipe.json")
     card = {"name": name, "version": version, "base": json.loads((base / CARD).read_text()).get("version")
