@@ -184,7 +184,7 @@ def train_sentiment(corpus_dir: Path | None, work: Path, out: Path, layers: int,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Where the finished model directory is written.")
 @click.option("--mlm-steps", default=800, show_default=True, help="Masked-LM steps of 32 x 128 tokens on support text.")
-@click.option("--epochs", default=1.0, show_default=True, help="Fine-tuning epochs.")
+@click.option("--epochs", default=3.0, show_default=True, help="Fine-tuning epochs.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--version", "model_version", default="dev", show_default=True, help="Version recorded in the model.")
 def train_chat_sentiment(support_dir: Path, corpus_dir: Path | None, base: Path | None, work: Path, out: Path,
@@ -197,7 +197,7 @@ def train_chat_sentiment(support_dir: Path, corpus_dir: Path | None, base: Path 
     base = base or shipped_model_dir()
     recipe = ChatRecipe(seed=seed, mlm_steps=mlm_steps, ft_epochs=epochs)
     run(work, base, corpus_dir, support_dir, recipe)
-    card = assemble(work, base, corpus_dir, support_dir, out, recipe, name=f"churnsignal-sentiment-chat", version=model_version)
+    card = assemble(work, base, corpus_dir, support_dir, out, recipe, name="churnsignal-sentiment-bert-4x256", version=model_version)
     click.echo(json.dumps(card, ensure_ascii=False, indent=2))
 
 

@@ -17,7 +17,7 @@ def message(customer: str, days_ago: float, author: str = "customer", negative: 
     return {"customer_id": customer, "created_at": AS_OF - pd.Timedelta(days=days_ago), "text": "…",
             "channel": "ticket", "ticket_id": ticket or f"{customer}-t", "author": author, "rating": float("nan"),
             "negative_prob": negative if author == "customer" else float("nan"), "negative_word_share": 0.0,
-            # As fusion/text.py marks it: a customer turn read as negative; agent turns never.
+            # Marked by hand here (fusion/text.py asks nlp/complaints.py): customer turns only, never agents.
             "is_complaint": author == "customer" and negative >= 0.65, **dict.fromkeys(TOPICS, 0)}
 
 

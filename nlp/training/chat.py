@@ -26,7 +26,7 @@ from transformers import BertForMaskedLM, BertForSequenceClassification, BertTok
 
 from churnsignal.nlp.corpus import load_labelled
 from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
-from churnsignal.nlp.ngram import WEIGHTS as NGRAM_WEIGHTS
+from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import BLEND, CARD, ClassBlend, SentimentModel
 from churnsignal.nlp.support_text import support_corpus
@@ -60,15 +60,15 @@ class ChatRecipe:
     mlm_mask: float = 0.15
     # Review text mixed into masked-LM, as a share of the support text, so reviews are not forgotten.
     mlm_review_share: float = 0.3
-    ft_reviews: int = 30_000
+    ft_reviews: int = 20_000
     ft_question_repeats: int = 2
     ft_travel: int = 2_000
     ft_chat_repeats: int = 4
-    ft_epochs: float = 1.0
+    ft_epochs: float = 3.0
     ft_batch: int = 32
     ft_max_tokens: int = 96
     ft_context_tokens: int = 48
-    ft_lr: float = 1e-4
+    ft_lr: float = 2e-4
     checkpoint_minutes: float = 5.0
 
 
@@ -159,7 +159,8 @@ def adapt(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, re
     return out
 
 
-def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> list[Example]:
+def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe,
+                      reviews_limit: int | None = -1) -> list[Example]:
     """Reviews (negative/positive); chat gold fit turns (three classes, repeated, half of
     the repeats with their context); the hand-labelled customer-service questions (three
     classes: a third of them report a failure, so they are not all neutral); and travel
@@ -176,7 +177,8 @@ def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRe
     travel = [normalize(t) for t in corpus["crosswoz"] if not is_dev(t)]
     rng.shuffle(travel)
     polite = [Example(t, 1, "crosswoz") for t in travel[: recipe.ft_travel]]
-    return reviews[: recipe.ft_reviews] + repeats + questions * recipe.ft_question_repeats + polite
+    limit = recipe.ft_reviews if reviews_limit == -1 else reviews_limit
+    return reviews[:limit] + repeats + questions * recipe.ft_question_repeats + polite
 
 
 def encode(tokenizer: BertTokenizerFast, examples: Sequence[Example], max_tokens: int, context_tokens: int) -> list[list[int]]:
@@ -235,9 +237,24 @@ def finetune(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: Cha
     return out
 
 
+def fit_ngram(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> NgramSentiment:
+    """The n-gram half, negative against the rest, on the BERT's fine-tuning text with its
+    repeats (chat turns count four times, as for the BERT), and every train review rather
+    than a sample: it carries the reviews."""
+    out = work / "ngram"
+    if (out / NGRAM_CONFIG).is_file():
+        return NgramSentiment.load(out)
+    examples = finetune_examples(corpus_dir, support_dir, recipe, reviews_limit=None)
+    model = NgramSentiment(C=8.0).fit([e.text for e in examples], [int(e.label == 0) for e in examples])
+    model.save(out)
+    return model
+
+
 def train_chat_sentiment(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> Path:
-    """Run (or resume) both stages; returns the fine-tuned model directory."""
-    return finetune(work, corpus_dir, support_dir, recipe, adapt(work, base, corpus_dir, support_dir, recipe))
+    """Run (or resume) the stages; returns the fine-tuned model directory."""
+    tuned = finetune(work, corpus_dir, support_dir, recipe, adapt(work, base, corpus_dir, support_dir, recipe))
+    fit_ngram(work, corpus_dir, support_dir, recipe)
+    return tuned
 
 
 def dev_examples(corpus_dir: Path | None) -> list[Example]:
@@ -277,17 +294,15 @@ def _dev_figures(y: np.ndarray, negative: np.ndarray) -> dict:
 
 def assemble(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, out: Path, recipe: ChatRecipe,
              name: str, version: str) -> dict:
-    """Write one shippable directory: the fine-tuned BERT in fp16, the base model's n-gram
-    half, and the three-class blend fitted on dev with the BERT exactly as it will run
-    (fp16 weights, int8 on the CPU)."""
+    """Write one shippable directory: the fine-tuned BERT in fp16, the n-gram half, and the
+    three-class blend fitted on dev with the BERT exactly as it will run (fp16 weights,
+    int8 on the CPU)."""
     if out.exists():
         shutil.rmtree(out)
     source = work / "chat-sentiment"
     BertForSequenceClassification.from_pretrained(source).to(torch.float16).save_pretrained(out)
     BertTokenizerFast.from_pretrained(source).save_pretrained(out)
-    for part in (NGRAM_CONFIG, NGRAM_WEIGHTS):
-        shutil.copy(base / part, out / part)
-    (out / BLEND).unlink(missing_ok=True)
+    fit_ngram(work, corpus_dir, support_dir, recipe).save(out)
     blend, figures = fit_blend(SentimentModel(out), dev_examples(corpus_dir))
     (out / BLEND).write_text(json.dumps(asdict(blend), indent=2))
     shutil.copy(source / "recipe.json", out / "recipe.json")
