@@ -84,7 +84,7 @@ MESSAGES = analysed([
     ("a", day(60), "t2", 0.2, []),                    # the window before (b's window is 90 days)
     ("a", day(20), "t2", 0.8, ["LOGISTICS"]),
     ("a", day(5), "t2", 0.95, ["LOGISTICS", "COMPETITOR"]),   # same ticket again: a repeat
-    ("a", day(3), None, 0.4, ["PRICE"]),              # not negative enough to be a complaint
+    ("a", day(3), None, 0.3, ["PRICE"]),              # not negative enough to be a complaint
     ("b", day(40), "t8", 0.9, ["SERVICE"]),           # b complained on t8, then calmed down
     ("b", day(30), "t8", 0.2, []),
     ("b", day(2), "t9", 0.1, []),
@@ -98,7 +98,7 @@ def test_text_features_by_hand() -> None:
     f = text_features(MESSAGES, AS_OF, customers, per_month, settings)
     a = f.loc["a"]
     assert a["window_days"] == 90 and a["messages"] == 4
-    assert a["neg_prob_mean"] == pytest.approx((0.2 + 0.8 + 0.95 + 0.4) / 4)
+    assert a["neg_prob_mean"] == pytest.approx((0.2 + 0.8 + 0.95 + 0.3) / 4)
     assert a["neg_prob_max"] == 0.95
     assert a["neg_prob_trend"] == pytest.approx(a["neg_prob_mean"] - 0.9)  # vs. days 90-180
     assert a["complaints"] == 2 and a["complaints_logistics"] == 2 and a["complaints_price"] == 0
