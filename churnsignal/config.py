@@ -455,7 +455,10 @@ class ServiceSettings(Section):
 class Settings(BaseSettings):
     """All of churnsignal's settings."""
 
-    model_config = SettingsConfigDict(env_prefix="CHURNSIGNAL_", env_nested_delimiter="__", extra="forbid")
+    # A start-up error names the setting and what is wrong, never the value given: that value
+    # may be a secret (a URL token too short, a pepper or API token in the wrong place).
+    model_config = SettingsConfigDict(env_prefix="CHURNSIGNAL_", env_nested_delimiter="__", extra="forbid",
+                                      hide_input_in_errors=True)
 
     sentiment: SentimentSettings = SentimentSettings()
     entities: EntitySettings = EntitySettings()
