@@ -8,11 +8,13 @@ test client and stored (or refused) as the real helpdesk's delivery would be.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,7 +23,9 @@ from sqlalchemy import select
 
 from churnsignal.config import Settings
 from churnsignal.store import Event
+from churnsignal.webhook import helpdesks
 from churnsignal.webhook.app import create_app
+from churnsignal.webhook.helpdesks import SignatureError
 
 SECRET = "helpdesk-shared-secret"
 TOKEN = "Vq3r7wQy0LkP2xZs9bNcT4mHd8Fj1aUe6GiRoYpX"
@@ -105,7 +109,6 @@ def test_a_signed_timestamp_outside_the_window_is_a_replay(tmp_path, redis_url, 
     body = article()
 
     def post(sent_at: int, signed_at: int | None = None):
-        import base64
         message = f"{signed_at or sent_at}.".encode() + body
         signature = base64.b64encode(hmac.new(SECRET.encode(), message, hashlib.sha256).digest()).decode()
         return client.post("/webhooks/generic/desk", data=body, headers={"X-Sig": signature, "X-Ts": str(sent_at)})
@@ -206,3 +209,18 @@ def test_select_by_root_value_picks_each_of_ten_simultaneous_followups(tmp_path,
     missing = client.post(f"/webhooks/generic/desk/{TOKEN}", json={"followup_id": 999, "ticket": ticket})
     assert missing.status_code == 422
     assert "select.followup: no item of ticket.followup_set whose id equals followup_id (999)" in missing.get_json()["error"]
+
+
+def test_signed_request_round_trips_a_timestamped_nonced_sha512_base64url_signature(tmp_path, redis_url):
+    auth = {"scheme": "hmac", "algorithm": "sha512", "encoding": "base64url", "signed": "{timestamp}:{nonce}:{body}",
+            "signature": {"header": "X-Sig", "prefix": "v1="}, "timestamp": {"header": "X-Ts"},
+            "nonce": {"header": "X-Nonce"}}
+    settings = settings_with(tmp_path, redis_url, desk={"auth": auth})
+    adapter = helpdesks.get("generic:desk", settings.helpdesks)
+    now = datetime.now(UTC)
+    [event] = adapter.parse(json.loads(article()))
+    headers, body = adapter.signed_request(event, now)
+    assert headers["X-Sig"].startswith("v1=") and "=" not in headers["X-Sig"][3:]
+    adapter.verify(headers, body, now)
+    with pytest.raises(SignatureError, match="X-Sig does not match: expected the base64url HMAC-SHA512"):
+        adapter.verify(headers | {"X-Nonce": "another"}, body, now)
