@@ -8,11 +8,14 @@ value without editing the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -167,20 +170,46 @@ class FreshdeskSettings(Section):
     risk_field: str | None = None
 
 
+class ListItem(Section):
+    """The item of a list whose ``where`` value equals a value taken from the payload's root.
+
+    JMESPath cannot compare a list item with a value elsewhere in the document (a
+    ``ticket.followup_set`` and the root's ``followup_id``), which is how some helpdesks say
+    which message of a ticket a webhook is about.
+    """
+
+    list: str  # JMESPath over the payload: the list
+    where: str  # JMESPath over one item: the value compared
+    equals: str  # JMESPath over the payload: the value it must equal
+
+
+# The mapped fields of a normalised event, in the order they are read.
+MAPPED_FIELDS = ("event_id", "ticket_id", "text", "created_at", "author_role", "requester_id",
+                 "requester_email", "requester_phone", "requester_external_id", "channel")
+REQUIRED_FIELDS = MAPPED_FIELDS[:5]
+
+
 class GenericMapping(Section):
     """Where each field of a normalised event lives in a JSON payload (JMESPath expressions)."""
 
-    event_id: str
-    ticket_id: str
-    text: str
-    created_at: str
-    author_role: str
+    # Named list items (see ListItem), each searchable by its name in the expressions below,
+    # as if it were a key of the payload's root (shadowing a root key of that name).
+    select: dict[str, ListItem] = {}
+    # Required: an expression, a default, or both.
+    event_id: str | None = None
+    ticket_id: str | None = None
+    text: str | None = None
+    created_at: str | None = None
+    author_role: str | None = None
     # Any of these that are present identify the customer; at least one must be.
     requester_id: str | None = None
     requester_email: str | None = None
     requester_phone: str | None = None
     requester_external_id: str | None = None
     channel: str | None = None
+    # A field's value when its expression finds nothing (or it has none), e.g. author_role:
+    # customer for a helpdesk whose webhook fires on customer messages only.
+    defaults: dict[str, str] = {}
     # A JMESPath condition a payload must meet to be a message (e.g. "event == 'message.created'");
     # other payloads (status changes, say) are answered 200 "ignored" instead of 422.
     message_when: str | None = None
@@ -188,14 +217,152 @@ class GenericMapping(Section):
     customer_roles: list[str] = ["customer", "contact", "end-user", "end_user", "user"]
     agent_roles: list[str] = ["agent", "admin"]
 
+    @model_validator(mode="after")
+    def _every_required_field_has_a_source(self) -> GenericMapping:
+        unknown = sorted(set(self.defaults) - set(MAPPED_FIELDS))
+        if unknown:
+            raise ValueError(f"mapping.defaults: {', '.join(unknown)} is not a mapped field "
+                             f"(one of {', '.join(MAPPED_FIELDS)})")
+        missing = [f for f in REQUIRED_FIELDS if getattr(self, f) is None and f not in self.defaults]
+        if missing:
+            raise ValueError(f"mapping: {', '.join(missing)} needs an expression or a mapping.defaults entry")
+        return self
+
+
+HashAlgorithm = Literal["md5", "sha1", "sha256", "sha512"]
+# {name} or {md5(body)}-style calls; anything else between braces is refused at load.
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class RequestValue(Section):
+    """Where a value travels in the webhook request: a header or a query-string parameter."""
+
+    header: str | None = None
+    query: str | None = None
+    # Removed from the value when present, e.g. "sha1=" (Zammad, GitHub).
+    prefix: str = ""
+
+    @model_validator(mode="after")
+    def _one_place(self) -> RequestValue:
+        if (self.header is None) == (self.query is None):
+            raise ValueError("name exactly one of header or query")
+        return self
+
+    def describe(self) -> str:
+        return f"header {self.header}" if self.header else f"query parameter {self.query}"
+
+
+def _check_template(template: str, allowed: frozenset[str], setting: str) -> str:
+    unknown = [name for name in PLACEHOLDER.findall(template) if name not in allowed]
+    if unknown:
+        raise ValueError(f"{setting}: unknown placeholder {{{unknown[0]}}} (known: "
+                         f"{', '.join('{' + a + '}' for a in sorted(allowed))})")
+    return template
+
+
+# What a signed template may contain besides literal text.
+BODY_PLACEHOLDERS = frozenset({"body", "timestamp", "nonce", "md5(body)", "sha1(body)", "sha256(body)"})
+
+
+class SignedRequest(Section):
+    """What both signing schemes share: where the signature, timestamp and nonce are."""
+
+    # None: the helpdesk's signature_header.
+    signature: RequestValue | None = None
+    timestamp: RequestValue | None = None
+    nonce: RequestValue | None = None
+    # A timestamp further than this from now is a replay (or a stale retry): 401.
+    replay_window_seconds: int = Field(300, ge=1)
+
+    def placeholders_present(self, template: str, setting: str) -> None:
+        for name in ("timestamp", "nonce"):
+            if "{" + name + "}" in template and getattr(self, name) is None:
+                raise ValueError(f"{setting} signs {{{name}}} but auth.{name} does not say where it is")
+
+
+class HmacAuth(SignedRequest):
+    """HMAC of a template over the request under the helpdesk's secret (GitHub, Zammad, Chatwoot...)."""
+
+    scheme: Literal["hmac"] = "hmac"
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    encoding: Literal["hex", "base64", "base64url"] = "hex"
+    signed: str = "{body}"
+
+    @model_validator(mode="after")
+    def _template(self) -> HmacAuth:
+        _check_template(self.signed, BODY_PLACEHOLDERS, "auth.signed")
+        self.placeholders_present(self.signed, "auth.signed")
+        return self
+
+
+class DigestAuth(SignedRequest):
+    """A plain hash of a template that includes the secret (网易七鱼: SHA1(secret + md5(body) + time))."""
+
+    scheme: Literal["digest"]
+    algorithm: HashAlgorithm = "sha1"
+    encoding: Literal["hex", "base64", "base64url"] = "hex"
+    signed: str
+
+    @model_validator(mode="after")
+    def _template(self) -> DigestAuth:
+        _check_template(self.signed, BODY_PLACEHOLDERS | {"secret"}, "auth.signed")
+        if "{secret}" not in self.signed:
+            raise ValueError("auth.signed: a digest without {secret} can be computed by anyone")
+        self.placeholders_present(self.signed, "auth.signed")
+        return self
+
+
+MIN_URL_TOKEN_LENGTH = 32
+
+
+class UrlTokenAuth(Section):
+    """For helpdesks that cannot sign: the webhook URL carries a long random token.
+
+    The URL is then the secret: anything that sees it (logs, proxies, referrers) can post.
+    """
+
+    scheme: Literal["url_token"]
+    token: SecretStr
+    # CIDRs the request must come from; empty: any address.
+    allow_from: list[str] = []
+    # A header the reverse proxy in front sets to the client's address (e.g. X-Real-IP);
+    # None: the address of the peer that connected. Never set it without such a proxy:
+    # a client could send the header itself.
+    client_ip_header: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, token: SecretStr) -> SecretStr:
+        if len(token.get_secret_value()) < MIN_URL_TOKEN_LENGTH:
+            raise ValueError(f"auth.token: at least {MIN_URL_TOKEN_LENGTH} characters "
+                             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if not re.fullmatch(r"[A-Za-z0-9_\-.~]+", token.get_secret_value()):
+            raise ValueError("auth.token: only letters, digits and -._~ (it is a URL path segment)")
+        return token
+
+    @field_validator("allow_from")
+    @classmethod
+    def _networks(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as error:
+                raise ValueError(f"auth.allow_from: {cidr!r} is not an IP network: {error}") from None
+        return cidrs
+
+
+InboundAuth = Annotated[HmacAuth | DigestAuth | UrlTokenAuth, Field(discriminator="scheme")]
+
 
 class GenericHelpdeskSettings(Section):
     """A helpdesk wired by configuration alone: a field mapping in, signed JSON POSTs out."""
 
     mapping: GenericMapping
-    # Inbound: hex HMAC-SHA256 of the raw body in this header.
+    # Inbound (by default; see auth) and outbound: hex HMAC-SHA256 of the raw body in this header.
     secret: SecretStr
     signature_header: str = "X-Signature-256"
+    # How inbound webhooks prove they are the helpdesk's; the default is the hex HMAC-SHA256 above.
+    auth: InboundAuth = Field(default_factory=HmacAuth)
     # Outbound: alerts are POSTed here as JSON, signed the same way with the same secret.
     alert_url: str | None = None
 
@@ -288,7 +455,10 @@ class ServiceSettings(Section):
 class Settings(BaseSettings):
     """All of churnsignal's settings."""
 
-    model_config = SettingsConfigDict(env_prefix="CHURNSIGNAL_", env_nested_delimiter="__", extra="forbid")
+    # A start-up error names the setting and what is wrong, never the value given: that value
+    # may be a secret (a URL token too short, a pepper or API token in the wrong place).
+    model_config = SettingsConfigDict(env_prefix="CHURNSIGNAL_", env_nested_delimiter="__", extra="forbid",
+                                      hide_input_in_errors=True)
 
     sentiment: SentimentSettings = SentimentSettings()
     entities: EntitySettings = EntitySettings()

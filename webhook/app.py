@@ -38,6 +38,8 @@ MAX_NUMBER_DIGITS = 100
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Characters that would start a new line or hide text in a log file.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What follows /webhooks/generic/<name>/: a url_token helpdesk's secret.
+_URL_TOKEN = re.compile(r"^(/webhooks/generic/[^/]*/).+")
 # HTTP methods counted by name in the metrics; anything else is "other", so made-up methods
 # cannot add series.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -197,8 +199,9 @@ def printable(text: str) -> str:
 
 
 def safe_path() -> str:
-    """The request path with any personal data masked (customer ids can be emails)."""
-    return mask_pii(request.path).text
+    """The request path with any personal data masked (customer ids can be emails) and a
+    generic helpdesk's URL token replaced by ``***``, matched route or not."""
+    return mask_pii(_URL_TOKEN.sub(r"\1***", request.path)).text
 
 
 def _storable_view_args(_endpoint: str | None, values: dict[str, Any] | None) -> None:

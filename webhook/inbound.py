@@ -64,16 +64,22 @@ for _source in SECRET_SETTINGS:
 
 
 @blueprint.post("/webhooks/generic/<name>")
-def generic(name: str):
-    return receive(f"generic:{name}")
+@blueprint.post("/webhooks/generic/<name>/<token>")
+def generic(name: str, token: str | None = None):
+    # The token (auth.scheme url_token) is the webhook's secret: the request log masks it
+    # (app.safe_path) and no answer repeats it.
+    return receive(f"generic:{name}", query=request.args.to_dict(), path_token=token, peer=request.remote_addr)
 
 
-def receive(source: str):
-    """One delivery: 202 accepted, 200 duplicate or ignored; errors through the app's handlers."""
+def receive(source: str, **request_context: Any):
+    """One delivery: 202 accepted, 200 duplicate or ignored; errors through the app's handlers.
+
+    ``request_context`` is what a generic helpdesk's ``auth`` may read besides headers and body.
+    """
     helpdesk = _helpdesk(source)
     body = read_body()  # over service.max_body_bytes: 413 here, before anything is checked
     try:
-        helpdesk.verify(request.headers, body, datetime.now(UTC))
+        helpdesk.verify(request.headers, body, datetime.now(UTC), **request_context)
     except NotConfigured:
         raise NotConfigured(_not_configured(source)) from None
     payload = read_json()

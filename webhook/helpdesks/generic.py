@@ -1,9 +1,11 @@
 """A helpdesk wired by configuration alone (``helpdesks.generic.<name>``).
 
 Inbound, ``mapping`` says with a JMESPath expression (https://jmespath.org) where each field
-of a message lives in the JSON the helpdesk posts, one message per request; the raw body is
-signed with hex HMAC-SHA256 under ``secret`` in ``signature_header``, with or without a
-``sha256=`` prefix (GitHub's convention).
+of a message lives in the JSON the helpdesk posts, one message per request, with named list
+items (``mapping.select``) and literal defaults for what JMESPath alone cannot say. ``auth``
+says how the request is authenticated (:mod:`.signing`); by default the raw body is signed
+with hex HMAC-SHA256 under ``secret`` in ``signature_header``, with or without a ``sha256=``
+prefix (GitHub's convention).
 
 Outbound, an alert is POSTed as JSON to ``alert_url``, signed the same way with the same
 secret, with the alert's ``Idempotency-Key``: the receiver is the one place that can drop a
@@ -21,7 +23,7 @@ import jmespath
 import requests
 from jmespath.exceptions import JMESPathError
 
-from churnsignal.config import GenericHelpdeskSettings
+from churnsignal.config import MAPPED_FIELDS, GenericHelpdeskSettings, UrlTokenAuth
 
 from .base import (
     AlertMessage,
@@ -30,13 +32,10 @@ from .base import (
     InvalidPayload,
     NotConfigured,
     Requester,
-    SignatureError,
     SupportEvent,
 )
-from .http import Api, header, hmac_sha256, iso_z, same, secret, to_id, to_time
-
-_REQUIRED = ("event_id", "ticket_id", "text", "created_at", "author_role")
-_OPTIONAL = ("requester_id", "requester_email", "requester_phone", "requester_external_id", "channel")
+from .http import Api, hmac_sha256, iso_z, secret, shown, to_id, to_time
+from .signing import WebhookRequest, sign, signature_place, verify
 
 
 class Generic(Helpdesk):
@@ -45,28 +44,31 @@ class Generic(Helpdesk):
         self.settings = settings
         self.timeout = timeout
         self._paths: dict[str, Any] = {}
-        for field in _REQUIRED + _OPTIONAL:
+        for field in MAPPED_FIELDS:
             expression = getattr(settings.mapping, field)
-            if expression is None:
-                continue
-            self._paths[field] = _compile(name, field, expression)
+            if expression is not None:
+                self._paths[field] = _compile(name, field, expression)
+        self._select = {item: tuple(_compile(name, f"select.{item}.{part}", getattr(spec, part))
+                                    for part in ("list", "where", "equals"))
+                        for item, spec in settings.mapping.select.items()}
         condition = settings.mapping.message_when
         self._message_when = _compile(name, "message_when", condition) if condition else None
 
     # ------------------------------------------------------------------ inbound
 
-    def verify(self, headers: Mapping[str, str], body: bytes, now: datetime) -> None:
-        expected = self._sign(body)  # no timestamp is signed, so there is no replay window
-        name = self.settings.signature_header
-        sent = header(headers, name)
-        if not sent:
-            raise SignatureError(f"{name} is required")
-        if not same(expected, sent.strip().lower().removeprefix("sha256=")):
-            raise SignatureError(f"{name} does not match the body")
+    def verify(self, headers: Mapping[str, str], body: bytes, now: datetime, *,
+               query: Mapping[str, str] | None = None, path_token: str | None = None,
+               peer: str | None = None) -> None:
+        """As :meth:`Helpdesk.verify`; the query string, the path's token and the peer's
+        address are what ``auth`` may also need."""
+        key = secret(self.settings.secret, f"{self._setting}.secret")
+        verify(self.settings.auth, key, WebhookRequest(headers, body, query or {}, path_token, peer), now,
+               self.settings.signature_header)
 
     def parse(self, payload: Any) -> list[SupportEvent]:
         if self._message_when is not None and not self._message_when.search(payload):
             return []
+        payload = self._with_selected(payload)
         role = self._required("author_role", payload)
         if not isinstance(role, str):
             raise InvalidPayload(f"{self._where('author_role')}: expected a string, got {role!r}")
@@ -89,11 +91,13 @@ class Generic(Helpdesk):
 
     def retained(self, payload: Any) -> dict[str, Any]:
         """Each mapped field's value by the field's name: a JMESPath result has no path to nest it by."""
+        payload = self._with_selected(payload)
         found = {field: compiled.search(payload) for field, compiled in self._paths.items()}
         return {field: value for field, value in found.items() if value is not None}
 
     def signed_request(self, event: SupportEvent, now: datetime) -> tuple[dict[str, str], bytes]:
-        """A payload with each field where the mapping looks for it (plain dotted paths only)."""
+        """A payload with each field where the mapping looks for it (plain dotted paths only),
+        signed in headers; ``auth`` that puts a value in the URL cannot be expressed here."""
         m = self.settings.mapping
         role = {"customer": m.customer_roles[0], "agent": m.agent_roles[0], "bot": "bot"}[event.author]
         values = {"event_id": event.event_id, "ticket_id": event.ticket_id, "text": event.text,
@@ -106,7 +110,7 @@ class Generic(Helpdesk):
             if values[field] is not None:
                 _place(payload, _keys(compiled.parsed, field), values[field])
         body = json.dumps(payload, ensure_ascii=False).encode()
-        return {"Content-Type": "application/json", self.settings.signature_header: self._sign(body)}, body
+        return {"Content-Type": "application/json", **self._signed_headers(body, now)}, body
 
     # ------------------------------------------------------------------ outbound
 
@@ -127,23 +131,65 @@ class Generic(Helpdesk):
 
     # ------------------------------------------------------------------ helpers
 
+    @property
+    def _setting(self) -> str:
+        return f"helpdesks.{self.name.replace(':', '.')}"
+
     def _sign(self, body: bytes) -> str:
-        key = secret(self.settings.secret, f"helpdesks.{self.name.replace(':', '.')}.secret")
-        return hmac_sha256(key, body).hex()
+        """Outbound alerts: always hex HMAC-SHA256 of the body, whatever ``auth`` says inbound."""
+        return hmac_sha256(secret(self.settings.secret, f"{self._setting}.secret"), body).hex()
+
+    def _signed_headers(self, body: bytes, now: datetime) -> dict[str, str]:
+        auth = self.settings.auth
+        places = [] if isinstance(auth, UrlTokenAuth) else [signature_place(auth, self.settings.signature_header),
+                                                            auth.timestamp, auth.nonce]
+        if isinstance(auth, UrlTokenAuth) or any(place and place.query for place in places):
+            raise ValueError(f"{self._setting}.auth: a {auth.scheme} request carries values in its URL; "
+                             "signed_request builds headers only")
+        key = secret(self.settings.secret, f"{self._setting}.secret")
+        timestamp, nonce = str(int(now.timestamp())), f"n{int(now.timestamp() * 1e6)}"
+        # The default place accepts a "sha256=" prefix; the helpdesk this stands in for sends none.
+        prefix = places[0].prefix if auth.signature else ""
+        headers = {places[0].header: prefix + sign(auth, key, body, timestamp, nonce)}
+        if auth.timestamp is not None:
+            headers[auth.timestamp.header] = timestamp
+        if auth.nonce is not None:
+            headers[auth.nonce.header] = nonce
+        return headers
+
+    def _with_selected(self, payload: Any) -> Any:
+        """The payload with each ``mapping.select`` item added at the root under its name."""
+        if not self._select or not isinstance(payload, dict):
+            return payload
+        selected = dict(payload)
+        for name, (items, where, equals) in self._select.items():
+            wanted = equals.search(payload)
+            found = items.search(payload)
+            spec = self.settings.mapping.select[name]
+            if not isinstance(found, list):
+                raise InvalidPayload(f"select.{name}: {spec.list} is not a list")
+            matches = [item for item in found if wanted is not None and _same_value(where.search(item), wanted)]
+            if not matches:
+                raise InvalidPayload(f"select.{name}: no item of {spec.list} whose {spec.where} equals "
+                                     f"{spec.equals} ({shown(wanted)})")
+            selected[name] = matches[0]
+        return selected
 
     def _where(self, field: str) -> str:
-        return f"{field} ({getattr(self.settings.mapping, field)})"
+        return f"{field} ({getattr(self.settings.mapping, field) or 'default'})"
+
+    def _found(self, field: str, payload: Any) -> Any:
+        value = self._paths[field].search(payload) if field in self._paths else None
+        return self.settings.mapping.defaults.get(field) if value is None or value == "" else value
 
     def _required(self, field: str, payload: Any) -> Any:
-        value = self._paths[field].search(payload)
+        value = self._found(field, payload)
         if value is None or value == "":
             raise InvalidPayload(f"{self._where(field)}: missing")
         return value
 
     def _optional(self, field: str, payload: Any) -> str | None:
-        if field not in self._paths:
-            return None
-        value = self._paths[field].search(payload)
+        value = self._found(field, payload)
         return None if value is None or value == "" else to_id(value, self._where(field))
 
     def _author(self, role: str) -> Author:
@@ -151,6 +197,13 @@ class Generic(Helpdesk):
         if role in m.customer_roles:
             return "customer"
         return "agent" if role in m.agent_roles else "bot"
+
+
+def _same_value(left: Any, right: Any) -> bool:
+    """Ids compare as text: one part of a payload may send 42 where another sends "42"."""
+    def text(value: Any) -> Any:
+        return str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+    return text(left) == text(right)
 
 
 def _keys(node: dict[str, Any], field: str) -> list[str]:
