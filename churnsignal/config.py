@@ -13,9 +13,13 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+import jmespath
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jmespath.exceptions import JMESPathError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -354,6 +358,138 @@ class UrlTokenAuth(Section):
 InboundAuth = Annotated[HmacAuth | DigestAuth | UrlTokenAuth, Field(discriminator="scheme")]
 
 
+# What an outbound URL template may name; each value is quoted as one path segment.
+URL_PLACEHOLDERS = frozenset({"ticket_id", "customer_id", "alert_id"})
+# What an outbound body template may use: every field of an alert (webhook/helpdesks/outbound.py
+# fills them in; a test pins that the two agree).
+TEMPLATE_FIELDS = frozenset({
+    "alert_id", "idempotency_key", "ticket_id", "ticket_number", "customer_id", "tier", "tag", "probability",
+    "reasons", "reasons_zh", "reasons_en", "driver", "action", "action_zh", "action_en", "due_at", "attempt",
+    "note", "marker"})
+# Body templates come from a YAML file: sandboxed, so that one cannot reach Python's internals,
+# and strict, so that a misspelt field fails instead of rendering as nothing.
+OUTBOUND_TEMPLATES = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+OutboundMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def _from_environment(name: str, setting: str) -> SecretStr:
+    value = os.environ.get(name)
+    if not value:
+        raise ValueError(f"{setting}: environment variable {name} is not set")
+    return SecretStr(value)
+
+
+class BasicFromEnvironment(Section):
+    """HTTP Basic credentials, each by the name of the environment variable that holds it."""
+
+    username_env: str
+    password_env: str
+
+
+class OutboundAuth(Section):
+    """How an outbound request authenticates: exactly one of ``basic``, ``bearer_env`` or
+    ``header`` with ``value_env``.
+
+    Only environment-variable names are written in the YAML; the values are read when the
+    settings load, so a missing one stops the service at start rather than at the first alert.
+    """
+
+    basic: BasicFromEnvironment | None = None
+    bearer_env: str | None = None
+    header: str | None = None
+    value_env: str | None = None
+    # Written before the header's value, e.g. "Token token=" (Zammad).
+    prefix: str = ""
+    _basic: tuple[SecretStr, SecretStr] | None = PrivateAttr(None)
+    _header: tuple[str, SecretStr] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> OutboundAuth:
+        if sum(kind is not None for kind in (self.basic, self.bearer_env, self.header)) != 1:
+            raise ValueError("name exactly one of basic, bearer_env, or header with value_env")
+        if (self.header is None) != (self.value_env is None):
+            raise ValueError("header and value_env go together")
+        if self.basic is not None:
+            self._basic = (_from_environment(self.basic.username_env, "basic.username_env"),
+                           _from_environment(self.basic.password_env, "basic.password_env"))
+        elif self.bearer_env is not None:
+            self._header = ("Authorization", SecretStr("Bearer " + _from_environment(
+                self.bearer_env, "bearer_env").get_secret_value()))
+        else:
+            self._header = (self.header, SecretStr(self.prefix + _from_environment(
+                self.value_env, "value_env").get_secret_value()))
+        return self
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        return None if self._basic is None else (self._basic[0].get_secret_value(), self._basic[1].get_secret_value())
+
+    def headers(self) -> dict[str, str]:
+        return {} if self._header is None else {self._header[0]: self._header[1].get_secret_value()}
+
+
+def _check_url(url: str) -> str:
+    return _check_template(url, URL_PLACEHOLDERS, "url")
+
+
+class ReadBack(Section):
+    """A request that lists a ticket's notes, so that a retry does not post a note twice."""
+
+    method: OutboundMethod = "GET"
+    url: str
+    # None: the request's own auth.
+    auth: OutboundAuth | None = None
+    # JMESPath over the answer: the notes' texts (a string or a list of strings). A text that
+    # holds the alert's marker line means an earlier try's note landed.
+    find: str
+    _find: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> ReadBack:
+        _check_url(self.url)
+        try:
+            self._find = jmespath.compile(self.find)
+        except JMESPathError as error:
+            raise ValueError(f"find: not a JMESPath expression: {error}") from None
+        return self
+
+    def texts(self, answer: Any) -> Any:
+        return self._find.search(answer)
+
+
+class OutboundRequest(Section):
+    """One request made for every alert: a private note, a tag, a field..."""
+
+    method: OutboundMethod = "POST"
+    # e.g. https://helpdesk.example.com/api/tickets/{ticket_id}/tags/
+    url: str
+    auth: OutboundAuth | None = None
+    # A Jinja2 template (sandboxed) that renders the JSON body; None: no body.
+    body: str | None = None
+    # The statuses that mean it worked; any other fails the attempt.
+    expect: list[Annotated[int, Field(ge=100, le=599)]] = Field([200, 201, 202, 204], min_length=1)
+    # On a retry, asked first; when the note is there already this request is not sent again.
+    read_back: ReadBack | None = None
+    _template: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> OutboundRequest:
+        _check_url(self.url)
+        if self.body is None:
+            return self
+        try:
+            unknown = sorted(meta.find_undeclared_variables(OUTBOUND_TEMPLATES.parse(self.body)) - TEMPLATE_FIELDS)
+        except TemplateSyntaxError as error:
+            raise ValueError(f"body: not a Jinja2 template: {error.message} (line {error.lineno})") from None
+        if unknown:
+            raise ValueError(f"body: unknown variable {unknown[0]} (known: {', '.join(sorted(TEMPLATE_FIELDS))})")
+        self._template = OUTBOUND_TEMPLATES.from_string(self.body)
+        return self
+
+    def render(self, values: dict[str, Any]) -> str | None:
+        """The body as the template writes it (JSON, if the template is right); None without one."""
+        return None if self._template is None else self._template.render(values)
+
+
 class GenericHelpdeskSettings(Section):
     """A helpdesk wired by configuration alone: a field mapping in, signed JSON POSTs out."""
 
@@ -365,6 +501,14 @@ class GenericHelpdeskSettings(Section):
     auth: InboundAuth = Field(default_factory=HmacAuth)
     # Outbound: alerts are POSTed here as JSON, signed the same way with the same secret.
     alert_url: str | None = None
+    # Outbound instead: these requests, in order, for every alert (the helpdesk's own API).
+    outbound: list[OutboundRequest] = []
+
+    @model_validator(mode="after")
+    def _one_way_out(self) -> GenericHelpdeskSettings:
+        if self.alert_url and self.outbound:
+            raise ValueError("set alert_url or outbound, not both")
+        return self
 
 
 class HelpdeskSettings(Section):

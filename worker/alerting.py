@@ -126,7 +126,8 @@ def deliver(store: Store, alert_id: int, attempt: int, settings: Settings, http:
         return Outcome(alert.status if alert else "missing")
     message = AlertMessage(alert_id=alert.id, idempotency_key=alert.idempotency_key, ticket_id=alert.ticket_id,
                            tier=alert.tier, churn_prob=alert.churn_prob, reasons=alert.reasons, driver=alert.driver,
-                           action=alert.action, due_at=alert.due_at, attempt=attempt)
+                           action=alert.action, due_at=alert.due_at, attempt=attempt,
+                           customer_id=alert.customer_id)
     try:
         helpdesks.get(alert.source, hd).post_alert(message, http)
     except (NotConfigured, KeyError) as exc:

@@ -109,6 +109,8 @@ class AlertMessage:
     # 1 on the first try; on a retry an adapter whose helpdesk has no idempotency keys
     # first checks whether the earlier try's note already landed.
     attempt: int = 1
+    # The customer the alert is about, as churnsignal knows them (for URL and body templates).
+    customer_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -9,7 +9,8 @@ prefix (GitHub's convention).
 
 Outbound, an alert is POSTed as JSON to ``alert_url``, signed the same way with the same
 secret, with the alert's ``Idempotency-Key``: the receiver is the one place that can drop a
-retry's duplicate, since there is no ticket to read back first.
+retry's duplicate, since there is no ticket to read back first. Or, with ``outbound``, it
+becomes the requests the helpdesk's own API takes (:mod:`.outbound`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .base import (
     Requester,
     SupportEvent,
 )
+from . import outbound
 from .http import Api, hmac_sha256, iso_z, secret, shown, to_id, to_time
 from .signing import WebhookRequest, sign, signature_place, verify
 
@@ -115,6 +117,9 @@ class Generic(Helpdesk):
     # ------------------------------------------------------------------ outbound
 
     def post_alert(self, alert: AlertMessage, http: requests.Session) -> None:
+        if self.settings.outbound:
+            outbound.send(self.settings.outbound, alert, http, self.timeout, f"{self._setting}.outbound")
+            return
         if not self.settings.alert_url:
             raise NotConfigured(f"helpdesks.{self.name.replace(':', '.')}.alert_url is not set")
         body = json.dumps({

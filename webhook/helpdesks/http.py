@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -226,8 +226,12 @@ class Api:
     headers: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,
-                 params: dict[str, Any] | None = None) -> Any:
-        """Send one request; the decoded JSON answer (None when there is none)."""
+                 params: dict[str, Any] | None = None, expect: Collection[int] | None = None) -> Any:
+        """Send one request; the decoded JSON answer (None when there is none).
+
+        ``expect``: the statuses that mean it worked, for APIs configured by hand; another
+        success is a permanent failure (the configuration, not the helpdesk, is wrong).
+        """
         url = join_url(self.base_url, path)
         headers = {**self.headers, "Idempotency-Key": self.idempotency_key}
         try:
@@ -239,7 +243,11 @@ class Api:
         except requests.RequestException as error:
             # Timeouts and refused connections: the helpdesk may be back in a moment.
             raise DeliveryError(f"{method} {url}: {type(error).__name__}: {error}") from error
-        raise_for_status(response, f"{method} {url}")
+        if expect is None or response.status_code not in expect:
+            if expect is not None and 200 <= response.status_code < 300:
+                raise DeliveryError(f"{method} {url}: HTTP {response.status_code}, expected "
+                                    f"{', '.join(map(str, expect))}", permanent=True)
+            raise_for_status(response, f"{method} {url}")
         try:
             return response.json() if response.content else None
         except ValueError:
