@@ -145,6 +145,20 @@ def test_delivery_posts_the_note_and_a_repeated_attempt_does_not(store) -> None:
         assert stored.delivered_at is not None
 
 
+def test_delivery_tells_the_helpdesk_which_customer_the_alert_is_about(store, monkeypatch) -> None:
+    posted = []
+
+    class Recorder:
+        def post_alert(self, message, http) -> None:
+            posted.append(message)
+
+    monkeypatch.setattr(alerting.helpdesks, "get", lambda source, settings: Recorder())
+    settings = settings_for()
+    alert = alerting.decide(store, add_score(store, "red", 0.9, customer="c7"), settings)
+    assert alerting.deliver(store, alert.id, 1, settings, requests.Session()).status == "delivered"
+    assert [m.customer_id for m in posted] == ["c7"]
+
+
 def test_retryable_failures_back_off_then_fail_visibly(store) -> None:
     with StandIn() as standin:
         settings = settings_for(standin)

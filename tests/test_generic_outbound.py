@@ -51,6 +51,8 @@ class FollowUps:
         app = Flask(__name__)
         app.add_url_rule("/api/followups/", view_func=self._followups, methods=["GET", "POST"])
         app.add_url_rule("/api/tickets/<ticket>/tags/", view_func=self._tags, methods=["POST"])
+        app.add_url_rule("/api/v1/ticket_articles", view_func=self._zammad, methods=["POST"])
+        app.add_url_rule("/api/v1/tags/add", view_func=self._zammad, methods=["POST"])
         self._server = make_server("127.0.0.1", 0, app, threaded=True)
         self.base = f"http://127.0.0.1:{self._server.server_port}"
 
@@ -68,6 +70,11 @@ class FollowUps:
             return jsonify(detail="bad key"), 403
         return self._write("tags", ticket)
 
+    def _zammad(self) -> Any:
+        if request.headers.get("Authorization") != "Token token=zammad-77":
+            return jsonify(error="authentication failed"), 401
+        return self._write(request.path.rsplit("/", 1)[-1])
+
     def _write(self, kind: str, ticket: str | None = None) -> Any:
         body = request.get_json()
         self.received.append({"kind": kind, "path": request.path, "body": body,
@@ -80,7 +87,7 @@ class FollowUps:
                 return jsonify(detail="expected ticket (int), comment, public"), 400
             self.followups.append(body)
             return jsonify(id=len(self.followups)), 201
-        return jsonify(tags=body["tags"], ticket=ticket)
+        return jsonify(ok=True, ticket=ticket), 201 if kind == "ticket_articles" else 200
 
     def __enter__(self) -> FollowUps:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -104,7 +111,8 @@ def http() -> Iterator[requests.Session]:
 
 @pytest.fixture(autouse=True)
 def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"FU_USER": USER, "FU_PASSWORD": PASSWORD, "FU_KEY": "fu-key-77"}.items():
+    for name, value in {"FU_USER": USER, "FU_PASSWORD": PASSWORD, "FU_KEY": "fu-key-77",
+                        "ZAMMAD_TOKEN": "zammad-77"}.items():
         monkeypatch.setenv(name, value)
 
 
@@ -132,6 +140,20 @@ def test_a_note_then_a_tag_are_sent_in_order_as_the_helpdesk_expects(helpdesk, h
         assert text in comment
     assert tag["body"] == {"tags": ["churn-risk-red"], "tier": "red", "probability": 0.85}
     assert (note["key"], tag["key"]) == ("k42-1", "k42-2")
+
+
+def test_zammad_takes_an_internal_article_then_a_tag(helpdesk, http):
+    token = {"header": "Authorization", "prefix": "Token token=", "value_env": "ZAMMAD_TOKEN"}
+    article = {"url": "{base}/api/v1/ticket_articles", "auth": token, "expect": [201],
+               "body": '{"ticket_id": {{ ticket_number }}, "body": {{ note | tojson }}, "internal": true, '
+                       '"type": "note", "content_type": "text/plain"}'}
+    tag = {"url": "{base}/api/v1/tags/add", "auth": token,
+           "body": '{"object": "Ticket", "o_id": {{ ticket_number }}, "item": {{ tag | tojson }}}'}
+    deliver(helpdesk, http, article, tag)
+    first, second = helpdesk.received
+    assert first["body"]["ticket_id"] == 1001 and first["body"]["internal"] is True
+    assert first["body"]["body"] == ALERT.note()
+    assert second["body"] == {"object": "Ticket", "o_id": 1001, "item": "churn-risk-red"}
 
 
 def test_every_alert_field_can_be_used_in_a_body():
