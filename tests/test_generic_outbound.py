@@ -239,3 +239,10 @@ def test_alert_url_and_outbound_are_not_both_set():
     with pytest.raises(ValidationError, match="set alert_url or outbound, not both"):
         GenericHelpdeskSettings(secret="s", mapping=MAPPING, alert_url="https://x/hook",
                                 outbound=[NOTE | {"url": "https://x/"}])
+
+
+@pytest.mark.parametrize("body", ['{"r": {{ reasons.append(1) }}}', '{"c": {{ note.__class__ | tojson }}}'])
+def test_a_body_template_cannot_leave_its_sandbox(helpdesk, http, body):
+    with pytest.raises(DeliveryError, match=r"outbound\[0\]\.body: cannot render") as error:
+        deliver(helpdesk, http, NOTE | {"body": body})
+    assert error.value.permanent and helpdesk.received == []

@@ -72,7 +72,7 @@ def _body(request: OutboundRequest, values: dict[str, Any], where: str) -> Any:
     """The rendered body, decoded: a template that does not render JSON can never succeed."""
     try:
         text = request.render(values)
-    except TemplateError as error:
+    except (TemplateError, TypeError, ValueError) as error:  # filters and operators raise plain ones too
         hint = " (ticket_number is defined only for a ticket id of digits)" if "ticket_number" in str(error) else ""
         raise DeliveryError(f"{where}.body: cannot render: {error}{hint}", permanent=True) from error
     if text is None:
