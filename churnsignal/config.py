@@ -491,7 +491,8 @@ class OutboundRequest(Section):
 
 
 class GenericHelpdeskSettings(Section):
-    """A helpdesk wired by configuration alone: a field mapping in, signed JSON POSTs out."""
+    """A helpdesk wired by configuration alone: a field mapping in; out, signed JSON POSTs or
+    the requests its own API takes."""
 
     mapping: GenericMapping
     # Inbound (by default; see auth) and outbound: hex HMAC-SHA256 of the raw body in this header.

@@ -26,6 +26,7 @@ from jmespath.exceptions import JMESPathError
 
 from churnsignal.config import MAPPED_FIELDS, GenericHelpdeskSettings, UrlTokenAuth
 
+from . import outbound
 from .base import (
     AlertMessage,
     Author,
@@ -35,7 +36,6 @@ from .base import (
     Requester,
     SupportEvent,
 )
-from . import outbound
 from .http import Api, hmac_sha256, iso_z, secret, shown, to_id, to_time
 from .signing import WebhookRequest, sign, signature_place, verify
 
