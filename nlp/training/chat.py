@@ -35,8 +35,7 @@ from churnsignal.nlp.training.sentiment import (
     Checkpointer,
     batches_by_length,
     device,
-    mask_tokens,
-    masked_lm_loss,
+    masked_lm,
     mlm_blocks,
     optimisation_step,
     progress,
@@ -136,22 +135,9 @@ def adapt(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, re
     random.Random(recipe.seed + 1).shuffle(texts)
     blocks = mlm_blocks(tokenizer, texts, recipe.mlm_block)
     model = BertForMaskedLM.from_pretrained(base, dtype=torch.float32).to(device())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.mlm_lr, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * recipe.mlm_steps), recipe.mlm_steps)
-    checkpoints = Checkpointer(work / f"adapt.{CHECKPOINT}", recipe.checkpoint_minutes)
-    step = checkpoints.load(model, optimizer, scheduler)
-    per_epoch = len(blocks) // recipe.mlm_batch
-    bar = progress(recipe.mlm_steps, step, f"masked-LM on support text ({len(blocks) * recipe.mlm_block / 1e6:.1f}M tokens)")
-    model.train()
-    while step < recipe.mlm_steps:
-        epoch, index = divmod(step, per_epoch)
-        order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(recipe.seed + epoch))
-        batch = blocks[order[index * recipe.mlm_batch:(index + 1) * recipe.mlm_batch]]
-        inputs, labels = mask_tokens(batch, tokenizer, recipe.mlm_mask, torch.Generator().manual_seed(recipe.seed * 100003 + step))
-        loss = masked_lm_loss(model, inputs.to(device()), labels.to(device()))
-        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
-        checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == recipe.mlm_steps)
-    bar.close()
+    masked_lm(model, tokenizer, blocks, Checkpointer(work / f"adapt.{CHECKPOINT}", recipe.checkpoint_minutes),
+              steps=recipe.mlm_steps, batch=recipe.mlm_batch, lr=recipe.mlm_lr, mask=recipe.mlm_mask,
+              seed=recipe.seed, desc=f"masked-LM on support text ({blocks.numel() / 1e6:.1f}M tokens)")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "support_text.json").write_text(json.dumps(

@@ -194,26 +194,37 @@ def pretrain(work: Path, corpus_dir: Path | None, recipe: Recipe) -> Path:
                         num_attention_heads=recipe.hidden // 64, intermediate_size=4 * recipe.hidden,
                         max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
     model = BertForMaskedLM(config).to(device())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.mlm_lr, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * recipe.mlm_steps), recipe.mlm_steps)
-    checkpoints = Checkpointer(work / f"mlm.{CHECKPOINT}", recipe.checkpoint_minutes)
-    step = checkpoints.load(model, optimizer, scheduler)
-    per_epoch = len(blocks) // recipe.mlm_batch
-    bar = progress(recipe.mlm_steps, step, f"masked-LM ({len(blocks) * recipe.mlm_block / 1e6:.1f}M tokens)")
-    model.train()
-    while step < recipe.mlm_steps:
-        epoch, index = divmod(step, per_epoch)
-        order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(recipe.seed + epoch))
-        batch = blocks[order[index * recipe.mlm_batch:(index + 1) * recipe.mlm_batch]]
-        inputs, labels = mask_tokens(batch, tokenizer, recipe.mlm_mask, torch.Generator().manual_seed(recipe.seed * 100003 + step))
-        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=device().type == "cuda"):
-            loss = masked_lm_loss(model, inputs.to(device()), labels.to(device()))
-        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
-        checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == recipe.mlm_steps)
-    bar.close()
+    masked_lm(model, tokenizer, blocks, Checkpointer(work / f"mlm.{CHECKPOINT}", recipe.checkpoint_minutes),
+              steps=recipe.mlm_steps, batch=recipe.mlm_batch, lr=recipe.mlm_lr, mask=recipe.mlm_mask,
+              seed=recipe.seed, desc=f"masked-LM ({blocks.numel() / 1e6:.1f}M tokens)")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def masked_lm(model: BertForMaskedLM, tokenizer: BertTokenizerFast, blocks: torch.Tensor, checkpoints: Checkpointer,
+              *, steps: int, batch: int, lr: float, mask: float, seed: int, desc: str) -> None:
+    """Masked-LM over packed blocks, AdamW with 5 % warm-up and linear decay, resumable.
+
+    The batch order and masks are functions of the seed and the step, so a run resumed
+    from its checkpoint takes the same steps as one that never stopped.
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.05 * steps), steps)
+    step = checkpoints.load(model, optimizer, scheduler)
+    per_epoch = len(blocks) // batch
+    bar = progress(steps, step, desc)
+    model.train()
+    while step < steps:
+        epoch, index = divmod(step, per_epoch)
+        order = torch.randperm(len(blocks), generator=torch.Generator().manual_seed(seed + epoch))
+        inputs, labels = mask_tokens(blocks[order[index * batch:(index + 1) * batch]], tokenizer, mask,
+                                     torch.Generator().manual_seed(seed * 100003 + step))
+        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=device().type == "cuda"):
+            loss = masked_lm_loss(model, inputs.to(device()), labels.to(device()))
+        step = optimisation_step(loss, model, optimizer, scheduler, step, bar)
+        checkpoints.maybe_save(model, optimizer, scheduler, step, force=step == steps)
+    bar.close()
 
 
 def batches_by_length(lengths: Sequence[int], batch: int, generator: random.Random) -> list[list[int]]:
