@@ -1,0 +1,84 @@
+"""The support-chat recipe end to end on tiny data: every stage runs, resumes, and ships a
+directory the product loads (``churnsignal train chat-sentiment``)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_sentiment_model import tiny_bert
+
+from churnsignal.nlp.sentiment import ClassBlend, SentimentModel
+from churnsignal.nlp.training.chat import ChatRecipe, assemble, train_chat_sentiment
+
+QUESTIONS = ["花呗怎么还款", "借呗额度怎么提升", "为什么我的花呗不能用了", "怎么更改绑定的手机号", "微粒贷可以提前还吗"]
+TURNS = ["你好，这个什么时候发货", "快递三天了还没到", "好的谢谢", "我想改一下收货地址", "东西坏了怎么办"]
+
+
+def support_text(folder: Path) -> Path:
+    """The six support-text files in their published layouts, a few rows each."""
+    folder.mkdir()
+    for name in ("atec_nlp_sim_train.csv.gz", "atec_nlp_sim_train_add.csv.gz"):
+        with gzip.open(folder / name, "wt", encoding="utf-8") as handle:
+            handle.write("id\tquery0\tquery1\tlabel\n")
+            handle.writelines(f"{i}\t{q}\t{q}吗\t0\n" for i, q in enumerate(QUESTIONS))
+    for name in ("bq_dev.csv", "bq_test.csv"):
+        with open(folder / name, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["sentence1", "sentence2", "label"])
+            writer.writerows([q + "呢", q + "啊", 0] for q in QUESTIONS)
+    for name in ("crosswoz_val.json.zip", "crosswoz_test.json.zip"):
+        dialogues = {str(i): {"messages": [{"role": "usr", "content": f"请推荐一家餐馆{i}"},
+                                           {"role": "sys", "content": "好的"}]} for i in range(5)}
+        with zipfile.ZipFile(folder / name, "w") as archive:
+            archive.writestr(name.replace(".zip", ""), json.dumps(dialogues, ensure_ascii=False))
+    sentences = "".join(f'<sentence id="{i}" opinionated="N">{t}</sentence>' for i, t in enumerate(TURNS))
+    for name in ("nlpcc2014_emotion_test_labelled.xml", "nlpcc2014_expression_train.xml"):
+        (folder / name).write_text(f"<TestData><weibo id='1'>{sentences}</weibo></TestData>", encoding="utf-8")
+    with open(folder / "bdci_car_2018_train.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["content_id", "content", "subject", "sentiment_value", "sentiment_word"])
+        writer.writerows([i, f"这车的油耗还可以{i}", "油耗", 0, ""] for i in range(5))
+    (folder / "jddc_chat_0.1per.txt").write_text(
+        "".join(f"s1\tU\t{i % 2}\t0\t0\tnan\t{t}\n" for i, t in enumerate(TURNS)), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, ChatRecipe]:
+    root = tmp_path_factory.mktemp("chat")
+    base, support = tiny_bert(root / "base", {0: "positive", 1: "negative"}), support_text(root / "support")
+    recipe = ChatRecipe(mlm_steps=2, mlm_batch=4, mlm_block=32, ft_reviews=100, ft_chat_repeats=1,
+                        ft_question_repeats=1, ft_travel=5, ft_epochs=0.01, ft_batch=64, checkpoint_minutes=0)
+    train_chat_sentiment(root / "work", base, None, support, recipe)
+    return root / "work", base, support, recipe
+
+
+def test_every_stage_writes_its_output(trained: tuple[Path, Path, Path, ChatRecipe]) -> None:
+    work, *_ = trained
+    assert (work / "adapted" / "model.safetensors").is_file()
+    assert json.loads((work / "adapted" / "support_text.json").read_text())["texts"]["atec"] > 0
+    assert (work / "chat-sentiment" / "model.safetensors").is_file()
+    assert (work / "ngram" / "ngram.json").is_file()
+
+
+def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_path: Path) -> None:
+    work, base, support, recipe = trained
+    card = assemble(work, base, None, support, tmp_path / "out", recipe, name="tiny", version="t")
+    assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat"]["texts"] > 0
+    model = SentimentModel(tmp_path / "out")
+    assert isinstance(model.blend, ClassBlend) and model.has_neutral
+    probs = model.probabilities(["这个什么时候发货", "太差了"], ["customer: 你好", ""])
+    np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
+
+
+def test_a_finished_run_is_not_trained_again(trained) -> None:
+    work, base, support, recipe = trained
+    before = (work / "chat-sentiment" / "model.safetensors").stat().st_mtime_ns
+    train_chat_sentiment(work, base, None, support, recipe)
+    assert (work / "chat-sentiment" / "model.safetensors").stat().st_mtime_ns == before
