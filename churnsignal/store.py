@@ -66,6 +66,9 @@ class Event(Base):
     negative_prob: Mapped[float | None]
     negative_word_share: Mapped[float | None]
     entities: Mapped[dict[str, Any] | None]
+    # open, pending or solved, as the helpdesk reported it with this message; null where it
+    # sends none (the fusion then reads who spoke last).
+    ticket_status: Mapped[str | None] = mapped_column(String(16))
 
 
 class Order(Base):
@@ -89,6 +92,18 @@ class Identity(Base):
 
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(200), index=True)
+
+
+class SyncCursor(Base):
+    """Where a pull from a helpdesk's sync API left off, so the next pull starts there."""
+
+    __tablename__ = "sync_cursors"
+
+    source: Mapped[str] = mapped_column(String(80), primary_key=True)
+    # One helpdesk may sync several streams (WeCom KF: one per customer-service account).
+    stream: Mapped[str] = mapped_column(String(200), primary_key=True)
+    cursor: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime]
 
 
 class Customer(Base):
