@@ -174,6 +174,19 @@ class Alert(Base):
     delivered_at: Mapped[datetime | None]
 
 
+class AlertHandling(Base):
+    """An agent marked an alert handled: who (as the helpdesk or the login names them), when, from where."""
+
+    __tablename__ = "alert_handlings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    handled_by: Mapped[str] = mapped_column(String(200))
+    handled_at: Mapped[datetime]
+    # badge (a helpdesk sidebar) or qa (the workspace)
+    via: Mapped[str] = mapped_column(String(40))
+
+
 class Store:
     """An engine and a session factory for one database URL."""
 
@@ -209,6 +222,17 @@ class Store:
         """Raise unless the database answers."""
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    def cursor(self, source: str, stream: str) -> str | None:
+        """Where the last pull of ``stream`` from ``source`` left off; None before the first."""
+        with self.session() as session:
+            row = session.get(SyncCursor, (source, stream))
+            return row.cursor if row else None
+
+    def save_cursor(self, source: str, stream: str, cursor: str) -> None:
+        """Remember where a pull left off, once what it fetched is stored (so nothing is skipped)."""
+        with self.session() as session:
+            session.merge(SyncCursor(source=source, stream=stream, cursor=cursor, updated_at=utcnow()))
 
     def dispose(self) -> None:
         self.engine.dispose()

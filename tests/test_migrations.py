@@ -12,10 +12,9 @@ def test_migrations_match_the_models(store):
     assert differences == []
 
 
-def test_a_sync_cursor_round_trips(store):
-    from churnsignal.store import SyncCursor, utcnow
-
-    with store.session() as session:
-        session.add(SyncCursor(source="wecom", stream="wkAJ2GCAAAZSfhHCt7IFSvLKtMPxyJTw", cursor="4gw7MepFLfgF2VC5npN", updated_at=utcnow()))
-    with store.session() as session:
-        assert session.get(SyncCursor, ("wecom", "wkAJ2GCAAAZSfhHCt7IFSvLKtMPxyJTw")).cursor == "4gw7MepFLfgF2VC5npN"
+def test_a_pull_cursor_is_kept_per_stream_and_moves_on(store):
+    assert store.cursor("wecom", "wkA") is None
+    store.save_cursor("wecom", "wkA", "4gw7MepFLfgF2VC5npN")
+    store.save_cursor("wecom", "wkB", "other")
+    store.save_cursor("wecom", "wkA", "next")
+    assert (store.cursor("wecom", "wkA"), store.cursor("wecom", "wkB")) == ("next", "other")
