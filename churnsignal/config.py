@@ -597,6 +597,48 @@ class ServiceSettings(Section):
         return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.db'}"
 
 
+# An origin as a browser writes it, e.g. https://support.example.com or http://localhost:3000;
+# a leading "*." (CSP's host wildcard) is allowed in frame_ancestors, never a path.
+_ORIGIN = re.compile(r"^https?://(\*\.)?[A-Za-z0-9.-]+(:\d{1,5})?$")
+MIN_BADGE_SECRET_LENGTH = 32
+
+
+class BadgeSettings(Section):
+    """The agent's risk badge (webhook/badge.py): signed links, and which helpdesks may frame it."""
+
+    enabled: bool = False
+    # Signs badge links and helpdesk app keys (HMAC-SHA256); its own secret, so that rotating it
+    # revokes every badge link and app key and nothing else.
+    secret: SecretStr | None = None
+    # Helpdesk origins allowed to show the badge in a frame (Content-Security-Policy
+    # frame-ancestors), e.g. https://chat.example.com, https://*.zendesk.com.
+    frame_ancestors: list[str] = []
+    # Origins whose window.postMessage the Chatwoot dashboard app believes (exact, no wildcard).
+    chatwoot_origins: list[str] = []
+    # How long a link minted by a helpdesk app (POST /badge/link) stays valid.
+    link_ttl_seconds: int = Field(3600, ge=60, le=7 * 24 * 3600)
+    # How often an open badge asks whether a new score has landed.
+    refresh_seconds: int = Field(15, ge=5, le=3600)
+
+    @field_validator("frame_ancestors", "chatwoot_origins")
+    @classmethod
+    def _origins(cls, origins: list[str], info) -> list[str]:
+        for origin in origins:
+            if not _ORIGIN.match(origin) or (info.field_name == "chatwoot_origins" and "*" in origin):
+                raise ValueError(f"badge.{info.field_name}: {origin!r} is not an origin (scheme://host[:port], "
+                                 "no path" + (", no wildcard)" if info.field_name == "chatwoot_origins" else ")"))
+        return origins
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> BadgeSettings:
+        if not self.enabled:
+            return self
+        if self.secret is None or len(self.secret.get_secret_value()) < MIN_BADGE_SECRET_LENGTH:
+            raise ValueError(f"badge.secret: at least {MIN_BADGE_SECRET_LENGTH} characters when badge.enabled "
+                             "(CHURNSIGNAL_BADGE__SECRET, e.g. python -c 'import secrets; print(secrets.token_hex(32))')")
+        return self
+
+
 class Settings(BaseSettings):
     """All of churnsignal's settings."""
 
@@ -612,6 +654,7 @@ class Settings(BaseSettings):
     helpdesks: HelpdeskSettings = HelpdeskSettings()
     identity: IdentitySettings = IdentitySettings()
     alerts: AlertSettings = AlertSettings()
+    badge: BadgeSettings = BadgeSettings()
 
     @model_validator(mode="after")
     def _posted_tier_exists(self) -> Settings:

@@ -14,6 +14,7 @@ import torch
 
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp import entities, lexicon
+from churnsignal.nlp.complaints import is_negative
 from churnsignal.nlp.masking import MaskedText, mask_pii
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
@@ -21,11 +22,6 @@ from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
 # A helpdesk ticket is rarely longer than a few thousand characters; beyond this we read
 # the head and say so rather than spend seconds on a pasted log file.
 MAX_CHARS = 20_000
-
-
-def is_negative(negative_prob: float, settings: Settings) -> bool:
-    """Whether the sentiment reads a message as negative: the one test every complaint rests on."""
-    return negative_prob >= settings.sentiment.neutral_high
 
 
 def masked_text(text: str) -> MaskedText:

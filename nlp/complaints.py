@@ -1,7 +1,7 @@
 """What a complaint is, defined once: the fusion features, reasons and alerts all ask here.
 
 A customer's turn is a complaint when the sentiment reads it as negative
-(``nlp.analysis.is_negative``); its topics are the entity labels in it that name what went
+(``is_negative``, defined here so that the web pages can ask without loading torch); its topics are the entity labels in it that name what went
 wrong, or a competitor. Only the customer's own turns count: an agent's reply, a bot's
 message and our own alert notes (which come back from the helpdesk stored as ``bot``, see
 ``webhook/inbound.py``) may quote or answer angry words, but they are not the customer
@@ -21,15 +21,17 @@ CUSTOMER = "customer"
 TOPICS = ("QUALITY", "LOGISTICS", "REFUND", "SERVICE", "PRICE", "COMPETITOR")
 
 
+def is_negative(negative_prob: float, settings: Settings) -> bool:
+    """Whether the sentiment reads a message as negative: the one test every complaint rests on."""
+    return negative_prob >= settings.sentiment.neutral_high
+
+
 def is_complaint(author: str, negative_prob: float | None, settings: Settings) -> bool:
     """Whether a turn is a complaint: the customer wrote it and the sentiment says negative.
 
     A turn the sentiment never read (an empty message, anyone else's) has no probability
     and is no complaint.
     """
-    # Imported here: the analysis loads torch, which scoring a purchase-only model never needs.
-    from churnsignal.nlp.analysis import is_negative
-
     if author != CUSTOMER or negative_prob is None or math.isnan(negative_prob):
         return False
     return is_negative(negative_prob, settings)

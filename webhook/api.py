@@ -113,15 +113,21 @@ def customer_risk(customer_id: str):
 def ticket_risk(source: str, ticket_id: str):
     """The risk of the ticket's customer: the author of its latest customer message."""
     with service().store.session() as session:
-        on_ticket = select(Event.customer_id).where(Event.source == source, Event.ticket_id == ticket_id)
-        customer_id = session.scalar(on_ticket.where(Event.author == "customer")
-                                     .order_by(Event.created_at.desc(), Event.id.desc()).limit(1))
-        if customer_id is None:
-            # Only agent or bot messages so far: they carry the ticket's requester too.
-            customer_id = session.scalar(on_ticket.order_by(Event.created_at.desc(), Event.id.desc()).limit(1))
+        customer_id = ticket_customer(session, source, ticket_id)
         if customer_id is None:
             raise NotFound(f"unknown ticket {ticket_id!r} from {source!r}")
         return jsonify({"ticket": {"source": source, "ticket_id": ticket_id}} | _risk(session, customer_id))
+
+
+def ticket_customer(session: Session, source: str, ticket_id: str) -> str | None:
+    """The customer a ticket is about: the author of its latest customer message; None for an unknown ticket."""
+    on_ticket = select(Event.customer_id).where(Event.source == source, Event.ticket_id == ticket_id)
+    customer_id = session.scalar(on_ticket.where(Event.author == "customer")
+                                 .order_by(Event.created_at.desc(), Event.id.desc()).limit(1))
+    if customer_id is None:
+        # Only agent or bot messages so far: they carry the ticket's requester too.
+        customer_id = session.scalar(on_ticket.order_by(Event.created_at.desc(), Event.id.desc()).limit(1))
+    return customer_id
 
 
 def _batch(key: str) -> list[Any]:
