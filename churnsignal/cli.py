@@ -599,5 +599,55 @@ def _fusion_errors() -> Iterator[None]:
                 click.echo(f"warning: {message}", err=True)
 
 
+@main.group()
+def badge() -> None:
+    """Signed links to the agent's risk badge, and keys for the helpdesk apps (docs/agents.md)."""
+
+
+def _badge_secret():
+    settings = _settings().badge
+    if settings.secret is None:
+        raise click.ClickException("badge.secret is not set (CHURNSIGNAL_BADGE__SECRET)")
+    return settings.secret
+
+
+@badge.command("link")
+@click.option("--source", required=True, help="The helpdesk, as events name it (zendesk, chatwoot, generic:<name>).")
+@click.option("--ticket", required=True, help="The ticket (conversation) id in that helpdesk.")
+@click.option("--by", default=None, help="The agent the link is for; without it the agent types a name.")
+@click.option("--ttl", default=3600, show_default=True, type=click.IntRange(1), help="Seconds the link is valid.")
+@click.option("--base-url", default="", help="The service's public URL, written before the path.")
+def badge_link(source: str, ticket: str, by: str | None, ttl: int, base_url: str) -> None:
+    """Print a signed link to one ticket's badge."""
+    from churnsignal.webhook.badge_links import LinkRefused, sign_link
+
+    try:
+        link = sign_link(_badge_secret(), source, ticket, ttl, by=by)
+    except LinkRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(base_url.rstrip("/") + link.path())
+
+
+@badge.command("app-key")
+@click.option("--source", required=True, help="The helpdesk whose app mints links: chatwoot or zendesk.")
+@click.option("--ttl-days", default=365, show_default=True, type=click.IntRange(1, 3650),
+              help="Days the key is valid (rotate badge.secret to revoke every key at once).")
+@click.option("--base-url", default="", help="The service's public URL; for chatwoot the app URL is printed.")
+def badge_app_key(source: str, ttl_days: int, base_url: str) -> None:
+    """Print a key with which a helpdesk app mints badge links for any of its tickets."""
+    from urllib.parse import urlencode
+
+    from churnsignal.webhook.badge_links import LinkRefused, sign_app_key
+
+    try:
+        key = sign_app_key(_badge_secret(), source, ttl_days * 86400)
+    except LinkRefused as exc:
+        raise click.ClickException(str(exc)) from exc
+    if source == "chatwoot":
+        click.echo(base_url.rstrip("/") + "/badge/chatwoot?" + urlencode({"key": key}))
+    else:
+        click.echo(key)
+
+
 if __name__ == "__main__":
     main()
