@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -312,8 +313,7 @@ def test_bad_configuration_fails_at_start_naming_the_setting():
 
 # ====================================================================== the callback URL
 
-def test_the_callback_url_check_answers_the_plaintext(client, settings):
-    kf = adapter(settings)
+def test_the_callback_url_check_answers_the_plaintext(client):
     timestamp = str(int(datetime.now(UTC).timestamp()))
     echostr = wecom_crypto.encrypt(wecom_crypto.aes_key(AES_KEY), b"7465827313524689821", CORP_ID)
     query = {"msg_signature": wecom_crypto.signature(TOKEN, timestamp, "99", echostr), "timestamp": timestamp,
@@ -323,7 +323,6 @@ def test_the_callback_url_check_answers_the_plaintext(client, settings):
     assert answer.get_data(as_text=True) == "7465827313524689821"
     refused = client.get("/webhooks/wecom_kf", query_string=query | {"msg_signature": "1" * 40})
     assert refused.status_code == 401 and "msg_signature" in refused.get_json()["error"]
-    assert kf.settings.token is not None
 
 
 def test_a_notice_is_stored_answered_and_its_pull_queued(client, settings, store, redis_url, wecom):
@@ -453,6 +452,27 @@ def test_a_wrong_secret_is_a_permanent_failure_and_saves_no_cursor(client, store
     with pytest.raises(DeliveryError, match="errcode 40001") as failure:
         wecom_sync.pull(store, settings, requests.Session(), stored_notice(wrong_client, settings, wecom))
     assert failure.value.permanent and store.cursor("wecom_kf", OPEN_KFID) is None and events(store) == []
+
+
+def test_the_pull_task_queues_the_new_messages_and_drops_a_permanent_failure(client, settings, store, wecom,
+                                                                             monkeypatch, caplog):
+    from churnsignal.worker import tasks
+
+    queued_ids: list[list[int]] = []
+    monkeypatch.setattr(tasks, "_store", lambda: store)
+    monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+    monkeypatch.setattr(tasks.process_events, "apply_async", lambda args, queue: queued_ids.append(args[0]))
+    wecom.add(3, content="你好")
+    wecom.add(3, content="在吗")
+    assert tasks.pull_wecom_kf(stored_notice(client, settings, wecom)) == 2
+    assert queued_ids == [[e.id for e in events(store)]]
+    wrong = settings.model_copy(update={"helpdesks": settings.helpdesks.model_copy(update={
+        "wecom_kf": settings.helpdesks.wecom_kf.model_copy(update={"api_base": wecom.url, "corp_id": "ww-other"})})})
+    monkeypatch.setattr(tasks, "get_settings", lambda: wrong)
+    with caplog.at_level(logging.ERROR, logger="churnsignal.worker.tasks"):
+        assert tasks.pull_wecom_kf(stored_notice(client, settings, wecom)) == 0
+    (failure,) = [r.getMessage() for r in caplog.records if r.name == "churnsignal.worker.tasks"]
+    assert "errcode 40013" in failure and "not retried" in failure
 
 
 def test_parse_names_a_malformed_message():
