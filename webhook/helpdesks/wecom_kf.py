@@ -260,7 +260,6 @@ class WecomKf(Helpdesk):
 
     def _verify_signature(self, query: Mapping[str, str], encrypted: str, now: datetime) -> None:
         token = self._required("token")
-        self._required("corp_id")
         signature, timestamp = _parameter(query, "msg_signature"), _parameter(query, "timestamp")
         nonce = _parameter(query, "nonce")
         if not same(wecom_crypto.signature(token, timestamp, nonce, encrypted), signature.lower()):
