@@ -174,6 +174,74 @@ class FreshdeskSettings(Section):
     risk_field: str | None = None
 
 
+# An EncodingAESKey: 43 base64 characters, the base64 of a 32-byte AES key without its "=".
+_ENCODING_AES_KEY = re.compile(r"[A-Za-z0-9+/]{43}")
+# 企业微信 callback tokens: letters and digits, at most 32 (the admin console generates them).
+_CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9]{1,32}")
+
+
+class WecomKfSettings(Section):
+    """企业微信 微信客服 (WeCom Customer Service): encrypted notices in, messages pulled with
+    ``kf/sync_msg``; alerts out as an application message to the serving agent and/or a group robot."""
+
+    # 企业ID (My Company > Company Information); the receiveid every notice is sealed for.
+    corp_id: str | None = None
+    # The callback's Token and EncodingAESKey (微信客服 > API > 回调配置).
+    token: SecretStr | None = None
+    encoding_aes_key: SecretStr | None = None
+    # The secret of the application that calls the 微信客服 API (and whose agent_id sends
+    # alerts): access tokens are fetched with corp_id and this secret.
+    secret: SecretStr | None = None
+    api_base: str = "https://qyapi.weixin.qq.com"
+    # That application's AgentId: alerts go to the serving agent as its application message.
+    agent_id: int | None = None
+    # A group robot's webhook URL (https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...).
+    robot_webhook_url: SecretStr | None = None
+    # A notice timestamped further than this from now, or seen before within it, is refused.
+    replay_window_seconds: int = Field(300, ge=1)
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _ENCODING_AES_KEY.fullmatch(value.get_secret_value()):
+            raise ValueError("must be the 43 characters (letters, digits, + and /) the callback "
+                             "configuration shows as EncodingAESKey")
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _CALLBACK_TOKEN.fullmatch(value.get_secret_value()):
+            raise ValueError("must be the callback Token: 1 to 32 letters and digits")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^/?#\s]+/?", value):
+            raise ValueError("must be a scheme and host such as https://qyapi.weixin.qq.com")
+        return value.rstrip("/")
+
+    @field_validator("robot_webhook_url")
+    @classmethod
+    def _robot_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"https?://\S+", value.get_secret_value()):
+            raise ValueError("must be the robot's webhook URL (https://...)")
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> WecomKfSettings:
+        inbound = {"corp_id": self.corp_id, "token": self.token, "encoding_aes_key": self.encoding_aes_key}
+        if any(inbound.values()) and not all(inbound.values()):
+            missing = ", ".join(f"helpdesks.wecom_kf.{name}" for name, value in inbound.items() if not value)
+            raise ValueError(f"the callback needs corp_id, token and encoding_aes_key together; missing {missing}")
+        if self.token and not self.secret:
+            raise ValueError("helpdesks.wecom_kf.secret is needed to pull the messages a notice announces")
+        if self.agent_id is not None and not self.secret:
+            raise ValueError("helpdesks.wecom_kf.agent_id needs helpdesks.wecom_kf.secret to send application messages")
+        return self
+
+
 class ListItem(Section):
     """The item of a list whose ``where`` value equals a value taken from the payload's root.
 
@@ -518,6 +586,7 @@ class HelpdeskSettings(Section):
     zendesk: ZendeskSettings = ZendeskSettings()
     chatwoot: ChatwootSettings = ChatwootSettings()
     freshdesk: FreshdeskSettings = FreshdeskSettings()
+    wecom_kf: WecomKfSettings = WecomKfSettings()
     generic: dict[str, GenericHelpdeskSettings] = {}
     # Outbound HTTP: per-request timeout, and delivery attempts before an alert is marked failed.
     timeout_seconds: float = Field(10.0, gt=0)

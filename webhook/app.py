@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
 
     Raises :class:`~churnsignal.config.MissingSetting` without ``identity.pepper``.
     """
-    from churnsignal.webhook import api, badge, inbound, ops
+    from churnsignal.webhook import api, badge, inbound, ops, wecom_callback
     from churnsignal.worker.app import make_celery
 
     settings = settings or get_settings()
@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.register_blueprint(api.blueprint)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(badge.blueprint)
+    app.register_blueprint(wecom_callback.blueprint)
 
     app.url_value_preprocessor(_storable_view_args)
     app.before_request(_start_clock)

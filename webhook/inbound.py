@@ -24,7 +24,7 @@ from werkzeug.exceptions import NotFound
 
 from churnsignal.config import IdentitySettings
 from churnsignal.nlp.masking import mask_pii
-from churnsignal.store import Delivery, Event, utcnow
+from churnsignal.store import Delivery, Event, Store, utcnow
 from churnsignal.webhook import identity
 from churnsignal.webhook.app import logger, read_body, read_json, service
 from churnsignal.webhook.helpdesks.base import (
@@ -89,7 +89,8 @@ def receive(source: str, **request_context: Any):
     for event in events:
         _check(event)
 
-    event_ids, new_ids = _persist(source, events, _masked_body(helpdesk, payload))
+    svc = service()
+    event_ids, new_ids = persist(svc.store, svc.settings.identity, source, events, masked_body(helpdesk, payload))
     if not new_ids:
         return jsonify({"status": "duplicate", "event_ids": event_ids}), 200
     _enqueue(new_ids)
@@ -149,7 +150,7 @@ def _check(event: SupportEvent) -> None:
         raise InvalidPayload("text: must be a string")
 
 
-def _masked_body(helpdesk: Helpdesk, payload: Any) -> str:
+def masked_body(helpdesk: Helpdesk, payload: Any) -> str:
     """The delivery as stored: the fields its adapter reads, each masked, as unescaped JSON."""
     return json.dumps(_masked(helpdesk.retained(payload)), ensure_ascii=False)
 
@@ -169,21 +170,25 @@ def _masked(value: Any) -> Any:
     return value
 
 
-def _persist(source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:
-    """Store the delivery and its new events in one transaction: (ids of all its events, new ids)."""
-    store = service().store
+def persist(store: Store, settings: IdentitySettings, source: str, events: list[SupportEvent],
+            body: str) -> tuple[list[int], list[int]]:
+    """Store the delivery and its new events in one transaction: (ids of all its events, new ids).
+
+    Webhooks come in here, and so do the messages a worker pulls from a helpdesk's API.
+    """
     try:
         with store.session() as session:
-            return _store_events(session, source, events, body)
+            return _store_events(session, settings, source, events, body)
     except IntegrityError:
         # Two deliveries of the same message raced and the other committed first: what it
         # stored is there now, so this one is (at least partly) a duplicate.
         logger.info("concurrent delivery from %s; storing what is still new", source)
         with store.session() as session:
-            return _store_events(session, source, events, body)
+            return _store_events(session, settings, source, events, body)
 
 
-def _store_events(session: Session, source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:
+def _store_events(session: Session, settings: IdentitySettings, source: str, events: list[SupportEvent],
+                  body: str) -> tuple[list[int], list[int]]:
     external_ids = [event.event_id for event in events]
     known = dict(session.execute(select(Event.external_id, Event.id).where(
         Event.source == source, Event.external_id.in_(external_ids))).all())
@@ -191,7 +196,6 @@ def _store_events(session: Session, source: str, events: list[SupportEvent], bod
     if not new:
         return [known[external_id] for external_id in external_ids], []
     # Customers are resolved (reads only) before the first write, to keep the write short.
-    settings = service().settings.identity
     customers: dict[tuple[Requester, str], str] = {}
     for event in new:
         who = (event.requester, event.ticket_id)

@@ -15,6 +15,7 @@ from churnsignal.config import Settings
 PROCESS_EVENTS = "churnsignal.process_events"
 DELIVER_ALERT = "churnsignal.deliver_alert"
 SWEEP = "churnsignal.sweep"
+PULL_WECOM_KF = "churnsignal.pull_wecom_kf"
 QUEUE = "churnsignal"
 # Deliveries have a queue of their own, so a note is not posted only after a backlog of
 # messages has been analysed: a worker takes from both in turn.
@@ -62,3 +63,8 @@ def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:
     """Queue stored events for analysis; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
     app.send_task(PROCESS_EVENTS, args=[list(event_ids)], queue=QUEUE)
 
+
+
+def enqueue_pull(app: Celery, delivery_id: int) -> None:
+    """Queue the pull a stored 企业微信 notice announced; raises like :func:`enqueue_events`."""
+    app.send_task(PULL_WECOM_KF, args=[delivery_id], queue=QUEUE)

@@ -17,8 +17,10 @@ from sqlalchemy import select
 from churnsignal.config import get_settings
 from churnsignal.store import Event, Store
 from churnsignal.webhook.identity import log_id
-from churnsignal.worker import alerting, pipeline
-from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, QUEUE, SWEEP
+from churnsignal.webhook.helpdesks.base import DeliveryError
+from churnsignal.webhook.helpdesks.http import without_credentials
+from churnsignal.worker import alerting, pipeline, wecom_sync
+from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, PULL_WECOM_KF, QUEUE, SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,21 @@ def deliver_alert(self, alert_id: int, attempt: int = 1) -> str:
     elif outcome.status == "failed" and outcome.error:  # without one, an earlier copy of this task failed it
         log.error("alert %s failed at attempt %s, not retried: %s", alert_id, attempt, outcome.error)
     return outcome.status
+
+
+@shared_task(name=PULL_WECOM_KF, bind=True, max_retries=5)
+def pull_wecom_kf(self, delivery_id: int) -> int:
+    """Pull the messages a stored 企业微信 notice announced and queue the new ones for analysis."""
+    try:
+        new = wecom_sync.pull(_store(), get_settings(), _http(), delivery_id)
+    except DeliveryError as exc:
+        if exc.permanent:
+            log.error("pull for 企业微信 notice %s failed, not retried: %s", delivery_id, without_credentials(str(exc)))
+            return 0
+        raise self.retry(exc=exc, countdown=exc.retry_after or 5 * 2 ** self.request.retries) from exc
+    for start in range(0, len(new), 100):
+        process_events.apply_async(args=[new[start:start + 100]], queue=QUEUE)
+    return len(new)
 
 
 @shared_task(name=SWEEP)
