@@ -19,6 +19,7 @@ from werkzeug.exceptions import NotFound
 from churnsignal.store import Alert, Customer, Event, Identity, Order, RiskScore
 from churnsignal.webhook import identity
 from churnsignal.webhook.app import error, read_json, service
+from churnsignal.webhook.helpdesks import BUILT_IN
 from churnsignal.webhook.orders import OrderRowsError, upsert_orders
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -157,7 +158,7 @@ def _identity_links(rows: list[Any]) -> tuple[list[tuple[str, str, str, str | No
             problems.append(f"{at}.customer_id: must be a non-empty string of at most 200 characters")
         source = row.get("source")
         if source is not None and not (isinstance(source, str) and source.strip()):
-            problems.append(f"{at}.source: must be a helpdesk name (zendesk, chatwoot, freshdesk, generic:<name>)")
+            problems.append(f"{at}.source: must be a helpdesk name ({', '.join(BUILT_IN)}, generic:<name>)")
         found = 0
         for kind in IDENTITY_KEYS:
             if row.get(kind) in (None, ""):
