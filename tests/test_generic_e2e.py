@@ -18,6 +18,7 @@ store is SQLite and the real PostgreSQL.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -347,21 +348,23 @@ def test_a_helpdesk_that_cannot_sign_in_by_url_token_and_out_as_its_own_followup
     assert alert.status == "delivered"
     [write] = stack.followups.writes
     assert write["path"] == "/api/followups/"
-    assert write["authorization"].startswith("Basic ")
+    assert write["authorization"] == "Basic " + base64.b64encode(f"{FU_USER}:{FU_PASSWORD}".encode()).decode()
     comment = write["body"].pop("comment")
     assert write["body"] == {"ticket": 9, "public": False}
     assert comment.endswith(f"(churnsignal alert {alert.id})")
 
 
-def test_a_helpdesk_that_cannot_sign_gets_one_note_after_a_503(stack):
+@pytest.mark.parametrize("applied", [False, True], ids=["refused", "kept-but-answered-503"])
+def test_a_helpdesk_that_cannot_sign_gets_one_note_after_a_503(stack, applied):
     stack.customer("shop-f", FU_CUSTOMER)
-    stack.followups.fail_next(503)
+    stack.followups.fail_next(503, applied=applied)
     assert followup_post(stack.client, followup_webhook(0)).status_code == 202
     stack.worker.run()
     [alert] = stack.alerts()
     assert (alert.status, alert.attempts) == ("delivered", 2)
     assert len(stack.followups.followups) == 1
     assert stack.followups.reads == ["/api/followups/?ticket=9"]
+    assert len(stack.followups.writes) == (1 if applied else 2)
 
 
 def test_ten_simultaneous_followups_are_all_stored(stack):
