@@ -470,11 +470,11 @@ class OutboundAuth(Section):
         return {} if self._header is None else {self._header[0]: self._header[1].get_secret_value()}
 
 
-def _check_url(url: str, setting: str = "url") -> str:
+def _check_url(url: str) -> str:
     """A URL template whose placeholders are known and that is an http(s) address once filled in:
     ``helpdesk.example.com/api`` would otherwise fail only when the first alert is sent."""
-    _check_template(url, URL_PLACEHOLDERS, setting)
-    _http_address(PLACEHOLDER.sub("1", url), setting)
+    _check_template(url, URL_PLACEHOLDERS, "url")
+    _http_address(PLACEHOLDER.sub("1", url), "url")
     return url
 
 
@@ -483,7 +483,6 @@ def _http_address(url: str, setting: str) -> str:
     if address.scheme not in ("http", "https") or not address.hostname:
         raise ValueError(f"{setting}: not an http:// or https:// address: {url!r}")
     return url
-
 
 
 class ReadBack(Section):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -132,7 +131,7 @@ class Linked:
     key_hash: str
     moved: list[int] = field(default_factory=list)
     # The real customer's latest message, set back to ``received`` so that the worker scores
-    # them again with what was moved; None when nothing moved (or they have no message of their own).
+    # them again with what was moved; None when nothing moved or none of their messages is a customer's.
     rescore: int | None = None
 
 
