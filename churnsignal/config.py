@@ -14,12 +14,22 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -242,6 +252,17 @@ class WecomKfSettings(Section):
         return self
 
 
+def _jmespath(expression: str | None, setting: str) -> str | None:
+    """``expression`` if it compiles: a typo in a mapping must stop the service at start, not
+    answer every webhook with an error."""
+    if expression is not None:
+        try:
+            jmespath.compile(expression)
+        except JMESPathError as error:
+            raise ValueError(f"{setting}: not a JMESPath expression: {error}") from None
+    return expression
+
+
 class ListItem(Section):
     """The item of a list whose ``where`` value equals a value taken from the payload's root.
 
@@ -253,6 +274,11 @@ class ListItem(Section):
     list: str  # JMESPath over the payload: the list
     where: str  # JMESPath over one item: the value compared
     equals: str  # JMESPath over the payload: the value it must equal
+
+    @field_validator("list", "where", "equals")
+    @classmethod
+    def _compiles(cls, expression: str, info: ValidationInfo) -> str:
+        return _jmespath(expression, info.field_name)
 
 
 # The mapped fields of a normalised event, in the order they are read.
@@ -289,6 +315,11 @@ class GenericMapping(Section):
     customer_roles: list[str] = ["customer", "contact", "end-user", "end_user", "user"]
     agent_roles: list[str] = ["agent", "admin"]
 
+    @field_validator(*MAPPED_FIELDS, "message_when")
+    @classmethod
+    def _compiles(cls, expression: str | None, info: ValidationInfo) -> str | None:
+        return _jmespath(expression, info.field_name)
+
     @model_validator(mode="after")
     def _every_required_field_has_a_source(self) -> GenericMapping:
         unknown = sorted(set(self.defaults) - set(MAPPED_FIELDS))
@@ -306,6 +337,16 @@ HashAlgorithm = Literal["md5", "sha1", "sha256", "sha512"]
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
+# RFC 9110's token: what a header name may be made of.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
+
+
+def _check_header(name: str | None, setting: str) -> str | None:
+    if name is not None and not _HEADER_NAME.fullmatch(name):
+        raise ValueError(f"{setting}: {name!r} is not an HTTP header name")
+    return name
+
+
 class RequestValue(Section):
     """Where a value travels in the webhook request: a header or a query-string parameter."""
 
@@ -318,6 +359,7 @@ class RequestValue(Section):
     def _one_place(self) -> RequestValue:
         if (self.header is None) == (self.query is None):
             raise ValueError("name exactly one of header or query")
+        _check_header(self.header, "header")
         return self
 
     def describe(self) -> str:
@@ -477,6 +519,7 @@ class OutboundAuth(Section):
             raise ValueError("name exactly one of basic, bearer_env, or header with value_env")
         if (self.header is None) != (self.value_env is None):
             raise ValueError("header and value_env go together")
+        _check_header(self.header, "header")
         if self.basic is not None:
             self._basic = (_from_environment(self.basic.username_env, "basic.username_env"),
                            _from_environment(self.basic.password_env, "basic.password_env"))
@@ -496,7 +539,18 @@ class OutboundAuth(Section):
 
 
 def _check_url(url: str) -> str:
-    return _check_template(url, URL_PLACEHOLDERS, "url")
+    """A URL template whose placeholders are known and that is an http(s) address once filled in:
+    ``helpdesk.example.com/api`` would otherwise fail only when the first alert is sent."""
+    _check_template(url, URL_PLACEHOLDERS, "url")
+    _http_address(PLACEHOLDER.sub("1", url), "url")
+    return url
+
+
+def _http_address(url: str, setting: str) -> str:
+    address = urlsplit(url)
+    if address.scheme not in ("http", "https") or not address.hostname:
+        raise ValueError(f"{setting}: not an http:// or https:// address: {url!r}")
+    return url
 
 
 class ReadBack(Section):
@@ -511,14 +565,18 @@ class ReadBack(Section):
     find: str
     _find: Any = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _compile(self) -> ReadBack:
-        _check_url(self.url)
-        try:
-            self._find = jmespath.compile(self.find)
-        except JMESPathError as error:
-            raise ValueError(f"find: not a JMESPath expression: {error}") from None
-        return self
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return _check_url(url)
+
+    @field_validator("find")
+    @classmethod
+    def _find_compiles(cls, find: str) -> str:
+        return _jmespath(find, "find")
+
+    def model_post_init(self, _context: Any) -> None:
+        self._find = jmespath.compile(self.find)
 
     def texts(self, answer: Any) -> Any:
         return self._find.search(answer)
@@ -539,19 +597,26 @@ class OutboundRequest(Section):
     read_back: ReadBack | None = None
     _template: Any = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _compile(self) -> OutboundRequest:
-        _check_url(self.url)
-        if self.body is None:
-            return self
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        return _check_url(url)
+
+    @field_validator("body")
+    @classmethod
+    def _template_compiles(cls, body: str | None) -> str | None:
+        if body is None:
+            return None
         try:
-            unknown = sorted(meta.find_undeclared_variables(OUTBOUND_TEMPLATES.parse(self.body)) - TEMPLATE_FIELDS)
+            unknown = sorted(meta.find_undeclared_variables(OUTBOUND_TEMPLATES.parse(body)) - TEMPLATE_FIELDS)
         except TemplateSyntaxError as error:
             raise ValueError(f"body: not a Jinja2 template: {error.message} (line {error.lineno})") from None
         if unknown:
             raise ValueError(f"body: unknown variable {unknown[0]} (known: {', '.join(sorted(TEMPLATE_FIELDS))})")
-        self._template = OUTBOUND_TEMPLATES.from_string(self.body)
-        return self
+        return body
+
+    def model_post_init(self, _context: Any) -> None:
+        self._template = None if self.body is None else OUTBOUND_TEMPLATES.from_string(self.body)
 
     def render(self, values: dict[str, Any]) -> str | None:
         """The body as the template writes it (JSON, if the template is right); None without one."""
@@ -572,6 +637,24 @@ class GenericHelpdeskSettings(Section):
     alert_url: str | None = None
     # Outbound instead: these requests, in order, for every alert (the helpdesk's own API).
     outbound: list[OutboundRequest] = []
+
+    @field_validator("secret")
+    @classmethod
+    def _not_empty(cls, secret: SecretStr) -> SecretStr:
+        if not secret.get_secret_value():
+            raise ValueError("secret: empty (unsigned webhooks are refused, and alert_url is signed with it)")
+        return secret
+
+    @field_validator("signature_header")
+    @classmethod
+    def _header_name(cls, name: str) -> str:
+        return _check_header(name, "signature_header")
+
+    @field_validator("alert_url")
+    @classmethod
+    def _alert_url(cls, url: str | None) -> str | None:
+        # Used exactly as written: no placeholders are filled in.
+        return None if url is None else _http_address(url, "alert_url")
 
     @model_validator(mode="after")
     def _one_way_out(self) -> GenericHelpdeskSettings:

@@ -255,14 +255,15 @@ def _replay(sim, replay: list[str], base: str, token: str, config: Path, echo) -
                              text=row.text, created_at=row.created_at.to_pydatetime(), requester=requester,
                              channel="chat" if row.channel == "chat" else "ticket")
         adapter = helpdesks.get(source, settings.helpdesks)
-        headers, body = adapter.signed_request(event, utcnow())
-        path = f"/webhooks/{source.replace(':', '/', 1)}"  # generic:<name> is /webhooks/generic/<name>
+        webhook = adapter.signed_webhook(event, utcnow())
         sent_at = time.perf_counter()
-        answers[requests.post(f"{base}{path}", data=body, headers=headers, timeout=10).status_code] += 1
+        answers[requests.post(f"{base}{webhook.path}", data=webhook.body, headers=webhook.headers,
+                              timeout=10).status_code] += 1
         latencies.append(time.perf_counter() - sent_at)
         if number == 1:
             # A helpdesk retrying a delivery it thinks failed: answered 200, stored once.
-            answers[requests.post(f"{base}{path}", data=body, headers=headers, timeout=10).status_code] += 1
+            answers[requests.post(f"{base}{webhook.path}", data=webhook.body, headers=webhook.headers,
+                                  timeout=10).status_code] += 1
             echo("    first message sent twice, as a retrying helpdesk would")
     elapsed = time.monotonic() - started
     echo(f"    {len(window)} messages on {len(tickets)} tickets in {elapsed:.1f} s "

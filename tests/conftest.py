@@ -143,3 +143,89 @@ def recorder() -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+# --- A fusion model for tests that run the worker's scoring in process. ---
+
+
+@pytest.fixture(scope="session")
+def fusion_model_path(tmp_path_factory) -> Path:
+    """A purchase-only fusion model trained on 300 real CDNOW customers (about half a minute).
+
+    Enough to score a customer through the worker's own path; what it predicts is tested
+    in test_fusion_model.py.
+    """
+    import pandas as pd
+
+    from churnsignal.config import Settings
+    from churnsignal.fusion import artifact
+    from churnsignal.fusion.simulation import cdnow_orders, cdnow_transactions
+    from churnsignal.fusion.training import train
+
+    as_of = pd.Timestamp("1997-10-01")
+    rows = cdnow_transactions()
+    chosen = rows["customer_id"].drop_duplicates().sample(300, random_state=1)
+    orders = cdnow_orders(rows[rows["customer_id"].isin(chosen)].reset_index(drop=True))
+    bought_later = orders.loc[orders["ordered_at"] >= as_of, "customer_id"].unique()
+    labels = pd.DataFrame({"churned": (~chosen.isin(bought_later)).astype(int).to_numpy()},
+                          index=pd.Index(chosen.to_numpy(), name="customer_id"))
+    path = tmp_path_factory.mktemp("fusion") / "model.zip"
+    artifact.save(train(orders, None, labels, as_of, Settings(), seed=0), path)
+    return path
+
+
+@dataclass
+class InProcessWorker:
+    """The worker's own tasks run in this process, one at a time, in the order they were queued.
+
+    What the web app queued is taken off the real Redis; what a task queues (an alert to
+    deliver, a retry) is kept in :attr:`queued` instead of the broker. A retry's countdown
+    is not waited for: the next :meth:`run` makes the attempt.
+    """
+
+    redis_url: str
+    queued: list[tuple[str, list]] = field(default_factory=list)
+
+    def take_from_broker(self) -> list[tuple[str, list]]:
+        """The task messages the web app put on Redis (name, args), removed from it."""
+        import base64
+        import json
+
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        messages = [json.loads(raw) for raw in client.lrange("churnsignal", 0, -1)]
+        client.delete("churnsignal")
+        taken = [(m["headers"]["task"], json.loads(base64.b64decode(m["body"]))[0]) for m in messages]
+        self.queued.extend(taken)
+        return taken
+
+    def run(self) -> list[str]:
+        """Run everything queued (from the broker too) until nothing is left; the task names run."""
+        from churnsignal.worker import tasks
+
+        names = {task.name: task for task in (tasks.process_events, tasks.deliver_alert, tasks.sweep)}
+        self.take_from_broker()
+        ran = []
+        while self.queued:
+            name, args = self.queued.pop(0)
+            names[name](*args)
+            ran.append(name)
+        return ran
+
+
+@pytest.fixture
+def worker(monkeypatch, redis_url) -> Iterator:
+    """``worker(settings, store)``: an :class:`InProcessWorker` for them."""
+    from churnsignal.worker import tasks
+
+    def start(settings, store) -> InProcessWorker:
+        running = InProcessWorker(redis_url)
+        monkeypatch.setattr(tasks, "get_settings", lambda: settings)
+        monkeypatch.setattr(tasks, "_store", lambda: store)
+        for task in (tasks.process_events, tasks.deliver_alert):
+            monkeypatch.setattr(task, "apply_async", lambda args, task=task, **_: running.queued.append(
+                (task.name, list(args))))
+        return running
+
+    yield start

@@ -28,7 +28,7 @@ from churnsignal.webhook.helpdesks import (
 )
 from churnsignal.webhook.helpdesks.http import retry_after, without_credentials
 from churnsignal.webhook.standin import StandIn
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from churnsignal.config import (
     ChatwootSettings,
@@ -200,10 +200,9 @@ def test_without_a_secret_unsigned_traffic_is_refused(source):
         adapter(source, **{source: unconfigured[source]}).verify({}, b"{}", NOW)
 
 
-def test_generic_with_an_empty_secret_is_not_configured():
-    shop = GenericHelpdeskSettings(mapping=SHOP_MAPPING, secret=SecretStr(""))
-    with pytest.raises(NotConfigured):
-        adapter("generic:shop", generic={"shop": shop}).verify({"X-Signature-256": "00"}, b"{}", NOW)
+def test_generic_with_an_empty_secret_is_refused_at_load():
+    with pytest.raises(ValidationError, match="secret: empty"):
+        GenericHelpdeskSettings(mapping=SHOP_MAPPING, secret=SecretStr(""))
 
 
 # ====================================================================== the signed round trip

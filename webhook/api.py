@@ -20,6 +20,7 @@ from churnsignal.store import Alert, Customer, Event, Identity, Order, RiskScore
 from churnsignal.webhook import identity
 from churnsignal.webhook.app import error, read_json, service
 from churnsignal.webhook.helpdesks import BUILT_IN
+from churnsignal.webhook.inbound import enqueue
 from churnsignal.webhook.orders import OrderRowsError, upsert_orders
 
 blueprint = Blueprint("api", __name__, url_prefix="/api")
@@ -88,7 +89,9 @@ def post_identities():
     """``{"identities": [{"customer_id", "email"?, "phone"?, "external_id"?, "id"?, "source"?}]}``.
 
     Each key present is linked to the customer (``id``, a helpdesk user id, needs the
-    ``source`` it belongs to): ``{"linked": n}`` keys.
+    ``source`` it belongs to): ``{"linked": n, "moved_events": m}``. A requester who wrote
+    before their key was linked was stored as a provisional ``hd-`` customer; their events
+    move to the customer now (:func:`identity.adopt`), and the customer is queued to be scored again.
     """
     rows = _batch("identities")
     links, problems = _identity_links(rows)
@@ -97,9 +100,12 @@ def post_identities():
                      problems=_capped(problems))
     pepper = service().settings.identity.required_pepper()
     with service().store.session() as session:
-        for customer_id, kind, value, source in links:
-            identity.link(session, customer_id, kind, value, source, pepper=pepper)
-    return jsonify({"linked": len(links)})
+        linked = [identity.link(session, customer_id, kind, value, source, pepper=pepper)
+                  for customer_id, kind, value, source in links]
+    rescore = sorted({result.rescore for result in linked if result.rescore is not None})
+    if rescore:
+        enqueue(rescore)
+    return jsonify({"linked": len(links), "moved_events": sum(len(result.moved) for result in linked)})
 
 
 @blueprint.get("/customers/<customer_id>/risk")

@@ -12,13 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass, field
 
 from pydantic import SecretStr
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from churnsignal.config import IdentitySettings
 from churnsignal.nlp.masking import mask_pii
-from churnsignal.store import Identity
+from churnsignal.store import Alert, Customer, Event, Identity, RiskScore
 from churnsignal.webhook.helpdesks.base import Requester
 
 KINDS = ("external_id", "email", "phone", "id")
@@ -122,9 +124,21 @@ def _is_contact(external_id: str) -> bool:
     return any(span.kind in _CONTACT_KINDS for span in mask_pii(external_id).found)
 
 
+@dataclass(frozen=True)
+class Linked:
+    """What linking one key did: its hash, and the events it moved from a provisional customer."""
+
+    key_hash: str
+    moved: list[int] = field(default_factory=list)
+    # The real customer's latest message, set back to ``received`` so that the worker scores
+    # them again with what was moved; None when nothing moved or none of their messages is a customer's.
+    rescore: int | None = None
+
+
 def link(session: Session, customer_id: str, kind: str, value: str | int, source: str | None = None,
-         *, pepper: SecretStr | str | None = None) -> str:
-    """Map one requester key to ``customer_id`` (insert or re-point); returns the key's hash.
+         *, pepper: SecretStr | str | None = None) -> Linked:
+    """Map one requester key to ``customer_id`` (insert or re-point), and adopt what that key's
+    requester wrote before it was known (:func:`adopt`).
 
     ``pepper`` defaults to the configured one; it must be the one :func:`resolve` uses.
     """
@@ -138,7 +152,43 @@ def link(session: Session, customer_id: str, kind: str, value: str | int, source
         session.add(Identity(key_hash=digest, customer_id=customer_id))
     else:
         identity.customer_id = customer_id
-    return digest
+    return adopt(session, digest, customer_id)
+
+
+def provisional(digest: str) -> str:
+    """The customer id :func:`resolve` gives a requester whose first key hashes to ``digest``."""
+    return FALLBACK_PREFIX + digest[:16]
+
+
+def adopt(session: Session, digest: str, customer_id: str) -> Linked:
+    """Move the provisional customer of a key (``hd-`` and its hash) to ``customer_id``.
+
+    Their events, scores and alerts become the real customer's: they are what this person
+    wrote and what was posted about them. The provisional customer's current-risk row is
+    deleted rather than merged, since it described someone without orders; the real
+    customer's latest message goes back to ``received``, so the normal worker path (queued
+    now, or by the sweeper if the broker is down) scores them again with everything they
+    wrote. Linking again finds nothing left to move and changes nothing.
+
+    Only a requester whose provisional id came from this key is found: the events keep no
+    other key, so one first known by email is adopted when the email is linked, not the phone.
+    """
+    ghost = provisional(digest)
+    if ghost == customer_id:
+        return Linked(digest)
+    moved = list(session.scalars(select(Event.id).where(Event.customer_id == ghost)))
+    if not moved:
+        return Linked(digest)
+    session.execute(update(Event).where(Event.customer_id == ghost).values(customer_id=customer_id))
+    session.execute(update(RiskScore).where(RiskScore.customer_id == ghost).values(customer_id=customer_id))
+    session.execute(update(Alert).where(Alert.customer_id == ghost).values(customer_id=customer_id))
+    session.execute(delete(Customer).where(Customer.customer_id == ghost))
+    latest = session.scalar(select(Event.id).where(Event.customer_id == customer_id, Event.author == "customer")
+                            .order_by(Event.created_at.desc(), Event.id.desc()).limit(1))
+    if latest is not None:
+        session.execute(update(Event).where(Event.id == latest, Event.status.in_(("analysed", "stored")))
+                        .values(status="received"))
+    return Linked(digest, moved, latest)
 
 
 def _hmac(pepper: SecretStr | str, message: str) -> str:

@@ -93,7 +93,7 @@ def receive(source: str, **request_context: Any):
     event_ids, new_ids = persist(svc.store, svc.settings.identity, source, events, masked_body(helpdesk, payload))
     if not new_ids:
         return jsonify({"status": "duplicate", "event_ids": event_ids}), 200
-    _enqueue(new_ids)
+    enqueue(new_ids)
     return jsonify({"status": "accepted", "event_ids": event_ids}), 202
 
 
@@ -226,7 +226,7 @@ def _customer(session: Session, source: str, event: SupportEvent, settings: Iden
     return customer_id
 
 
-def _enqueue(event_ids: list[int]) -> None:
+def enqueue(event_ids: list[int]) -> None:
     """Queue stored events and mark them queued; a broker outage leaves them to the sweeper.
 
     After a failed publish this process leaves new events to the sweeper for

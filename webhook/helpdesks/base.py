@@ -94,6 +94,16 @@ class SupportEvent:
 
 
 @dataclass(frozen=True)
+class SignedWebhook:
+    """A webhook request as the helpdesk would send it: the path under the service's root (with
+    any token or query string it carries), the headers and the body."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
 class AlertMessage:
     """An alert to post on a ticket; ``idempotency_key`` is the same on every retry."""
 
@@ -169,3 +179,14 @@ class Helpdesk(ABC):
 
         The demo replays traffic with it and the tests check ``parse`` round-trips it.
         """
+
+    def signed_webhook(self, event: SupportEvent, now: datetime) -> SignedWebhook:
+        """The whole request the helpdesk would send for ``event``, path included: what the demo
+        posts. Helpdesks whose ``auth`` puts a token or a signature in the URL override it."""
+        headers, body = self.signed_request(event, now)
+        return SignedWebhook(self.webhook_path, headers, body)
+
+    @property
+    def webhook_path(self) -> str:
+        """Where the helpdesk's webhooks are posted: ``/webhooks/zendesk``, ``/webhooks/generic/<name>``."""
+        return f"/webhooks/{self.name.replace(':', '/', 1)}"

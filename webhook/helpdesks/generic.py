@@ -19,6 +19,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import jmespath
 import requests
@@ -34,6 +35,7 @@ from .base import (
     InvalidPayload,
     NotConfigured,
     Requester,
+    SignedWebhook,
     SupportEvent,
 )
 from .http import Api, hmac_sha256, iso_z, secret, shown, to_id, to_time
@@ -98,8 +100,38 @@ class Generic(Helpdesk):
         return {field: value for field, value in found.items() if value is not None}
 
     def signed_request(self, event: SupportEvent, now: datetime) -> tuple[dict[str, str], bytes]:
+        """As :meth:`signed_webhook`, for an ``auth`` that signs in headers only."""
+        webhook = self.signed_webhook(event, now)
+        if webhook.path != self.webhook_path:
+            raise ValueError(f"{self._setting}.auth: a {self.settings.auth.scheme} request carries values in its "
+                             "URL; signed_webhook builds it with its path")
+        return webhook.headers, webhook.body
+
+    def signed_webhook(self, event: SupportEvent, now: datetime) -> SignedWebhook:
         """A payload with each field where the mapping looks for it (plain dotted paths only),
-        signed in headers; ``auth`` that puts a value in the URL cannot be expressed here."""
+        authenticated as ``auth`` says: signed in headers or the query string, or posted to the
+        URL that ends with the token."""
+        headers = {"Content-Type": "application/json"}
+        body = self._payload(event)
+        auth = self.settings.auth
+        if isinstance(auth, UrlTokenAuth):
+            return SignedWebhook(f"{self.webhook_path}/{auth.token.get_secret_value()}", headers, body)
+        key = secret(self.settings.secret, f"{self._setting}.secret")
+        timestamp, nonce = str(int(now.timestamp())), f"n{int(now.timestamp() * 1e6)}"
+        # The default place accepts a "sha256=" prefix; the helpdesk this stands in for sends none.
+        place = signature_place(auth, self.settings.signature_header)
+        sent = [(place, (place.prefix if auth.signature else "") + sign(auth, key, body, timestamp, nonce))]
+        sent += [(where, where.prefix + value) for where, value in ((auth.timestamp, timestamp), (auth.nonce, nonce))
+                 if where is not None]
+        query: dict[str, str] = {}
+        for where, value in sent:
+            if where.header:
+                headers[where.header] = value
+            else:
+                query[where.query] = value
+        return SignedWebhook(self.webhook_path + (f"?{urlencode(query)}" if query else ""), headers, body)
+
+    def _payload(self, event: SupportEvent) -> bytes:
         m = self.settings.mapping
         role = {"customer": m.customer_roles[0], "agent": m.agent_roles[0], "bot": "bot"}[event.author]
         values = {"event_id": event.event_id, "ticket_id": event.ticket_id, "text": event.text,
@@ -111,8 +143,7 @@ class Generic(Helpdesk):
         for field, compiled in self._paths.items():
             if values[field] is not None:
                 _place(payload, _keys(compiled.parsed, field), values[field])
-        body = json.dumps(payload, ensure_ascii=False).encode()
-        return {"Content-Type": "application/json", **self._signed_headers(body, now)}, body
+        return json.dumps(payload, ensure_ascii=False).encode()
 
     # ------------------------------------------------------------------ outbound
 
@@ -143,24 +174,6 @@ class Generic(Helpdesk):
     def _sign(self, body: bytes) -> str:
         """Outbound alerts: always hex HMAC-SHA256 of the body, whatever ``auth`` says inbound."""
         return hmac_sha256(secret(self.settings.secret, f"{self._setting}.secret"), body).hex()
-
-    def _signed_headers(self, body: bytes, now: datetime) -> dict[str, str]:
-        auth = self.settings.auth
-        places = [] if isinstance(auth, UrlTokenAuth) else [signature_place(auth, self.settings.signature_header),
-                                                            auth.timestamp, auth.nonce]
-        if isinstance(auth, UrlTokenAuth) or any(place and place.query for place in places):
-            raise ValueError(f"{self._setting}.auth: a {auth.scheme} request carries values in its URL; "
-                             "signed_request builds headers only")
-        key = secret(self.settings.secret, f"{self._setting}.secret")
-        timestamp, nonce = str(int(now.timestamp())), f"n{int(now.timestamp() * 1e6)}"
-        # The default place accepts a "sha256=" prefix; the helpdesk this stands in for sends none.
-        prefix = places[0].prefix if auth.signature else ""
-        headers = {places[0].header: prefix + sign(auth, key, body, timestamp, nonce)}
-        if auth.timestamp is not None:
-            headers[auth.timestamp.header] = timestamp
-        if auth.nonce is not None:
-            headers[auth.nonce.header] = nonce
-        return headers
 
     def _with_selected(self, payload: Any) -> Any:
         """The payload with each ``mapping.select`` item added at the root under its name."""
