@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 
 import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
@@ -187,9 +187,14 @@ class ListItem(Section):
     equals: str  # JMESPath over the payload: the value it must equal
 
 
+# A ticket's status in churnsignal's words, whatever the helpdesk calls it. Each adapter maps its
+# own values onto these; "solved" ends a ticket's unresolved complaints (fusion/features.py).
+TicketStatus = Literal["open", "pending", "solved"]
+TICKET_STATUSES: tuple[str, ...] = get_args(TicketStatus)
+
 # The mapped fields of a normalised event, in the order they are read.
 MAPPED_FIELDS = ("event_id", "ticket_id", "text", "created_at", "author_role", "requester_id",
-                 "requester_email", "requester_phone", "requester_external_id", "channel")
+                 "requester_email", "requester_phone", "requester_external_id", "channel", "ticket_status")
 REQUIRED_FIELDS = MAPPED_FIELDS[:5]
 
 
@@ -211,6 +216,12 @@ class GenericMapping(Section):
     requester_phone: str | None = None
     requester_external_id: str | None = None
     channel: str | None = None
+    # The ticket's status, read through status_values; a value it does not list is taken as
+    # it is when it is one of open/pending/solved, and as unknown otherwise.
+    ticket_status: str | None = None
+    # The helpdesk's status values (compared case-insensitively) and what each means here,
+    # e.g. {new: open, waiting: pending, closed: solved}.
+    status_values: dict[str, TicketStatus] = {}
     # A field's value when its expression finds nothing (or it has none), e.g. author_role:
     # customer for a helpdesk whose webhook fires on customer messages only.
     defaults: dict[str, str] = {}
@@ -230,7 +241,21 @@ class GenericMapping(Section):
         missing = [f for f in REQUIRED_FIELDS if getattr(self, f) is None and f not in self.defaults]
         if missing:
             raise ValueError(f"mapping: {', '.join(missing)} needs an expression or a mapping.defaults entry")
+        if self.status_values and self.ticket_status is None and "ticket_status" not in self.defaults:
+            raise ValueError("mapping.status_values: set mapping.ticket_status to where the status is")
+        folded = [value.strip().lower() for value in self.status_values]
+        if len(set(folded)) != len(folded):
+            raise ValueError("mapping.status_values: a value is listed twice (they compare case-insensitively)")
         return self
+
+    def status(self, value: Any) -> TicketStatus | None:
+        """The status a payload's value means here; None when it is not one this mapping knows."""
+        if not isinstance(value, str):
+            return None
+        wanted = value.strip().lower()
+        known = {key.strip().lower(): status for key, status in self.status_values.items()}
+        found = known.get(wanted, wanted)
+        return cast(TicketStatus, found) if found in TICKET_STATUSES else None
 
 
 HashAlgorithm = Literal["md5", "sha1", "sha256", "sha512"]

@@ -28,7 +28,7 @@ from churnsignal.webhook.helpdesks import (
 )
 from churnsignal.webhook.helpdesks.http import retry_after, without_credentials
 from churnsignal.webhook.standin import StandIn
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from churnsignal.config import (
     ChatwootSettings,
@@ -223,6 +223,19 @@ def test_signed_request_verifies_and_parses_back_to_the_event(source, author):
         assert helpdesk.parse(json.loads(body)) == [event]
 
 
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("status", ["open", "pending", "solved"])
+def test_the_ticket_status_survives_the_round_trip(source, status):
+    helpdesk = adapter(source, generic={"shop": GenericHelpdeskSettings(
+        mapping=SHOP_MAPPING.model_copy(update={"ticket_status": "message.thread_state",
+                                                "status_values": {"Waiting": "pending", "Done": "solved"}}),
+        secret=SecretStr("g-secret"), signature_header="X-Shop-Signature")})
+    headers, body = helpdesk.signed_request(customer_event(source, ticket_status=status), NOW)
+    helpdesk.verify(headers, body, NOW)
+    [parsed] = helpdesk.parse(json.loads(body))
+    assert parsed.ticket_status == status
+
+
 @pytest.mark.parametrize("channel", ["chat", "ticket"])
 def test_zendesk_round_trips_both_its_shapes(channel):
     zendesk = adapter("zendesk")
@@ -267,7 +280,8 @@ def test_zendesk_keeps_neither_the_author_name_nor_the_ticket_details_it_does_no
     kept = zendesk.retained(payload)
     assert zendesk.parse(kept) == zendesk.parse(payload)
     assert kept == {"type": payload["type"], "time": payload["time"],
-                    "detail": {"id": "5158", "requester_id": "8447388090494", "via": {"channel": "web"}},
+                    "detail": {"id": "5158", "requester_id": "8447388090494", "via": {"channel": "web"},
+                               "status": "OPEN"},
                     "event": {"comment": {"id": 9876543210, "body": "三天了还没发货，我要投诉", "is_public": True,
                                           "author": {"is_staff": False}}}}
 
@@ -318,7 +332,7 @@ def test_zendesk_customer_comment():
     [event] = adapter("zendesk").parse(zendesk_comment())
     assert event == SupportEvent(source="zendesk", event_id="9876543210", ticket_id="5158", author="customer",
                                  text="三天了还没发货，我要投诉", created_at=datetime(2026, 5, 1, 11, 58, 0, 123456),
-                                 requester=Requester(id="8447388090494"), channel="ticket")
+                                 requester=Requester(id="8447388090494"), channel="ticket", ticket_status="open")
 
 
 def test_zendesk_staff_comments_and_private_comments_are_agent():
@@ -391,7 +405,7 @@ def test_chatwoot_incoming_message_is_the_customer():
                                  text="客服也不回消息，太失望了", created_at=datetime(2026, 5, 1, 11, 58),
                                  requester=Requester(id="7", email="li.lei@example.com", phone="+8613800138000",
                                                      external_id="C-9"),
-                                 channel="chat")
+                                 channel="chat", ticket_status="open")
 
 
 def test_chatwoot_agent_bot_private_and_activity_messages():
@@ -451,7 +465,7 @@ def freshdesk_rule(event: str = "reply_sent", author: str = "customer", text: st
     rendered = text if text is not None else (
         "李雷 : <div dir=\"ltr\">快递三天都没到&amp;没人理<br>我要退款</div>"
         "<div><blockquote>----- Original message -----<br>客服：请耐心等待</blockquote></div>")
-    return {"event": event, "author": author, "ticket_id": "6541", "text": rendered,
+    return {"event": event, "author": author, "ticket_id": "6541", "text": rendered, "status": "Open",
             "contact": {"email": "li.lei@example.com", "phone": "", "mobile": "13800138000",
                         "external_id": ""}}
 
@@ -541,6 +555,75 @@ def test_generic_payloads_that_are_not_messages_are_ignored_by_the_condition():
     # Without a condition, the same status change is a malformed message.
     with pytest.raises(InvalidPayload):
         adapter("generic:shop").parse({"kind": "thread.closed", "thread": "T-1"})
+
+
+# ====================================================================== ticket status
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("NEW", "open"), ("OPEN", "open"), ("PENDING", "pending"), ("HOLD", "pending"), ("SOLVED", "solved"),
+    ("CLOSED", "solved"), ("nonsense", None), (None, None)])
+def test_zendesk_status(value, status):
+    payload = zendesk_comment()
+    payload["detail"]["status"] = value
+    assert adapter("zendesk").parse(payload)[0].ticket_status == status
+
+
+def test_zendesk_trigger_status_placeholder():
+    trigger = {"ticket": {"id": "5158", "via": "Web Form", "status": "Solved", "requester": {"id": "77"}},
+               "comment": {"id": "9", "body": "谢谢", "is_public": "true", "author_id": "77",
+                           "created_at": "2026-05-01T11:58Z"}}
+    assert adapter("zendesk").parse(trigger)[0].ticket_status == "solved"
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("open", "open"), ("pending", "pending"), ("snoozed", "pending"), ("resolved", "solved"), (None, None)])
+def test_chatwoot_status(value, status):
+    payload = chatwoot_message(message_type="activity", sender_type="user")
+    payload["conversation"]["status"] = value
+    [event] = adapter("chatwoot").parse(payload)
+    assert (event.author, event.ticket_status) == ("bot", status)
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("Open", "open"), ("Pending", "pending"), ("Resolved", "solved"), ("Closed", "solved"), (4, "solved"),
+    ("5", "solved"), ("Waiting on Customer", "pending"), ("Awaiting warehouse", None), ("", None)])
+def test_freshdesk_status(value, status):
+    payload = freshdesk_rule()
+    payload["status"] = value
+    assert adapter("freshdesk").parse(payload)[0].ticket_status == status
+
+
+def test_freshdesk_without_a_status_placeholder_has_none():
+    payload = freshdesk_rule()
+    del payload["status"]
+    assert adapter("freshdesk").parse(payload)[0].ticket_status is None
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("Waiting", "pending"), ("waiting", "pending"), ("DONE", "solved"), ("open", "open"), ("archived", None),
+    (None, None), (3, None)])
+def test_generic_status_through_its_value_map(value, status):
+    mapping = SHOP_MAPPING.model_copy(update={"ticket_status": "message.state",
+                                              "status_values": {"Waiting": "pending", "Done": "solved"}})
+    shop = GenericHelpdeskSettings(mapping=mapping, secret=SecretStr("g-secret"))
+    payload = shop_message()
+    payload["message"]["state"] = value
+    assert adapter("generic:shop", generic={"shop": shop}).parse(payload)[0].ticket_status == status
+
+
+def test_generic_without_a_status_mapping_has_none():
+    assert adapter("generic:shop").parse(shop_message())[0].ticket_status is None
+
+
+@pytest.mark.parametrize(("mapping", "message"), [
+    ({"status_values": {"done": "solved"}}, "set mapping.ticket_status"),
+    ({"ticket_status": "s", "status_values": {"done": "closed"}}, "status_values"),
+    ({"ticket_status": "s", "status_values": {"Done": "solved", "done": "open"}}, "listed twice"),
+])
+def test_generic_status_mapping_is_checked_when_the_settings_load(mapping, message):
+    fields = {"event_id": "a", "ticket_id": "b", "text": "c", "created_at": "d", "author_role": "e"}
+    with pytest.raises(ValidationError, match=message):
+        GenericMapping(**fields, **mapping)
 
 
 def test_generic_mapping_must_be_jmespath():

@@ -16,6 +16,7 @@ import sqlite3
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -44,7 +45,8 @@ HELPDESKS = {
     "generic": {"acme": {"secret": GENERIC_SECRET, "mapping": {
         "event_id": "id", "ticket_id": "ticket.id", "text": "message.text", "created_at": "message.at",
         "author_role": "message.role", "requester_id": "customer.id", "requester_email": "customer.email",
-        "requester_phone": "customer.phone", "requester_external_id": "customer.uid"}}},
+        "requester_phone": "customer.phone", "requester_external_id": "customer.uid",
+        "ticket_status": "ticket.state", "status_values": {"closed": "solved"}}}},
 }
 PATHS = {"zendesk": "/webhooks/zendesk", "chatwoot": "/webhooks/chatwoot", "freshdesk": "/webhooks/freshdesk",
          "generic:acme": "/webhooks/generic/acme"}
@@ -183,6 +185,15 @@ def test_a_delivery_racing_another_is_answered_as_a_duplicate(client, settings, 
     assert response.json == {"status": "duplicate", "event_ids": [event.id]}
     assert count(store, Delivery) == 1
     assert queued_tasks(redis_url) == []
+
+
+@pytest.mark.parametrize("source", list(PATHS))
+def test_the_ticket_status_is_stored_as_the_helpdesk_reports_it(client, settings, store, source):
+    # Three texts: Freshdesk's event id digests the text.
+    for number, status in enumerate(["solved", "pending", None]):
+        event = replace(message(f"300{number}", text=f"{TEXT} ({number})"), ticket_status=status)
+        assert deliver(client, settings, source, event).status_code == 202
+    assert [e.ticket_status for e in events(store)] == ["solved", "pending", None]
 
 
 def test_agent_and_bot_messages_are_stored_and_kinds_without_messages_ignored(client, settings, store):
