@@ -174,6 +174,28 @@ class FreshdeskSettings(Section):
     risk_field: str | None = None
 
 
+class ZammadSettings(Section):
+    """Zammad: signed trigger webhooks in, internal notes and tags out."""
+
+    # The webhook's "HMAC SHA1 Signature Token": Zammad signs the body with HMAC-SHA1.
+    webhook_secret: SecretStr | None = None
+    # https://zammad.example.com; alerts are posted with an access token (Profile > Token
+    # Access, permission ticket.agent), which must be set with it.
+    base_url: str | None = None
+    api_token: SecretStr | None = None
+    # Tag the ticket churn-risk-<tier> (and remove the other tiers' tags); false: the note only.
+    tag: bool = True
+
+    @model_validator(mode="after")
+    def _api_is_usable(self) -> ZammadSettings:
+        if self.base_url is not None and not re.match(r"https?://[^/\s]+", self.base_url):
+            raise ValueError("helpdesks.zammad.base_url: expected http(s)://host of the Zammad instance")
+        if self.base_url is not None and not (self.api_token and self.api_token.get_secret_value()):
+            raise ValueError("helpdesks.zammad.api_token is not set: alerts to helpdesks.zammad.base_url need "
+                             "an access token (CHURNSIGNAL_HELPDESKS__ZAMMAD__API_TOKEN)")
+        return self
+
+
 class ListItem(Section):
     """The item of a list whose ``where`` value equals a value taken from the payload's root.
 
@@ -543,6 +565,7 @@ class HelpdeskSettings(Section):
     zendesk: ZendeskSettings = ZendeskSettings()
     chatwoot: ChatwootSettings = ChatwootSettings()
     freshdesk: FreshdeskSettings = FreshdeskSettings()
+    zammad: ZammadSettings = ZammadSettings()
     generic: dict[str, GenericHelpdeskSettings] = {}
     # Outbound HTTP: per-request timeout, and delivery attempts before an alert is marked failed.
     timeout_seconds: float = Field(10.0, gt=0)

@@ -44,6 +44,7 @@ SECRET_SETTINGS = {
     "zendesk": "CHURNSIGNAL_HELPDESKS__ZENDESK__SIGNING_SECRET",
     "chatwoot": "CHURNSIGNAL_HELPDESKS__CHATWOOT__WEBHOOK_SECRET",
     "freshdesk": "CHURNSIGNAL_HELPDESKS__FRESHDESK__WEBHOOK_SECRET",
+    "zammad": "CHURNSIGNAL_HELPDESKS__ZAMMAD__WEBHOOK_SECRET",
 }
 AUTHORS = ("customer", "agent", "bot")
 # How long a web process leaves events to the sweeper after the broker failed to take one.
