@@ -36,6 +36,7 @@ from churnsignal.config import (
     GenericHelpdeskSettings,
     GenericMapping,
     HelpdeskSettings,
+    Settings,
     ZammadSettings,
     ZendeskSettings,
 )
@@ -1014,3 +1015,24 @@ def test_a_ticket_id_with_dots_and_slashes_stays_one_path_segment(source, record
 ])
 def test_credentials_are_removed_from_what_a_failure_says(said, kept):
     assert without_credentials(said) == kept
+
+
+# ---------------------------------------------------------------------- Zammad settings
+
+def test_zammad_settings_fail_at_start_naming_the_setting(monkeypatch):
+    with pytest.raises(ValidationError, match="helpdesks.zammad.api_token is not set"):
+        Settings(helpdesks={"zammad": {"base_url": "https://desk.example.com"}})
+    with pytest.raises(ValidationError, match="helpdesks.zammad.base_url"):
+        Settings(helpdesks={"zammad": {"base_url": "desk.example.com", "api_token": "t"}})
+    with pytest.raises(ValidationError, match="helpdesks.zammad"):
+        Settings(helpdesks={"zammad": {"webhook_secret": "s", "tags": False}})
+
+
+def test_zammad_from_the_environment_is_a_configured_source(monkeypatch):
+    monkeypatch.setenv("CHURNSIGNAL_HELPDESKS__ZAMMAD__WEBHOOK_SECRET", "m-secret")
+    monkeypatch.setenv("CHURNSIGNAL_HELPDESKS__ZAMMAD__BASE_URL", "https://desk.example.com")
+    monkeypatch.setenv("CHURNSIGNAL_HELPDESKS__ZAMMAD__API_TOKEN", "m-token")
+    settings = Settings()
+    assert "zammad" in helpdesks.configured_sources(settings.helpdesks)
+    assert settings.helpdesks.zammad.api_token.get_secret_value() == "m-token"
+    assert "m-token" not in repr(settings)
