@@ -13,7 +13,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 import jmespath
@@ -263,6 +263,28 @@ def _jmespath(expression: str | None, setting: str) -> str | None:
     return expression
 
 
+class ZammadSettings(Section):
+    """Zammad: signed trigger webhooks in, internal notes and tags out."""
+
+    # The webhook's "HMAC SHA1 Signature Token": Zammad signs the body with HMAC-SHA1.
+    webhook_secret: SecretStr | None = None
+    # https://zammad.example.com; alerts are posted with an access token (Profile > Token
+    # Access, permission ticket.agent), which must be set with it.
+    base_url: str | None = None
+    api_token: SecretStr | None = None
+    # Tag the ticket churn-risk-<tier> (and remove the other tiers' tags); false: the note only.
+    tag: bool = True
+
+    @model_validator(mode="after")
+    def _api_is_usable(self) -> ZammadSettings:
+        if self.base_url is not None and not re.match(r"https?://[^/\s]+", self.base_url):
+            raise ValueError("helpdesks.zammad.base_url: expected http(s)://host of the Zammad instance")
+        if self.base_url is not None and not (self.api_token and self.api_token.get_secret_value()):
+            raise ValueError("helpdesks.zammad.api_token is not set: alerts to helpdesks.zammad.base_url need "
+                             "an access token (CHURNSIGNAL_HELPDESKS__ZAMMAD__API_TOKEN)")
+        return self
+
+
 class ListItem(Section):
     """The item of a list whose ``where`` value equals a value taken from the payload's root.
 
@@ -281,9 +303,14 @@ class ListItem(Section):
         return _jmespath(expression, info.field_name)
 
 
+# A ticket's status in churnsignal's words, whatever the helpdesk calls it. Each adapter maps its
+# own values onto these; "solved" ends a ticket's unresolved complaints (fusion/features.py).
+TicketStatus = Literal["open", "pending", "solved"]
+TICKET_STATUSES: tuple[str, ...] = get_args(TicketStatus)
+
 # The mapped fields of a normalised event, in the order they are read.
 MAPPED_FIELDS = ("event_id", "ticket_id", "text", "created_at", "author_role", "requester_id",
-                 "requester_email", "requester_phone", "requester_external_id", "channel")
+                 "requester_email", "requester_phone", "requester_external_id", "channel", "ticket_status")
 REQUIRED_FIELDS = MAPPED_FIELDS[:5]
 
 
@@ -305,6 +332,12 @@ class GenericMapping(Section):
     requester_phone: str | None = None
     requester_external_id: str | None = None
     channel: str | None = None
+    # The ticket's status, read through status_values; a value it does not list is taken as
+    # it is when it is one of open/pending/solved, and as unknown otherwise.
+    ticket_status: str | None = None
+    # The helpdesk's status values (compared case-insensitively) and what each means here,
+    # e.g. {new: open, waiting: pending, closed: solved}.
+    status_values: dict[str, TicketStatus] = {}
     # A field's value when its expression finds nothing (or it has none), e.g. author_role:
     # customer for a helpdesk whose webhook fires on customer messages only.
     defaults: dict[str, str] = {}
@@ -329,7 +362,21 @@ class GenericMapping(Section):
         missing = [f for f in REQUIRED_FIELDS if getattr(self, f) is None and f not in self.defaults]
         if missing:
             raise ValueError(f"mapping: {', '.join(missing)} needs an expression or a mapping.defaults entry")
+        if self.status_values and self.ticket_status is None and "ticket_status" not in self.defaults:
+            raise ValueError("mapping.status_values: set mapping.ticket_status to where the status is")
+        folded = [value.strip().lower() for value in self.status_values]
+        if len(set(folded)) != len(folded):
+            raise ValueError("mapping.status_values: a value is listed twice (they compare case-insensitively)")
         return self
+
+    def status(self, value: Any) -> TicketStatus | None:
+        """The status a payload's value means here; None when it is not one this mapping knows."""
+        if not isinstance(value, str):
+            return None
+        wanted = value.strip().lower()
+        known = {key.strip().lower(): status for key, status in self.status_values.items()}
+        found = known.get(wanted, wanted)
+        return cast(TicketStatus, found) if found in TICKET_STATUSES else None
 
 
 HashAlgorithm = Literal["md5", "sha1", "sha256", "sha512"]
@@ -670,6 +717,7 @@ class HelpdeskSettings(Section):
     chatwoot: ChatwootSettings = ChatwootSettings()
     freshdesk: FreshdeskSettings = FreshdeskSettings()
     wecom_kf: WecomKfSettings = WecomKfSettings()
+    zammad: ZammadSettings = ZammadSettings()
     generic: dict[str, GenericHelpdeskSettings] = {}
     # Outbound HTTP: per-request timeout, and delivery attempts before an alert is marked failed.
     timeout_seconds: float = Field(10.0, gt=0)

@@ -40,7 +40,7 @@ from churnsignal.config import Settings
 from churnsignal.store import Alert, Event, RiskScore, Store, utcnow
 
 # Helpdesks the replayed customers are spread over, round robin.
-SOURCES = ("zendesk", "chatwoot", "freshdesk", "generic:shopline")
+SOURCES = ("zendesk", "chatwoot", "freshdesk", "zammad", "generic:shopline")
 # Messages replayed per customer: their last ones before the as-of date.
 HISTORY_DAYS = 120
 GENERIC_MAPPING = {
@@ -167,6 +167,8 @@ def _write_config(workdir: Path, standin, model_path: Path) -> tuple[Path, str]:
                          "account_id": 1, "api_token": secrets.token_hex(8)},
             "freshdesk": {"webhook_secret": secrets.token_hex(16), "base_url": standin.url("freshdesk"),
                           "api_key": secrets.token_hex(8)},
+            "zammad": {"webhook_secret": secrets.token_hex(16), "base_url": standin.url("zammad"),
+                       "api_token": secrets.token_hex(8)},
             "generic": {"shopline": {"mapping": GENERIC_MAPPING, "secret": secrets.token_hex(16),
                                      "alert_url": standin.url("generic:shopline")}},
             "max_attempts": 5, "backoff_seconds": 1.0,
@@ -247,9 +249,9 @@ def _replay(sim, replay: list[str], base: str, token: str, config: Path, echo) -
     for number, row in enumerate(window.itertuples(), start=1):
         source = source_of[row.customer_id]
         ticket = tickets.setdefault(f"{row.customer_id}/{row.ticket_id}", str(1000 + len(tickets)))
-        # Zendesk and the generic helpdesk know the shop's user id; Chatwoot and Freshdesk only an email.
+        # Zendesk and the generic helpdesk know the shop's user id; Chatwoot, Freshdesk and Zammad only an email.
         requester = (Requester(id=f"u{row.customer_id}", email=email_of[row.customer_id])
-                     if source in ("chatwoot", "freshdesk")
+                     if source in ("chatwoot", "freshdesk", "zammad")
                      else Requester(id=f"u{row.customer_id}", external_id=str(row.customer_id)))
         event = SupportEvent(source=source, event_id=f"m{number}", ticket_id=ticket, author=row.author,
                              text=row.text, created_at=row.created_at.to_pydatetime(), requester=requester,

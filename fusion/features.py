@@ -112,10 +112,10 @@ def text_features(events: pd.DataFrame, as_of: pd.Timestamp, customers: pd.Index
     out["rating_mean"] = by["rating"].mean()
     recent = seen[age.to_numpy() < LOOKBACK_DAYS]
     out["complaints_6m"] = recent[recent["is_complaint"]].groupby("customer_id").size()
-    unresolved_since = _unresolved_since(recent)
+    lookback = everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
+    unresolved_since = _unresolved_since(lookback)
     out["unresolved_tickets"] = unresolved_since.groupby(level="customer_id").size()
     out["unresolved_days"] = (as_of - unresolved_since.groupby(level="customer_id").min()) / DAY
-    lookback = everything[((as_of - everything["created_at"]) / DAY).to_numpy() < LOOKBACK_DAYS]
     out["awaiting_reply"] = _awaiting_reply(lookback)
     waits = _first_response_hours(lookback, as_of)
     out["first_response_hours"] = waits.groupby(level="customer_id").mean()
@@ -208,28 +208,53 @@ def _first_response_hours(messages: pd.DataFrame, as_of: pd.Timestamp) -> pd.Ser
 def _unresolved_since(messages: pd.DataFrame) -> pd.Series:
     """Per unresolved ticket, when the complaint that is still unresolved was made.
 
-    A ticket is unresolved while the customer's last word on it is a complaint; only the
-    customer's own messages are read, as an agent's "resolved" does not make it so. It has
-    been unresolved since the first complaint after the customer's last calm message on it.
-    ``messages`` are the customer's, sorted by customer and time.
+    Where the helpdesk reports the ticket's status (``ticket_status``, ``config.TicketStatus``),
+    a ticket whose latest known status is "solved" is not unresolved, whatever its last message
+    says, and a solve settles the complaints before it as a calm word from the customer does.
+    Otherwise (open, pending, or no status known) a ticket is unresolved while the customer's
+    last word on it is a complaint: only the customer's own words are read, as an agent writing
+    "resolved" does not make it so (the helpdesk's status does). It has been unresolved since
+    the first complaint after the last calm message or solve on it. ``messages`` are sorted by
+    customer and time.
     """
     on_tickets = messages[messages["ticket_id"].notna()]
     ticket = [on_tickets["customer_id"], on_tickets["ticket_id"]]
-    calm_before = (~on_tickets["is_complaint"]).groupby(ticket).cumsum()
-    after_last_calm = calm_before == calm_before.groupby(ticket).transform("max")
-    still_open = on_tickets[after_last_calm & on_tickets["is_complaint"]]
+    status = _statuses(on_tickets)
+    said = on_tickets["author"] == "customer"
+    complaint = on_tickets["is_complaint"].eq(True)
+    settled = (said & ~complaint) | (status == "solved")
+    settled_before = settled.groupby(ticket).cumsum()
+    after_last_settled = settled_before == settled_before.groupby(ticket).transform("max")
+    still_open = on_tickets[after_last_settled & said & complaint & ~_solved(on_tickets)]
     return still_open.groupby(["customer_id", "ticket_id"])["created_at"].min()
 
 
-def _awaiting_reply(messages: pd.DataFrame) -> pd.Series:
-    """Tickets whose last message is the customer's complaint: nobody has answered it yet.
+def _statuses(messages: pd.DataFrame) -> pd.Series:
+    """Each message's ticket status as its helpdesk reported it; missing where none did."""
+    if "ticket_status" in messages:
+        return messages["ticket_status"]
+    return pd.Series(None, index=messages.index, dtype=object)
 
-    Unlike ``_unresolved_tickets`` this reads who spoke last, not what the agent said: a
+
+def _solved(on_tickets: pd.DataFrame) -> pd.Series:
+    """Per row, whether its ticket's latest known status is "solved" (False where none is known)."""
+    ticket = [on_tickets["customer_id"], on_tickets["ticket_id"]]
+    # groupby().last() skips missing values: the latest status the helpdesk reported.
+    return _statuses(on_tickets).groupby(ticket).transform("last") == "solved"
+
+
+def _awaiting_reply(messages: pd.DataFrame) -> pd.Series:
+    """Tickets not solved whose last message is the customer's complaint: nobody has answered it yet.
+
+    Unlike ``_unresolved_since`` this reads who spoke last, not what the agent said: a
     complaint left hanging is a fact about the ticket, whatever an agent wrote before it.
     ``messages`` is sorted by customer and time, so the last row per ticket is the last word.
     """
     on_tickets = messages[messages["ticket_id"].notna()]
-    last = on_tickets.groupby(["customer_id", "ticket_id"]).tail(1)
+    # Rows that only carry a ticket status (fusion/text.py) are nobody's word; a ticket the
+    # helpdesk reports solved waits for nothing.
+    said = on_tickets[on_tickets["author"].isin(("customer", "agent")) & ~_solved(on_tickets)]
+    last = said.groupby(["customer_id", "ticket_id"]).tail(1)
     waiting = last[(last["author"] == "customer") & last["is_complaint"]]
     return waiting.groupby("customer_id").size()
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from churnsignal.config import TICKET_STATUSES
+
 ORDER_COLUMNS = ("customer_id", "order_id", "ordered_at", "amount")
 EVENT_FIELDS = ("customer_id", "created_at", "text")
 LABEL_COLUMNS = ("customer_id", "churned")
@@ -66,7 +68,8 @@ def read_orders(path: Path) -> pd.DataFrame:
 
 
 def read_events(path: Path) -> pd.DataFrame:
-    """Support events with ``customer_id, created_at, text, channel, ticket_id, author, rating``.
+    """Support events with ``customer_id, created_at, text, channel, ticket_id, author, rating,
+    ticket_status``.
 
     Empty ``text`` is accepted (an attachment-only message) and simply carries no signal.
     """
@@ -182,12 +185,16 @@ def _event(raw: str, path: Path, line: int, problems: list[str]) -> dict | None:
     rating = record.get("rating")
     if rating is not None and (isinstance(rating, bool) or not isinstance(rating, (int, float))):
         problems.append(f"{path}, line {line}, field rating: {rating!r} is not a number")
+    status = record.get("ticket_status")
+    if status is not None and status not in TICKET_STATUSES:
+        problems.append(f"{path}, line {line}, field ticket_status: {status!r} is not one of "
+                        f"{', '.join(TICKET_STATUSES)}")
     if len(problems) > before:
         return None
     ticket = record.get("ticket_id")
     return {"customer_id": str(customer).strip(), "created_at": record["created_at"], "text": record["text"],
             "channel": channel, "ticket_id": None if ticket is None else str(ticket), "author": author,
-            "rating": float("nan") if rating is None else float(rating)}
+            "rating": float("nan") if rating is None else float(rating), "ticket_status": status}
 
 
 def _times(values: pd.Series, path: Path, column: str, problems: list[str],

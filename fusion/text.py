@@ -33,7 +33,9 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     ``masked_text`` and one mention-count column per topic in ``TOPICS``. Agent messages
     are not customer signal: they are not analysed (their signals are empty) and are kept
     only for when they were written, which is how slow first responses are seen. Bot
-    messages, our own alert notes among them, are dropped.
+    messages, our own alert notes among them, are dropped, except for the ticket status one
+    carries (``ticket_status``: a helpdesk reports a resolved conversation with a system
+    message), which is kept the same way.
     """
     from churnsignal.nlp.analysis import masked_text, model_versions
 
@@ -61,7 +63,10 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     for topic in TOPICS:
         messages[topic] = [r["labels"].get(topic, 0) for r in rows]
     # Not the customer's turns: never complaints, whatever they say (nlp/complaints.py).
-    replies = events[events["author"] == "agent"].assign(is_complaint=False, **{topic: 0 for topic in TOPICS})
+    kept = events["author"] == "agent"
+    if "ticket_status" in events:
+        kept |= (events["author"] == "bot") & events["ticket_status"].notna()
+    replies = events[kept].assign(is_complaint=False, **{topic: 0 for topic in TOPICS})
     return pd.concat([messages, replies]).sort_index()
 
 

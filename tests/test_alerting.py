@@ -31,7 +31,8 @@ def add_event(store, customer: str = "c1", ticket: str = "501", status: str = "q
         session.add(delivery)
         session.flush()
         event = Event(delivery_id=delivery.id, source="zendesk", external_id=f"e{now.timestamp()}{customer}{status}",
-                      ticket_id=ticket, customer_id=customer, author="customer", channel="ticket", text="快递太慢了",
+                      ticket_id=ticket, customer_id=customer, author=fields.pop("author", "customer"),
+                      channel="ticket", text=fields.pop("text", "快递太慢了"),
                       created_at=now, received_at=fields.pop("received_at", now), status=status,
                       queued_at=fields.pop("queued_at", now), **fields)
         session.add(event)
@@ -300,3 +301,16 @@ def test_the_worker_logs_customers_by_a_hashed_id_only(store, monkeypatch, caplo
     logged = caplog.text + "\n".join(str(record.args) for record in caplog.records)
     for personal in (scored, unscored, "leak.ident"):
         assert personal not in logged
+
+
+def test_the_fusion_reads_messages_and_the_ticket_status_a_bot_message_carries(store) -> None:
+    add_event(store, text="还没到，气死了", ticket_status="open")
+    add_event(store, author="agent", text="已补发")
+    add_event(store, author="bot", text="Conversation was marked resolved", ticket_status="solved")
+    add_event(store, author="bot", text="(churnsignal alert 3)")   # our own note: no status, not read
+    add_event(store, customer="c2")
+    with store.session() as session:
+        events = pipeline.support_events(session, "c1")
+    assert events["author"].tolist() == ["customer", "agent", "bot"]
+    assert events["ticket_status"].fillna("unknown").tolist() == ["open", "unknown", "solved"]
+    assert events["channel"].tolist() == ["ticket"] * 3

@@ -148,6 +148,22 @@ def test_an_unresolved_complaint_ticket_gives_its_age(settings) -> None:
                       "en": "complaint ticket unresolved for 3 days"}
 
 
+def test_a_ticket_the_helpdesk_reports_solved_is_not_unresolved(settings) -> None:
+    events = turns([
+        ("s", 3, "t9", "customer", "还没到，气死了"),
+        ("s", 2, "t9", "agent", "已补发"),
+        ("s", 1, "t9", "bot", "Conversation was marked resolved"),   # a status change, as Chatwoot posts it
+        ("s", 3, "t7", "customer", "质量太差"),                       # t7: no status known, the old rule
+    ]).assign(ticket_status=[None, "pending", "solved", None])
+    analysed = text.analyse_events(events, settings)
+    # The bot's turn is kept for its status alone: no signal, no complaint.
+    [bot] = analysed[analysed["author"] == "bot"].itertuples()
+    assert (bot.ticket_status, bot.is_complaint) == ("solved", False) and pd.isna(bot.negative_prob)
+    features, _ = features_and_quotes(events, settings)
+    assert features.loc["s", "unresolved_tickets"] == 1 and features.loc["s", "unresolved_days"] == 3  # t7 only
+    assert features.loc["s", "complaints"] == 2
+
+
 def test_a_customer_whose_turns_are_all_calm_gets_no_complaint_reasons(settings) -> None:
     events = turns([
         ("calm", 9, "t1", "customer", "快递什么时候到？"),

@@ -172,3 +172,55 @@ def test_complaints_awaiting_reply() -> None:
     assert answered.loc["a", "awaiting_reply"] == 1
     # The customer's own words decide "unresolved": an agent reply changes neither.
     assert answered.loc["a", "unresolved_tickets"] == alone.loc["a", "unresolved_tickets"] == 2
+
+
+def with_status(frame: pd.DataFrame, statuses: list[str | None]) -> pd.DataFrame:
+    return frame.assign(ticket_status=pd.Series(statuses, index=frame.index, dtype=object))
+
+
+def status_rows(rows: list[tuple]) -> pd.DataFrame:
+    """Agent replies and status-only rows (author bot) that carry the ticket's status."""
+    frame = agent_replies([(customer, at, ticket) for customer, at, ticket, _, _ in rows])
+    return frame.assign(author=[author for *_, author, _ in rows],
+                        ticket_status=pd.Series([status for *_, status in rows], dtype=object))
+
+
+def features_of(*frames: pd.DataFrame) -> pd.DataFrame:
+    return text_features(pd.concat(frames, ignore_index=True), AS_OF, pd.Index(["a", "b"]),
+                         pd.Series({"a": 0.5, "b": 0.3}), FusionSettings())
+
+
+def test_no_known_status_keeps_the_rule_of_the_last_word() -> None:
+    unknown = with_status(MESSAGES, [None] * len(MESSAGES))
+    pd.testing.assert_frame_equal(features_of(unknown), features_of(MESSAGES))
+
+
+def test_a_solved_ticket_is_not_unresolved_whatever_its_last_message_says() -> None:
+    solved = status_rows([("a", day(4), "t2", "agent", "solved"),     # an agent's reply that solved t2
+                          ("a", day(149), "t1", "bot", "solved")])    # t1 marked resolved, no words
+    f = features_of(MESSAGES, solved)
+    assert f.loc["a", "unresolved_tickets"] == 0 and np.isnan(f.loc["a", "unresolved_days"])
+    # The complaints themselves still count, and a status row is nobody's word.
+    assert f.loc["a", "complaints"] == features_of(MESSAGES).loc["a", "complaints"] == 2
+    assert f.loc["a", "awaiting_reply"] == 0  # a solved ticket waits for nothing
+
+
+def test_a_status_row_alone_is_no_reply() -> None:
+    pending = status_rows([("a", day(4), "t2", "bot", "pending"), ("a", day(149), "t1", "bot", "open")])
+    f, before = features_of(MESSAGES, pending), features_of(MESSAGES)
+    for name in ("awaiting_reply", "unresolved_tickets", "unresolved_days", "first_response_hours"):
+        assert f.loc["a", name] == before.loc["a", name]
+
+
+def test_an_open_or_pending_ticket_is_unresolved_since_its_last_solve_or_calm_word() -> None:
+    customer = analysed([("b", day(40), "t8", 0.9, []), ("b", day(10), "t8", 0.9, []), ("b", day(6), "t8", 0.95, [])])
+    customer = with_status(customer, ["open", "open", "pending"])
+    # Solved in between, then the customer complained again (the helpdesk reopened it).
+    solved = status_rows([("b", day(20), "t8", "agent", "solved")])
+    f = features_of(customer, solved)
+    assert f.loc["b", "unresolved_tickets"] == 1 and f.loc["b", "unresolved_days"] == 10
+    # Never solved: unresolved since the first complaint, as without a status.
+    assert features_of(customer).loc["b", "unresolved_days"] == 40
+    # Solved last: not unresolved.
+    last = status_rows([("b", day(1), "t8", "agent", "solved")])
+    assert features_of(customer, solved, last).loc["b", "unresolved_tickets"] == 0

@@ -79,6 +79,15 @@ def test_events_defaults_and_types(tmp_path: Path) -> None:
     assert events["author"].tolist() == ["customer", "agent"]
     assert events["ticket_id"].isna().tolist() == [True, False] and events["ticket_id"].iloc[1] == "12"
     assert events["rating"].iloc[1] == 2.0 and pd.isna(events["rating"].iloc[0])
+    assert events["ticket_status"].isna().all()
+
+
+def test_events_may_carry_the_ticket_status(tmp_path: Path) -> None:
+    lines = [{"customer_id": "c1", "created_at": "2024-01-02", "text": "还没到", "ticket_id": 1, "ticket_status": "open"},
+             {"customer_id": "c1", "created_at": "2024-01-03", "text": "已补发", "ticket_id": 1, "author": "agent",
+              "ticket_status": "solved"}]
+    path = write(tmp_path, "e.jsonl", "\n".join(json.dumps(x, ensure_ascii=False) for x in lines))
+    assert read_events(path)["ticket_status"].tolist() == ["open", "solved"]
 
 
 @pytest.mark.parametrize(("line", "message"), [
@@ -89,6 +98,8 @@ def test_events_defaults_and_types(tmp_path: Path) -> None:
     (b'{"customer_id": "c1", "created_at": "2024-01-01", "text": "x", "author": "bot"}', "field author: 'bot'"),
     (b'{"customer_id": "c1", "created_at": "2024-01-01", "text": "x", "rating": "5"}', "field rating"),
     (b'{"customer_id": "", "created_at": "2024-01-01", "text": "x"}', "field customer_id"),
+    (b'{"customer_id": "c1", "created_at": "2024-01-01", "text": "x", "ticket_status": "closed"}',
+     "field ticket_status: 'closed' is not one of open, pending, solved"),
     (b'[1, 2]', "line 2: expected a JSON object"),
     (b'{"customer_id": ', "line 2, column"),
     (b'{"customer_id": "c1", "text": "\xff"}', "line 2, byte"),

@@ -36,11 +36,13 @@ from churnsignal.config import (
     GenericHelpdeskSettings,
     GenericMapping,
     HelpdeskSettings,
+    Settings,
+    ZammadSettings,
     ZendeskSettings,
 )
 
 NOW = datetime(2026, 5, 1, 12, 0, 0)
-SOURCES = ["zendesk", "chatwoot", "freshdesk", "generic:shop"]
+SOURCES = ["zendesk", "chatwoot", "freshdesk", "zammad", "generic:shop"]
 SHOP_MAPPING = GenericMapping(
     event_id="message.id", ticket_id="message.thread", text="message.body", created_at="message.sent_at",
     author_role="message.sender.role", requester_id="message.sender.id",
@@ -60,6 +62,8 @@ def make_settings(standin: StandIn | None = None, **overrides: object) -> Helpde
                                   api_token=SecretStr("c-token"), risk_attribute="churn_risk"),
         freshdesk=FreshdeskSettings(webhook_secret=SecretStr("f-secret"), base_url=url("freshdesk"),
                                     api_key=SecretStr("f-key"), risk_field="cf_churn_risk"),
+        zammad=ZammadSettings(webhook_secret=SecretStr("m-secret"), base_url=url("zammad"),
+                              api_token=SecretStr("m-token")),
         generic={"shop": GenericHelpdeskSettings(mapping=SHOP_MAPPING, secret=SecretStr("g-secret"),
                                                  signature_header="X-Shop-Signature",
                                                  alert_url=url("generic:shop"))},
@@ -119,7 +123,7 @@ def test_registry_names_the_known_sources_for_an_unknown_one():
 
 def test_configured_sources_are_those_with_an_inbound_secret():
     settings = make_settings(chatwoot=ChatwootSettings())
-    assert helpdesks.configured_sources(settings) == ["zendesk", "freshdesk", "generic:shop"]
+    assert helpdesks.configured_sources(settings) == ["zendesk", "freshdesk", "zammad", "generic:shop"]
 
 
 # ====================================================================== signatures
@@ -153,7 +157,7 @@ def test_freshdesk_checks_the_shared_secret_header():
         adapter("freshdesk").verify({"X-Churnsignal-Secret": "f-secret-not"}, b"{}", NOW)
 
 
-@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "generic:shop"])  # Freshdesk cannot sign a body
+@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "zammad", "generic:shop"])  # Freshdesk cannot sign a body
 def test_a_changed_body_is_refused(source):
     headers, body = adapter(source).signed_request(customer_event(source), NOW)
     with pytest.raises(SignatureError):
@@ -166,6 +170,7 @@ def test_a_wrong_secret_is_refused(source):
     other = {"zendesk": {"zendesk": ZendeskSettings(signing_secret=SecretStr("other"))},
              "chatwoot": {"chatwoot": ChatwootSettings(webhook_secret=SecretStr("other"))},
              "freshdesk": {"freshdesk": FreshdeskSettings(webhook_secret=SecretStr("other"))},
+             "zammad": {"zammad": ZammadSettings(webhook_secret=SecretStr("other"))},
              "generic:shop": {"generic": {"shop": GenericHelpdeskSettings(mapping=SHOP_MAPPING,
                                                                          secret=SecretStr("other"),
                                                                          signature_header="X-Shop-Signature")}}}
@@ -193,9 +198,10 @@ def test_a_signature_outside_the_replay_window_is_refused(source):
     helpdesk.verify(headers, body, NOW)
 
 
-@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk"])
+@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk", "zammad"])
 def test_without_a_secret_unsigned_traffic_is_refused(source):
-    unconfigured = {"zendesk": ZendeskSettings(), "chatwoot": ChatwootSettings(), "freshdesk": FreshdeskSettings()}
+    unconfigured = {"zendesk": ZendeskSettings(), "chatwoot": ChatwootSettings(), "freshdesk": FreshdeskSettings(),
+                    "zammad": ZammadSettings()}
     with pytest.raises(NotConfigured):
         adapter(source, **{source: unconfigured[source]}).verify({}, b"{}", NOW)
 
@@ -218,8 +224,24 @@ def test_signed_request_verifies_and_parses_back_to_the_event(source, author):
         helpdesk.clock = lambda: event.created_at
         [parsed] = helpdesk.parse(json.loads(body))
         assert replace(parsed, event_id=event.event_id) == replace(event, requester=replace(event.requester, id=None))
+    elif source == "zammad":  # a Zammad user has no external id
+        assert helpdesk.parse(json.loads(body)) == [replace(event, requester=replace(event.requester,
+                                                                                    external_id=None))]
     else:
         assert helpdesk.parse(json.loads(body)) == [event]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("status", ["open", "pending", "solved"])
+def test_the_ticket_status_survives_the_round_trip(source, status):
+    helpdesk = adapter(source, generic={"shop": GenericHelpdeskSettings(
+        mapping=SHOP_MAPPING.model_copy(update={"ticket_status": "message.thread_state",
+                                                "status_values": {"Waiting": "pending", "Done": "solved"}}),
+        secret=SecretStr("g-secret"), signature_header="X-Shop-Signature")})
+    headers, body = helpdesk.signed_request(customer_event(source, ticket_status=status), NOW)
+    helpdesk.verify(headers, body, NOW)
+    [parsed] = helpdesk.parse(json.loads(body))
+    assert parsed.ticket_status == status
 
 
 @pytest.mark.parametrize("channel", ["chat", "ticket"])
@@ -245,7 +267,7 @@ def test_chatwoot_and_generic_round_trip_bot_messages():
 
 # ====================================================================== what is stored of a webhook
 
-@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk"])
+@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk", "zammad"])
 @pytest.mark.parametrize("author", ["customer", "agent"])
 def test_what_is_kept_of_a_webhook_parses_to_the_same_message(source, author):
     # A field that parse reads and retained forgets fails here.
@@ -266,7 +288,8 @@ def test_zendesk_keeps_neither_the_author_name_nor_the_ticket_details_it_does_no
     kept = zendesk.retained(payload)
     assert zendesk.parse(kept) == zendesk.parse(payload)
     assert kept == {"type": payload["type"], "time": payload["time"],
-                    "detail": {"id": "5158", "requester_id": "8447388090494", "via": {"channel": "web"}},
+                    "detail": {"id": "5158", "requester_id": "8447388090494", "via": {"channel": "web"},
+                               "status": "OPEN"},
                     "event": {"comment": {"id": 9876543210, "body": "三天了还没发货，我要投诉", "is_public": True,
                                           "author": {"is_staff": False}}}}
 
@@ -317,7 +340,7 @@ def test_zendesk_customer_comment():
     [event] = adapter("zendesk").parse(zendesk_comment())
     assert event == SupportEvent(source="zendesk", event_id="9876543210", ticket_id="5158", author="customer",
                                  text="三天了还没发货，我要投诉", created_at=datetime(2026, 5, 1, 11, 58, 0, 123456),
-                                 requester=Requester(id="8447388090494"), channel="ticket")
+                                 requester=Requester(id="8447388090494"), channel="ticket", ticket_status="open")
 
 
 def test_zendesk_staff_comments_and_private_comments_are_agent():
@@ -390,7 +413,7 @@ def test_chatwoot_incoming_message_is_the_customer():
                                  text="客服也不回消息，太失望了", created_at=datetime(2026, 5, 1, 11, 58),
                                  requester=Requester(id="7", email="li.lei@example.com", phone="+8613800138000",
                                                      external_id="C-9"),
-                                 channel="chat")
+                                 channel="chat", ticket_status="open")
 
 
 def test_chatwoot_agent_bot_private_and_activity_messages():
@@ -450,7 +473,7 @@ def freshdesk_rule(event: str = "reply_sent", author: str = "customer", text: st
     rendered = text if text is not None else (
         "李雷 : <div dir=\"ltr\">快递三天都没到&amp;没人理<br>我要退款</div>"
         "<div><blockquote>----- Original message -----<br>客服：请耐心等待</blockquote></div>")
-    return {"event": event, "author": author, "ticket_id": "6541", "text": rendered,
+    return {"event": event, "author": author, "ticket_id": "6541", "text": rendered, "status": "Open",
             "contact": {"email": "li.lei@example.com", "phone": "", "mobile": "13800138000",
                         "external_id": ""}}
 
@@ -501,6 +524,99 @@ def test_freshdesk_malformed_payloads_name_the_field(change, message):
 
 # ====================================================================== generic payloads
 
+def zammad_webhook(*, sender: str = "Customer", internal: bool = False, state: str = "open",
+                   article: bool = True):
+    # Zammad's default trigger payload, as its admin documentation shows it (trimmed), in Chinese.
+    customer = {"active": True, "address": "浙江省杭州市西湖区文三路100号", "email": "li.lei@example.com", "firstname": "雷",
+                "id": 8, "lastname": "李", "login": "li.lei@example.com", "mobile": "+8613800138000",
+                "note": "老客户", "phone": "", "roles": ["Customer"], "vip": False}
+    payload = {
+        "ticket": {"article_count": 2, "created_at": "2026-05-01T11:30:00.000Z", "customer": customer,
+                   "customer_id": 8, "group": {"id": 3, "name": "售后"}, "id": 81, "number": "10081",
+                   "owner": {"id": 5, "email": "wang.fang@shop.example", "login": "wang.fang@shop.example"},
+                   "priority": {"id": 2, "name": "2 normal"}, "state": state, "state_id": 2, "title": "物流太慢"},
+        "article": {"body": "快递五天了还没到<br>客服也不回<blockquote>您好，请耐心等待</blockquote>",
+                    "content_type": "text/html", "created_at": "2026-05-01T11:58:00.318Z",
+                    "created_by": {"id": 8, "login": "li.lei@example.com"}, "from": "李雷 <li.lei@example.com>",
+                    "id": 104, "internal": internal, "origin_by": "li.lei@example.com", "sender": sender,
+                    "sender_id": 2, "ticket_id": 81, "to": "售后", "type": "email", "type_id": 1, "accounted_time": 0},
+    }
+    if not article:
+        payload["article"] = {}
+    return payload
+
+
+def test_zammad_signature_is_the_documented_formula():
+    body = json.dumps(zammad_webhook()).encode()
+    digest = hmac.new(b"m-secret", body, hashlib.sha1).hexdigest()
+    adapter("zammad").verify({"X-Hub-Signature": f"sha1={digest}"}, body, NOW)
+    with pytest.raises(SignatureError):
+        adapter("zammad").verify({"X-Hub-Signature": f"sha256={digest}"}, body, NOW)
+
+
+def test_zammad_customer_article():
+    [event] = adapter("zammad").parse(zammad_webhook())
+    assert event == SupportEvent(source="zammad", event_id="104", ticket_id="81", author="customer",
+                                 text="快递五天了还没到\n客服也不回", created_at=datetime(2026, 5, 1, 11, 58, 0, 318000),
+                                 requester=Requester(id="8", email="li.lei@example.com", phone="+8613800138000"),
+                                 channel="ticket", ticket_status="open")
+
+
+@pytest.mark.parametrize(("sender", "internal", "author"), [
+    ("Customer", False, "customer"), ("Customer", True, "agent"), ("Agent", False, "agent"), ("Agent", True, "agent"),
+    ("System", False, "bot"), ("System", True, "bot")])
+def test_zammad_authors(sender, internal, author):
+    assert adapter("zammad").parse(zammad_webhook(sender=sender, internal=internal))[0].author == author
+
+
+@pytest.mark.parametrize(("state", "status"), [
+    ("new", "open"), ("open", "open"), ("pending reminder", "pending"), ("pending close", "pending"),
+    ("closed", "solved"), ("merged", "solved"), ("removed", "solved"), ("waiting for parts", None)])
+def test_zammad_state(state, status):
+    assert adapter("zammad").parse(zammad_webhook(state=state))[0].ticket_status == status
+
+
+def test_zammad_chat_articles_and_a_login_for_an_email():
+    payload = zammad_webhook()
+    payload["article"].update(type="chat", content_type="text/plain", body="在吗？")
+    payload["ticket"]["customer"].update(email="", mobile="", phone="010-12345678")
+    [event] = adapter("zammad").parse(payload)
+    assert (event.channel, event.text) == ("chat", "在吗？")
+    assert event.requester == Requester(id="8", email="li.lei@example.com", phone="010-12345678")
+
+
+def test_zammad_ticket_changes_without_an_article_give_nothing():
+    assert adapter("zammad").parse(zammad_webhook(article=False)) == []
+    payload = zammad_webhook()
+    del payload["article"]
+    assert adapter("zammad").parse(payload) == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda p: p["article"].update(sender="Robot"), "article.sender: expected one of Customer, Agent, System"),
+    (lambda p: p["article"].update(internal="yes"), "article.internal: expected true or false"),
+    (lambda p: p["article"].pop("id"), "article.id: missing"),
+    (lambda p: p["ticket"].pop("id"), "ticket.id: missing"),
+    (lambda p: p["article"].update(body=5), "article.body: expected a string"),
+    (lambda p: p["article"].update(created_at="yesterday"), "article.created_at"),
+])
+def test_zammad_malformed_payloads_name_the_field(change, message):
+    payload = zammad_webhook()
+    change(payload)
+    with pytest.raises(InvalidPayload, match=re.escape(message)):
+        adapter("zammad").parse(payload)
+
+
+def test_zammad_keeps_only_what_it_reads():
+    zammad = adapter("zammad")
+    payload = zammad_webhook()
+    kept = zammad.retained(payload)
+    assert zammad.parse(kept) == zammad.parse(payload)
+    flat = json.dumps(kept, ensure_ascii=False)
+    for dropped in ("文三路", "老客户", "wang.fang", "李雷 <", "物流太慢", "firstname"):
+        assert dropped not in flat
+
+
 def shop_message(role: str = "customer"):
     return {"message": {"id": 88, "thread": "T-1", "body": "退货流程太麻烦", "sent_at": "2026-05-01T19:58:00+08:00",
                         "sender": {"role": role, "id": 7, "email": "li.lei@example.com"}, "channel": "app"}}
@@ -540,6 +656,75 @@ def test_generic_payloads_that_are_not_messages_are_ignored_by_the_condition():
     # Without a condition, the same status change is a malformed message.
     with pytest.raises(InvalidPayload):
         adapter("generic:shop").parse({"kind": "thread.closed", "thread": "T-1"})
+
+
+# ====================================================================== ticket status
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("NEW", "open"), ("OPEN", "open"), ("PENDING", "pending"), ("HOLD", "pending"), ("SOLVED", "solved"),
+    ("CLOSED", "solved"), ("nonsense", None), (None, None)])
+def test_zendesk_status(value, status):
+    payload = zendesk_comment()
+    payload["detail"]["status"] = value
+    assert adapter("zendesk").parse(payload)[0].ticket_status == status
+
+
+def test_zendesk_trigger_status_placeholder():
+    trigger = {"ticket": {"id": "5158", "via": "Web Form", "status": "Solved", "requester": {"id": "77"}},
+               "comment": {"id": "9", "body": "谢谢", "is_public": "true", "author_id": "77",
+                           "created_at": "2026-05-01T11:58Z"}}
+    assert adapter("zendesk").parse(trigger)[0].ticket_status == "solved"
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("open", "open"), ("pending", "pending"), ("snoozed", "pending"), ("resolved", "solved"), (None, None)])
+def test_chatwoot_status(value, status):
+    payload = chatwoot_message(message_type="activity", sender_type="user")
+    payload["conversation"]["status"] = value
+    [event] = adapter("chatwoot").parse(payload)
+    assert (event.author, event.ticket_status) == ("bot", status)
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("Open", "open"), ("Pending", "pending"), ("Resolved", "solved"), ("Closed", "solved"), (4, "solved"),
+    ("5", "solved"), ("Waiting on Customer", "pending"), ("Awaiting warehouse", None), ("", None)])
+def test_freshdesk_status(value, status):
+    payload = freshdesk_rule()
+    payload["status"] = value
+    assert adapter("freshdesk").parse(payload)[0].ticket_status == status
+
+
+def test_freshdesk_without_a_status_placeholder_has_none():
+    payload = freshdesk_rule()
+    del payload["status"]
+    assert adapter("freshdesk").parse(payload)[0].ticket_status is None
+
+
+@pytest.mark.parametrize(("value", "status"), [
+    ("Waiting", "pending"), ("waiting", "pending"), ("DONE", "solved"), ("open", "open"), ("archived", None),
+    (None, None), (3, None)])
+def test_generic_status_through_its_value_map(value, status):
+    mapping = SHOP_MAPPING.model_copy(update={"ticket_status": "message.state",
+                                              "status_values": {"Waiting": "pending", "Done": "solved"}})
+    shop = GenericHelpdeskSettings(mapping=mapping, secret=SecretStr("g-secret"))
+    payload = shop_message()
+    payload["message"]["state"] = value
+    assert adapter("generic:shop", generic={"shop": shop}).parse(payload)[0].ticket_status == status
+
+
+def test_generic_without_a_status_mapping_has_none():
+    assert adapter("generic:shop").parse(shop_message())[0].ticket_status is None
+
+
+@pytest.mark.parametrize(("mapping", "message"), [
+    ({"status_values": {"done": "solved"}}, "set mapping.ticket_status"),
+    ({"ticket_status": "s", "status_values": {"done": "closed"}}, "status_values"),
+    ({"ticket_status": "s", "status_values": {"Done": "solved", "done": "open"}}, "listed twice"),
+])
+def test_generic_status_mapping_is_checked_when_the_settings_load(mapping, message):
+    fields = {"event_id": "a", "ticket_id": "b", "text": "c", "created_at": "d", "author_role": "e"}
+    with pytest.raises(ValidationError, match=message):
+        GenericMapping(**fields, **mapping)
 
 
 def test_generic_mapping_must_be_jmespath():
@@ -594,6 +779,36 @@ def test_freshdesk_alert_is_an_html_note_merged_tags_and_field(standin, http):
     assert_note_reads_well(note["body"])
     assert standin.ticket("freshdesk", "1001") == {"tags": ["vip", "churn-risk-red"],
                                                    "fields": {"cf_plan": "gold", "cf_churn_risk": "red"}}
+
+
+def test_zammad_alert_is_an_internal_note_and_the_tier_tag(standin, http):
+    standin.seed("zammad", "1001", tags=["vip", "churn-risk-yellow"])
+    adapter("zammad", standin).post_alert(ALERT, http)
+    [note] = standin.notes("1001")
+    assert_note_reads_well(note["body"])
+    assert note["private"] is True
+    assert standin.ticket("zammad", "1001")["tags"] == ["vip", "churn-risk-red"]
+    article, removed, added = standin.received
+    assert article["body"] == {"ticket_id": 1001, "body": ALERT.note(), "content_type": "text/plain",
+                               "type": "note", "internal": True}
+    assert removed["body"] == {"item": "churn-risk-yellow", "object": "Ticket", "o_id": 1001}
+    assert added["body"] == {"item": "churn-risk-red", "object": "Ticket", "o_id": 1001}
+    assert {w["headers"]["Authorization"] for w in standin.received} == {"Token token=m-token"}
+
+
+def test_zammad_without_tagging_posts_the_note_only(standin, http):
+    adapter("zammad", standin, zammad=ZammadSettings(webhook_secret=SecretStr("m-secret"),
+                                                     base_url=standin.url("zammad"), api_token=SecretStr("m-token"),
+                                                     tag=False)).post_alert(ALERT, http)
+    assert [w["kind"] for w in standin.received] == ["article"]
+
+
+@pytest.mark.parametrize("status", [401, 403, 422])
+def test_zammad_refusals_are_permanent(status, standin, http):
+    standin.fail_next(status)
+    with pytest.raises(DeliveryError) as failure:
+        adapter("zammad", standin).post_alert(ALERT, http)
+    assert failure.value.permanent and standin.notes() == []
 
 
 def test_generic_alert_is_signed_json(standin, http):
@@ -667,12 +882,12 @@ def test_an_unreachable_helpdesk_is_retried(http):
 
 # ---------------------------------------------------------------------- a retry after a timeout
 
-WRITES = {"zendesk": "PUT", "chatwoot": "POST", "freshdesk": "POST"}
+WRITES = {"zendesk": "PUT", "chatwoot": "POST", "freshdesk": "POST", "zammad": "POST"}
 
 
 @pytest.mark.parametrize("source", list(WRITES))
 def test_a_retry_after_a_timeout_that_landed_posts_the_note_once(source, http):
-    # Keys ignored, as Chatwoot and Freshdesk do: only the adapter's own check can prevent a repeat.
+    # Keys ignored, as Chatwoot, Freshdesk and Zammad do: only the adapter's own check can prevent a repeat.
     with StandIn(idempotency_keys=False) as standin:
         helpdesk = adapter(source, standin)
         standin.delay_next(0.6, method=WRITES[source])
@@ -758,7 +973,7 @@ def test_chatwoot_token_is_never_sent_where_a_redirect_points(recorder, http):
 
 
 @pytest.mark.parametrize("ticket_id", [".", "..", ""])
-@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk"])
+@pytest.mark.parametrize("source", ["zendesk", "chatwoot", "freshdesk", "zammad"])
 def test_a_ticket_id_that_cannot_be_a_path_segment_is_refused(source, ticket_id, recorder, http):
     # quote() leaves "." and ".." as they are; URL normalisation would resolve them to another resource.
     api = recorder()
@@ -799,3 +1014,24 @@ def test_a_ticket_id_with_dots_and_slashes_stays_one_path_segment(source, record
 ])
 def test_credentials_are_removed_from_what_a_failure_says(said, kept):
     assert without_credentials(said) == kept
+
+
+# ---------------------------------------------------------------------- Zammad settings
+
+def test_zammad_settings_fail_at_start_naming_the_setting(monkeypatch):
+    with pytest.raises(ValidationError, match="helpdesks.zammad.api_token is not set"):
+        Settings(helpdesks={"zammad": {"base_url": "https://desk.example.com"}})
+    with pytest.raises(ValidationError, match="helpdesks.zammad.base_url"):
+        Settings(helpdesks={"zammad": {"base_url": "desk.example.com", "api_token": "t"}})
+    with pytest.raises(ValidationError, match="helpdesks.zammad"):
+        Settings(helpdesks={"zammad": {"webhook_secret": "s", "tags": False}})
+
+
+def test_zammad_from_the_environment_is_a_configured_source(monkeypatch):
+    monkeypatch.setenv("CHURNSIGNAL_HELPDESKS__ZAMMAD__WEBHOOK_SECRET", "m-secret")
+    monkeypatch.setenv("CHURNSIGNAL_HELPDESKS__ZAMMAD__BASE_URL", "https://desk.example.com")
+    monkeypatch.setenv("CHURNSIGNAL_HELPDESKS__ZAMMAD__API_TOKEN", "m-token")
+    settings = Settings()
+    assert "zammad" in helpdesks.configured_sources(settings.helpdesks)
+    assert settings.helpdesks.zammad.api_token.get_secret_value() == "m-token"
+    assert "m-token" not in repr(settings)

@@ -25,12 +25,13 @@ from churnsignal.webhook.app import create_app
 
 TOKEN = "test-api-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-SECRETS = {"zendesk": "z-secret", "chatwoot": "c-secret", "freshdesk": "f-secret", "generic": "g-secret"}
+SECRETS = {"zendesk": "z-secret", "chatwoot": "c-secret", "freshdesk": "f-secret", "zammad": "m-secret",
+           "generic": "g-secret"}
 MAPPING = {"event_id": "id", "ticket_id": "ticket.id", "text": "message.text", "created_at": "message.at",
            "author_role": "message.role", "requester_id": "customer.id", "requester_email": "customer.email",
            "requester_phone": "customer.phone", "requester_external_id": "customer.uid"}
 PATHS = {"zendesk": "/webhooks/zendesk", "chatwoot": "/webhooks/chatwoot", "freshdesk": "/webhooks/freshdesk",
-         "generic": "/webhooks/generic/shop"}
+         "zammad": "/webhooks/zammad", "generic": "/webhooks/generic/shop"}
 # Stands for a JSON number too long to write as a Python int: replaced in the body text.
 BIG_NUMBER = "<5000 digits>"
 OUT_OF_RANGE_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", 1e20, 10**30, float("inf"),
@@ -45,6 +46,7 @@ def client(tmp_path, redis_url, store):
         helpdesks={"zendesk": {"signing_secret": SECRETS["zendesk"]},
                    "chatwoot": {"webhook_secret": SECRETS["chatwoot"]},
                    "freshdesk": {"webhook_secret": SECRETS["freshdesk"]},
+                   "zammad": {"webhook_secret": SECRETS["zammad"]},
                    "generic": {"shop": {"secret": SECRETS["generic"], "mapping": MAPPING}}})
     return create_app(config, store=store).test_client()
 
@@ -66,6 +68,11 @@ def payload(source: str, event_id: str = "1001") -> dict[str, Any]:
         return {"event": "reply_sent", "author": "customer", "ticket_id": "88", "source": "Email",
                 "text": f"Li : <div>快递三天没到 {event_id}</div>",
                 "contact": {"email": "li@example.com", "phone": "", "mobile": "", "external_id": ""}}
+    if source == "zammad":
+        return {"ticket": {"id": 81, "state": "open", "customer_id": 8,
+                           "customer": {"id": 8, "email": "li@example.com", "login": "li@example.com", "mobile": ""}},
+                "article": {"id": event_id, "sender": "Customer", "internal": False, "type": "email",
+                            "content_type": "text/html", "body": "快递三天没到<br>", "created_at": now}}
     return {"id": event_id, "ticket": {"id": "9"}, "customer": {"id": "c-1", "email": "li@example.com"},
             "message": {"text": "快递三天没到", "at": now, "role": "customer"}}
 
@@ -90,6 +97,8 @@ def signed_post(client, source: str, body: bytes, timestamp: str | None = None):
         headers |= {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": timestamp}
     elif source == "freshdesk":
         headers["X-Churnsignal-Secret"] = SECRETS[source]
+    elif source == "zammad":
+        headers["X-Hub-Signature"] = "sha1=" + hmac.new(key, body, hashlib.sha1).hexdigest()
     else:
         headers["X-Signature-256"] = hmac.new(key, body, hashlib.sha256).hexdigest()
     return client.post(PATHS[source], data=body, headers=headers)

@@ -83,6 +83,9 @@ def test_credentials_are_required(standin):
     assert requests.post(f"{standin.url('chatwoot')}/api/v1/accounts/1/conversations/9/labels",
                          json={"labels": []}, timeout=5).status_code == 401
     assert requests.get(f"{standin.url('freshdesk')}/api/v2/tickets/1", timeout=5).status_code == 401
+    assert requests.get(f"{standin.url('zammad')}/api/v1/ticket_articles/by_ticket/1", timeout=5).status_code == 401
+    assert requests.post(f"{standin.url('zammad')}/api/v1/tags/add", json={"item": "x", "object": "Ticket", "o_id": 1},
+                         headers={"Authorization": "Bearer t"}, timeout=5).status_code == 401
 
 
 def test_freshdesk_replaces_tags_and_merges_fields_chatwoot_replaces_attributes(standin):

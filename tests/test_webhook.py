@@ -16,6 +16,7 @@ import sqlite3
 import time
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,13 +42,15 @@ HELPDESKS = {
     "zendesk": {"signing_secret": ZENDESK_SECRET},
     "chatwoot": {"webhook_secret": "chatwoot-secret"},
     "freshdesk": {"webhook_secret": "freshdesk-secret"},
+    "zammad": {"webhook_secret": "zammad-secret"},
     "generic": {"acme": {"secret": GENERIC_SECRET, "mapping": {
         "event_id": "id", "ticket_id": "ticket.id", "text": "message.text", "created_at": "message.at",
         "author_role": "message.role", "requester_id": "customer.id", "requester_email": "customer.email",
-        "requester_phone": "customer.phone", "requester_external_id": "customer.uid"}}},
+        "requester_phone": "customer.phone", "requester_external_id": "customer.uid",
+        "ticket_status": "ticket.state", "status_values": {"closed": "solved"}}}},
 }
 PATHS = {"zendesk": "/webhooks/zendesk", "chatwoot": "/webhooks/chatwoot", "freshdesk": "/webhooks/freshdesk",
-         "generic:acme": "/webhooks/generic/acme"}
+         "zammad": "/webhooks/zammad", "generic:acme": "/webhooks/generic/acme"}
 DOWN_BROKER = "redis://127.0.0.1:1/0"
 DOWN_STORE = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 
@@ -185,6 +188,15 @@ def test_a_delivery_racing_another_is_answered_as_a_duplicate(client, settings, 
     assert queued_tasks(redis_url) == []
 
 
+@pytest.mark.parametrize("source", list(PATHS))
+def test_the_ticket_status_is_stored_as_the_helpdesk_reports_it(client, settings, store, source):
+    # Three texts: Freshdesk's event id digests the text.
+    for number, status in enumerate(["solved", "pending", None]):
+        event = replace(message(f"300{number}", text=f"{TEXT} ({number})"), ticket_status=status)
+        assert deliver(client, settings, source, event).status_code == 202
+    assert [e.ticket_status for e in events(store)] == ["solved", "pending", None]
+
+
 def test_agent_and_bot_messages_are_stored_and_kinds_without_messages_ignored(client, settings, store):
     agent = deliver(client, settings, "chatwoot", message("2001", author="agent", text="您好，已为您加急"))
     bot = deliver(client, settings, "generic:acme", message("2002", author="bot", text="自动回复"))
@@ -246,6 +258,14 @@ PAYLOADS = {
         "contact": {"email": EMAIL, "phone": "", "mobile": PHONE, "external_id": "", **SENT_ALONG},
         "requester_ip": IP,
     },
+    "zammad": {
+        "ticket": {"id": 77, "state": "open", "title": "快递没到", "customer_id": 501,
+                   "customer": {"id": 501, "email": EMAIL, "login": EMAIL, "mobile": PHONE, "firstname": NAME,
+                                "address": ADDRESS, **SENT_ALONG}},
+        "article": {"id": 1001, "sender": "Customer", "internal": False, "type": "web", "content_type": "text/plain",
+                    "body": TEXT, "created_at": "2025-01-08T14:25:30Z", "from": f"{NAME} <{EMAIL}>",
+                    "created_by": SENT_ALONG},
+    },
     "generic:acme": {
         "id": "1001", "ticket": {"id": "77", "assignee": NAME},
         "message": {"text": TEXT, "at": "2025-01-08T14:25:30Z", "role": "customer"},
@@ -265,6 +285,8 @@ def signed_post(client, source: str, payload: dict):
         timestamp = str(int(datetime.now(UTC).timestamp()))
         digest = hmac.new(b"chatwoot-secret", f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
         headers = {"X-Chatwoot-Signature": f"sha256={digest}", "X-Chatwoot-Timestamp": timestamp}
+    elif source == "zammad":
+        headers = {"X-Hub-Signature": "sha1=" + hmac.new(b"zammad-secret", body, hashlib.sha1).hexdigest()}
     else:
         headers = {"X-Churnsignal-Secret": "freshdesk-secret"}
     return client.post(PATHS[source], data=body, headers={"Content-Type": "application/json", **headers})
@@ -294,6 +316,31 @@ def test_bad_signature_is_401(client, settings, store):
     assert "signature" in assert_json_error(client.post(PATHS["zendesk"], data=body + b" ", headers=headers), 401)
     unsigned = client.post(PATHS["generic:acme"], data=b"{}", headers={"Content-Type": "application/json"})
     assert_json_error(unsigned, 401)
+    assert count(store, Event) == 0
+
+
+def test_a_zammad_webhook_is_stored_with_its_author_and_status(client, store, redis_url):
+    payload = json.loads(json.dumps(PAYLOADS["zammad"]))
+    assert signed_post(client, "zammad", payload).status_code == 202
+    payload["article"].update(id=1002, internal=True, body="客户情绪很差，需回访")   # an internal note
+    payload["ticket"]["state"] = "pending reminder"
+    assert signed_post(client, "zammad", payload).status_code == 202
+    payload["article"].update(id=1003, sender="Agent", internal=True, body="【流失风险 RED】\n(churnsignal alert 5)")
+    payload["ticket"]["state"] = "closed"
+    assert signed_post(client, "zammad", payload).status_code == 202
+    assert [(e.source, e.ticket_id, e.author, e.ticket_status) for e in events(store)] == [
+        ("zammad", "77", "customer", "open"), ("zammad", "77", "agent", "pending"), ("zammad", "77", "bot", "solved")]
+    assert len(queued_tasks(redis_url)) == 3
+
+
+def test_a_zammad_webhook_without_or_with_a_wrong_signature_is_401(client, store):
+    body = json.dumps(PAYLOADS["zammad"]).encode()
+    missing = client.post(PATHS["zammad"], data=body, headers={"Content-Type": "application/json"})
+    assert "X-Hub-Signature" in assert_json_error(missing, 401)
+    wrong = "sha1=" + hmac.new(b"not-the-secret", body, hashlib.sha1).hexdigest()
+    refused = client.post(PATHS["zammad"], data=body, headers={"Content-Type": "application/json",
+                                                                "X-Hub-Signature": wrong})
+    assert "signature" in assert_json_error(refused, 401)
     assert count(store, Event) == 0
 
 
@@ -330,6 +377,8 @@ def test_unknown_routes_methods_and_helpdesks_are_json(client, tmp_path, redis_u
     unconfigured = create_app(make_settings(tmp_path, redis_url, helpdesks={}), store=store).test_client()
     error = assert_json_error(unconfigured.post("/webhooks/zendesk", data=b"{}"), 403)
     assert "CHURNSIGNAL_HELPDESKS__ZENDESK__SIGNING_SECRET" in error
+    error = assert_json_error(unconfigured.post("/webhooks/zammad", data=b"{}"), 403)
+    assert "CHURNSIGNAL_HELPDESKS__ZAMMAD__WEBHOOK_SECRET" in error
 
 
 # ---------------------------------------------------------------- outages

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
-from churnsignal.config import IdentitySettings
+from churnsignal.config import TICKET_STATUSES, IdentitySettings
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Delivery, Event, Store, utcnow
 from churnsignal.webhook import identity
@@ -44,6 +44,7 @@ SECRET_SETTINGS = {
     "zendesk": "CHURNSIGNAL_HELPDESKS__ZENDESK__SIGNING_SECRET",
     "chatwoot": "CHURNSIGNAL_HELPDESKS__CHATWOOT__WEBHOOK_SECRET",
     "freshdesk": "CHURNSIGNAL_HELPDESKS__FRESHDESK__WEBHOOK_SECRET",
+    "zammad": "CHURNSIGNAL_HELPDESKS__ZAMMAD__WEBHOOK_SECRET",
 }
 AUTHORS = ("customer", "agent", "bot")
 # How long a web process leaves events to the sweeper after the broker failed to take one.
@@ -148,6 +149,8 @@ def _check(event: SupportEvent) -> None:
         raise InvalidPayload(f"channel: must be a non-empty string of at most {MAX_CHANNEL_LENGTH} characters")
     if not isinstance(event.text, str):
         raise InvalidPayload("text: must be a string")
+    if event.ticket_status is not None and event.ticket_status not in TICKET_STATUSES:
+        raise InvalidPayload(f"ticket status: {event.ticket_status!r} is not one of {', '.join(TICKET_STATUSES)}")
 
 
 def masked_body(helpdesk: Helpdesk, payload: Any) -> str:
@@ -208,7 +211,7 @@ def _store_events(session: Session, settings: IdentitySettings, source: str, eve
     rows = [Event(delivery_id=delivery.id, source=source, external_id=event.event_id, ticket_id=event.ticket_id,
                   customer_id=customers[(event.requester, event.ticket_id)], author=event.author, channel=event.channel,
                   text=mask_pii(event.text).text, created_at=_utc_naive(event.created_at), received_at=now,
-                  status="received")
+                  status="received", ticket_status=event.ticket_status)
             for event in new]
     session.add_all(rows)
     session.flush()

@@ -170,6 +170,12 @@ class StandIn:
         app.add_url_rule(freshdesk, view_func=self._freshdesk_ticket, methods=["GET", "PUT"])
         app.add_url_rule(f"{freshdesk}/notes", view_func=self._freshdesk_notes, methods=["POST"])
         app.add_url_rule(f"{freshdesk}/conversations", view_func=self._freshdesk_conversations)
+        zammad = "/zammad/api/v1"
+        app.add_url_rule(f"{zammad}/ticket_articles", view_func=self._zammad_note, methods=["POST"])
+        app.add_url_rule(f"{zammad}/ticket_articles/by_ticket/<ticket_id>", view_func=self._zammad_articles)
+        app.add_url_rule(f"{zammad}/tags", view_func=self._zammad_tags)
+        app.add_url_rule(f"{zammad}/tags/add", view_func=self._zammad_tag, methods=["POST"])
+        app.add_url_rule(f"{zammad}/tags/remove", view_func=self._zammad_tag, methods=["DELETE"])
         app.add_url_rule("/generic/<name>", view_func=self._generic_alert, methods=["POST"])
         return app
 
@@ -346,6 +352,56 @@ class StandIn:
         with self._lock:
             notes = self._notes_of("freshdesk", ticket_id)[(page - 1) * per_page:page * per_page]
         return jsonify([{"id": n["id"], "body": n["body"], "private": n["private"]} for n in notes])
+
+    # ------------------------------------------------------------------ Zammad
+
+    def _zammad_auth_failed(self) -> tuple[Response, int] | None:
+        if not request.headers.get("Authorization", "").startswith("Token token="):
+            return jsonify(error="authentication failed"), 401
+        return None
+
+    def _zammad_note(self) -> Any:
+        if failed := self._zammad_auth_failed():
+            return failed
+        body = request.get_json(silent=True) or {}
+        if not isinstance(body.get("ticket_id"), int) or not body.get("body"):
+            return jsonify(error="Need ticket_id and body"), 422
+        ticket_id = str(body["ticket_id"])
+        with self._lock:
+            note = self._note("zammad", ticket_id, body["body"], private=bool(body.get("internal")))
+            self._write("zammad", ticket_id, "article", body)
+        return jsonify(id=note["id"], ticket_id=body["ticket_id"], body=note["body"], internal=note["private"],
+                       type=body.get("type"), sender="Agent"), 201
+
+    def _zammad_articles(self, ticket_id: str) -> Any:
+        if failed := self._zammad_auth_failed():
+            return failed
+        with self._lock:
+            return jsonify([{"id": n["id"], "ticket_id": int(ticket_id) if ticket_id.isdigit() else ticket_id,
+                             "body": n["body"], "internal": n["private"]}
+                            for n in self._notes_of("zammad", ticket_id)])
+
+    def _zammad_tags(self) -> Any:
+        if failed := self._zammad_auth_failed():
+            return failed
+        with self._lock:
+            return jsonify(tags=self._ticket("zammad", request.args.get("o_id", "")).tags)
+
+    def _zammad_tag(self) -> Any:
+        if failed := self._zammad_auth_failed():
+            return failed
+        body = request.get_json(silent=True) or {}
+        if body.get("object") != "Ticket" or not body.get("item") or "o_id" not in body:
+            return jsonify(error="Need object, o_id and item"), 422
+        ticket_id = str(body["o_id"])
+        with self._lock:
+            ticket = self._ticket("zammad", ticket_id)
+            if request.method == "POST":
+                ticket.tags = list(dict.fromkeys([*ticket.tags, body["item"]]))
+            else:
+                ticket.tags = [tag for tag in ticket.tags if tag != body["item"]]
+            self._write("zammad", ticket_id, "tag_add" if request.method == "POST" else "tag_remove", body)
+        return jsonify(True), 201 if request.method == "POST" else 200
 
     # ------------------------------------------------------------------ generic
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
 from churnsignal.fusion import artifact
@@ -90,14 +91,9 @@ def score_customer(store: Store, customer_id: str, event_id: int, settings: Sett
             select(Order.customer_id, Order.order_id, Order.ordered_at, Order.amount, Order.category, Order.status)
             .where(Order.customer_id == customer_id)).all(),
             ["customer_id", "order_id", "ordered_at", "amount", "category", "status"])
-        events = _frame(session.execute(
-            select(Event.customer_id, Event.created_at, Event.text, Event.channel, Event.ticket_id, Event.author)
-            .where(Event.customer_id == customer_id, Event.author != "bot")).all(),
-            ["customer_id", "created_at", "text", "channel", "ticket_id", "author"])
+        events = support_events(session, customer_id)
     if orders.empty:
         return None
-    events["channel"] = events["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
-    events["rating"] = float("nan")
     # Always with the events: a purchase-only model does not read them, but the service signal does.
     result = score_details(model, orders, events, as_of, settings)
     if result.empty:
@@ -111,6 +107,22 @@ def score_customer(store: Store, customer_id: str, event_id: int, settings: Sett
     with store.session() as session:
         session.add(risk)
     return risk
+
+
+def support_events(session: Session, customer_id: str) -> pd.DataFrame:
+    """A customer's stored messages as the fusion reads them (``fusion/inputs.py``'s columns).
+
+    Bot messages, our own notes among them, are read only when they carry a ticket status:
+    a helpdesk may report a solved ticket with a system message alone (``fusion/text.py``).
+    """
+    events = _frame(session.execute(
+        select(Event.customer_id, Event.created_at, Event.text, Event.channel, Event.ticket_id, Event.author,
+               Event.ticket_status)
+        .where(Event.customer_id == customer_id, (Event.author != "bot") | Event.ticket_status.is_not(None))).all(),
+        ["customer_id", "created_at", "text", "channel", "ticket_id", "author", "ticket_status"])
+    events["channel"] = events["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
+    events["rating"] = float("nan")
+    return events
 
 
 def stale(store: Store, after_seconds: int) -> tuple[list[int], list[tuple[int, int]]]:

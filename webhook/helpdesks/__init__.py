@@ -1,6 +1,6 @@
 """The helpdesks churnsignal speaks to, by the name their webhooks and alerts go by.
 
-A source is ``"zendesk"``, ``"chatwoot"``, ``"freshdesk"``, ``"wecom_kf"`` or ``"generic:<name>"`` for a helpdesk
+A source is ``"zendesk"``, ``"chatwoot"``, ``"freshdesk"``, ``"zammad"``, ``"wecom_kf"`` or ``"generic:<name>"`` for a helpdesk
 configured under ``helpdesks.generic.<name>``; :func:`get` gives the adapter for it, as Rasa
 looks up a channel by name.
 """
@@ -24,6 +24,7 @@ from .chatwoot import Chatwoot
 from .freshdesk import Freshdesk
 from .generic import Generic
 from .wecom_kf import WecomKf
+from .zammad import Zammad
 from .zendesk import Zendesk
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
     "Requester", "SignatureError", "SupportEvent", "BUILT_IN", "get", "configured_sources",
 ]
 
-BUILT_IN = ("zendesk", "chatwoot", "freshdesk", "wecom_kf")
+BUILT_IN = ("zendesk", "chatwoot", "freshdesk", "zammad", "wecom_kf")
 _GENERIC = "generic:"
 
 
@@ -44,6 +45,8 @@ def get(source: str, settings: HelpdeskSettings) -> Helpdesk:
         return Chatwoot(settings.chatwoot, timeout)
     if source == "freshdesk":
         return Freshdesk(settings.freshdesk, timeout)
+    if source == "zammad":
+        return Zammad(settings.zammad, timeout)
     if source == "wecom_kf":
         return WecomKf(settings.wecom_kf, timeout)
     name = source.removeprefix(_GENERIC)
@@ -56,6 +59,7 @@ def get(source: str, settings: HelpdeskSettings) -> Helpdesk:
 def configured_sources(settings: HelpdeskSettings) -> list[str]:
     """The sources that accept webhooks: those with an inbound secret (unsigned traffic is refused)."""
     secrets = {"zendesk": settings.zendesk.signing_secret, "chatwoot": settings.chatwoot.webhook_secret,
-               "freshdesk": settings.freshdesk.webhook_secret, "wecom_kf": settings.wecom_kf.token}
+               "freshdesk": settings.freshdesk.webhook_secret, "zammad": settings.zammad.webhook_secret,
+               "wecom_kf": settings.wecom_kf.token}
     built_in = [source for source, secret in secrets.items() if secret and secret.get_secret_value()]
     return built_in + [_GENERIC + name for name in settings.generic]

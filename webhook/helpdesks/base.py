@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import requests
 
+from churnsignal.config import TicketStatus
+
 Author = Literal["customer", "agent", "bot"]
 
 # The last line of every note churnsignal posts; how a retry finds an earlier try's note and
@@ -80,7 +82,9 @@ class SupportEvent:
     """One message on a ticket or conversation, normalised from any helpdesk's webhook.
 
     ``text`` is as the helpdesk sent it (the webhook masks it before storing).
-    ``created_at`` is naive UTC.
+    ``created_at`` is naive UTC. ``ticket_status`` is the ticket's status as the webhook
+    reports it, in churnsignal's words; None when the payload carries none (or one its adapter
+    does not know).
     """
 
     source: str
@@ -91,6 +95,7 @@ class SupportEvent:
     created_at: datetime
     requester: Requester
     channel: str = "ticket"
+    ticket_status: TicketStatus | None = None
 
 
 @dataclass(frozen=True)

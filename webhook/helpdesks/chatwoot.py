@@ -7,13 +7,15 @@ posts the message's ``webhook_data`` with the event name (app/models/message.rb)
      "message_type": "incoming" | "outgoing" | "activity" | "template", "private": false,
      "sender": {"id": 7, "type": "contact" | "user" | "agent_bot", "email": ..., "phone_number": ...,
                 "identifier": ...},
-     "conversation": {"id": 101, "channel": "Channel::WebWidget",
+     "conversation": {"id": 101, "channel": "Channel::WebWidget", "status": "open",
                       "meta": {"sender": {<the contact>}}, ...},
      "inbox": {...}, "account": {"id": 1, ...}}
 
 ``conversation.id`` is the conversation's display id, the one the API takes. An e-mail inbox's
 conversations are tickets to churnsignal, every other channel's are chats. Other events
-(``conversation_status_changed``, ``message_updated``...) carry no new message.
+(``conversation_status_changed``, ``message_updated``...) carry no new message. The
+conversation's status (open, pending, snoozed, resolved) becomes churnsignal's by
+:data:`STATUSES`; resolving a conversation posts an activity message that carries it.
 
 Webhooks with a secret are signed: ``X-Chatwoot-Signature`` is ``sha256=`` + hex
 HMAC-SHA256(secret, "{X-Chatwoot-Timestamp}.{raw body}"), the timestamp in Unix seconds, with a
@@ -37,7 +39,7 @@ from typing import Any
 
 import requests
 
-from churnsignal.config import ChatwootSettings
+from churnsignal.config import ChatwootSettings, TicketStatus
 
 from .base import (
     AlertMessage,
@@ -69,6 +71,7 @@ from .http import (
     secret,
     shown,
     ticket_segment,
+    ticket_status,
     to_time,
 )
 
@@ -76,11 +79,15 @@ SIGNATURE_HEADER = "X-Chatwoot-Signature"
 TIMESTAMP_HEADER = "X-Chatwoot-Timestamp"
 DELIVERY_HEADER = "X-Chatwoot-Delivery"
 MESSAGE_TYPES = ("incoming", "outgoing", "activity", "template")
+# Chatwoot's conversation statuses in churnsignal's words; a snoozed one waits to come back.
+STATUSES: dict[str, TicketStatus] = {"open": "open", "pending": "pending", "snoozed": "pending",
+                                     "resolved": "solved"}
+_NATIVE_STATUS = {"open": "open", "pending": "pending", "solved": "resolved"}
 # Every field parse reads: all that is stored of a Chatwoot webhook. The contact is the
 # sender or the conversation's, whichever parse takes.
 _CONTACT = ("id", "email", "phone_number", "identifier")
 _READ = ("event", "id", "content", "created_at", "message_type", "sender.type", "conversation.id",
-         "conversation.channel",
+         "conversation.channel", "conversation.status",
          *(f"{contact}.{key}" for contact in ("sender", "conversation.meta.sender") for key in _CONTACT))
 
 
@@ -136,6 +143,7 @@ class Chatwoot(Helpdesk):
                                 phone=optional_str(data, f"{contact}.phone_number"),
                                 external_id=optional_str(data, f"{contact}.identifier")),
             channel="ticket" if channel == "Channel::Email" else "chat",
+            ticket_status=ticket_status(data, "conversation.status", STATUSES),
         )]
 
     def retained(self, payload: Any) -> dict[str, Any]:
@@ -162,6 +170,7 @@ class Chatwoot(Helpdesk):
             "sender": sender,
             "conversation": {"id": _number(event.ticket_id),
                              "channel": "Channel::Email" if event.channel == "ticket" else "Channel::WebWidget",
+                             "status": _NATIVE_STATUS.get(event.ticket_status or ""),
                              "meta": {"sender": contact}},
             "inbox": {"id": 1, "name": "churnsignal"},
             "account": {"id": self.settings.account_id or 1, "name": "churnsignal"},

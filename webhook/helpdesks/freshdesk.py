@@ -11,6 +11,7 @@ Freshdesk URL, encoding JSON, content "Advanced", a custom header named as
      "author": "customer",
      "ticket_id": "{{ticket.id}}",
      "source": "{{ticket.source}}",
+     "status": "{{ticket.status}}",
      "text": "{{ticket.latest_public_comment}}",
      "contact": {"email": "{{ticket.contact.email}}",
                  "phone": "{{ticket.contact.phone}}",
@@ -26,7 +27,8 @@ Freshdesk URL, encoding JSON, content "Advanced", a custom header named as
   ``"text": "{{ticket.latest_private_comment}}"``.
 
 Any other ``event`` value is accepted and ignored. A ticket whose source is chat is a chat to
-churnsignal, any other (e-mail, portal, phone...) a ticket. Freshdesk renders a comment placeholder as
+churnsignal, any other (e-mail, portal, phone...) a ticket. The status becomes churnsignal's by
+:data:`STATUSES`; a custom status is taken as unknown. Freshdesk renders a comment placeholder as
 "<author name> : <HTML body>" (``liquidize_comment`` in Freshdesk's ticket model); the name
 and the markup are removed here, and so is a quoted e-mail history (``<blockquote>``), which
 would otherwise put the agent's earlier words in the customer's mouth.
@@ -49,12 +51,11 @@ import html
 import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from typing import Any, Literal, cast, get_args
 
 import requests
 
-from churnsignal.config import FreshdeskSettings
+from churnsignal.config import FreshdeskSettings, TicketStatus
 
 from .base import (
     AlertMessage,
@@ -79,13 +80,21 @@ from .http import (
     same,
     secret,
     ticket_segment,
+    ticket_status,
 )
+from .markup import html_to_text
 
 MessageEvent = Literal["ticket_created", "reply_sent", "note_added"]
+# Freshdesk's ticket statuses, by name as ``{{ticket.status}}`` renders them or by number as
+# the API writes them, in churnsignal's words; the two "Waiting on" statuses are pending ones.
+STATUSES: dict[str, TicketStatus] = {
+    "open": "open", "2": "open", "pending": "pending", "3": "pending", "resolved": "solved", "4": "solved",
+    "closed": "solved", "5": "solved", "waiting on customer": "pending", "waiting on third party": "pending"}
+_NATIVE_STATUS = {"open": "Open", "pending": "Pending", "solved": "Resolved"}
 # Freshdesk answers 100 conversations per page at most.
 _PAGE_SIZE = 100
 # Every field parse reads: all that is stored of a Freshdesk webhook.
-_READ = ("event", "author", "ticket_id", "text", "source",
+_READ = ("event", "author", "ticket_id", "text", "source", "status",
          "contact.email", "contact.phone", "contact.mobile", "contact.external_id")
 
 
@@ -122,7 +131,7 @@ class Freshdesk(Helpdesk):
             raise InvalidPayload(f"author: expected one of {', '.join(get_args(Author))}, got {author!r}")
         ticket_id = required_id(data, "ticket_id")
         raw = required_str(data, "text")
-        text = _html_to_text(_comment(event, raw))
+        text = html_to_text(_comment(event, raw))
         if not text:  # an attachment or an image alone: nothing to read
             return []
         return [SupportEvent(
@@ -137,6 +146,7 @@ class Freshdesk(Helpdesk):
                                 phone=optional_str(data, "contact.mobile") or optional_str(data, "contact.phone"),
                                 external_id=optional_str(data, "contact.external_id")),
             channel="chat" if "chat" in (optional_str(data, "source") or "").lower() else "ticket",
+            ticket_status=ticket_status(data, "status", STATUSES),
         )]
 
     def retained(self, payload: Any) -> dict[str, Any]:
@@ -158,6 +168,7 @@ class Freshdesk(Helpdesk):
             "author": event.author,
             "ticket_id": event.ticket_id,
             "source": "Chat" if event.channel == "chat" else "Email",
+            "status": _NATIVE_STATUS.get(event.ticket_status or "", ""),
             "text": f"{event.author} : <div>{html.escape(event.text).replace(chr(10), '<br>')}</div>",
             "contact": {"email": r.email or "", "phone": "", "mobile": r.phone or "",
                         "external_id": r.external_id or ""},
@@ -208,38 +219,3 @@ def _without_author_name(rendered: str) -> str:
     """Drop the "<author name> : " that Freshdesk puts before a rendered comment."""
     name, separator, body = rendered.partition(" : ")
     return body if separator and "<" not in name else rendered
-
-
-class _TextExtractor(HTMLParser):
-    """The visible text of an HTML fragment, without quoted history, one line per block."""
-
-    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.quoted = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "blockquote":
-            self.quoted += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "blockquote":
-            self.quoted = max(0, self.quoted - 1)
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.quoted:
-            self.parts.append(data)
-
-
-def _html_to_text(fragment: str) -> str:
-    parser = _TextExtractor()
-    parser.feed(fragment)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
-    return "\n".join(line for line in lines if line)

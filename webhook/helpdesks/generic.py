@@ -2,7 +2,8 @@
 
 Inbound, ``mapping`` says with a JMESPath expression (https://jmespath.org) where each field
 of a message lives in the JSON the helpdesk posts, one message per request, with named list
-items (``mapping.select``) and literal defaults for what JMESPath alone cannot say. ``auth``
+items (``mapping.select``) and literal defaults for what JMESPath alone cannot say. The
+ticket's status (``mapping.ticket_status``) is read through ``mapping.status_values``. ``auth``
 says how the request is authenticated (:mod:`.signing`); by default the raw body is signed
 with hex HMAC-SHA256 under ``secret`` in ``signature_header``, with or without a ``sha256=``
 prefix (GitHub's convention).
@@ -91,6 +92,7 @@ class Generic(Helpdesk):
                                 phone=self._optional("requester_phone", payload),
                                 external_id=self._optional("requester_external_id", payload)),
             channel=self._optional("channel", payload) or "ticket",
+            ticket_status=self.settings.mapping.status(self._found("ticket_status", payload)),
         )]
 
     def retained(self, payload: Any) -> dict[str, Any]:
@@ -138,7 +140,8 @@ class Generic(Helpdesk):
                   "created_at": iso_z(event.created_at), "author_role": role,
                   "requester_id": event.requester.id, "requester_email": event.requester.email,
                   "requester_phone": event.requester.phone,
-                  "requester_external_id": event.requester.external_id, "channel": event.channel}
+                  "requester_external_id": event.requester.external_id, "channel": event.channel,
+                  "ticket_status": _native_status(m.status_values, event.ticket_status)}
         payload: dict[str, Any] = {}
         for field, compiled in self._paths.items():
             if values[field] is not None:
@@ -215,6 +218,11 @@ class Generic(Helpdesk):
         if role in m.customer_roles:
             return "customer"
         return "agent" if role in m.agent_roles else "bot"
+
+
+def _native_status(values: dict[str, str], status: str | None) -> str | None:
+    """The helpdesk's first value that means ``status`` (or ``status`` itself, when none does)."""
+    return next((native for native, meaning in values.items() if meaning == status), status)
 
 
 def _same_value(left: Any, right: Any) -> bool:

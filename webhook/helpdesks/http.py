@@ -21,6 +21,8 @@ from urllib.parse import quote, urljoin
 import requests
 from pydantic import SecretStr
 
+from churnsignal.config import TicketStatus
+
 from .base import (
     AlertMessage,
     DeliveryError,
@@ -204,6 +206,17 @@ def required_flag(payload: dict[str, Any], path: str) -> bool:
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise InvalidPayload(f"{path}: expected true or false, got {value!r}")
+
+
+def ticket_status(payload: dict[str, Any], path: str, meaning: Mapping[str, TicketStatus]) -> TicketStatus | None:
+    """The ticket status at ``path`` through an adapter's table of the helpdesk's values
+    (lower case); None when absent or a value the table does not know (a custom status), so
+    that an unknown status never refuses a message.
+    """
+    value = lookup(payload, path)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
+    return meaning.get(str(value).strip().lower())
 
 
 # ---------------------------------------------------------------- outbound

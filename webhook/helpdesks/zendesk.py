@@ -16,6 +16,7 @@ in; both shapes are accepted::
 
     {"ticket": {"id": "{{ticket.id}}",
                 "via": "{{ticket.via}}",
+                "status": "{{ticket.status}}",
                 "requester": {"id": "{{ticket.requester.id}}",
                               "email": "{{ticket.requester.email}}",
                               "phone": "{{ticket.requester.phone}}",
@@ -27,7 +28,8 @@ in; both shapes are accepted::
                  "created_at": "{{ticket.updated_at_with_timestamp}}"}}
 
 Zendesk's ``via`` channel becomes churnsignal's: ``chat`` for chat and messaging, ``ticket``
-for the rest (web form, e-mail, API...).
+for the rest (web form, e-mail, API...). The ticket's status (``detail.status`` or
+``ticket.status``, compared case-insensitively) becomes churnsignal's by :data:`STATUSES`.
 
 Every Zendesk webhook is signed: ``X-Zendesk-Webhook-Signature`` is
 base64(HMAC-SHA256(signing secret, timestamp + raw body)) and the timestamp (ISO 8601) is in
@@ -50,7 +52,7 @@ from typing import Any
 
 import requests
 
-from churnsignal.config import ZendeskSettings
+from churnsignal.config import TicketStatus, ZendeskSettings
 
 from .base import (
     AlertMessage,
@@ -78,17 +80,21 @@ from .http import (
     same,
     secret,
     ticket_segment,
+    ticket_status,
     to_time,
 )
 
 SIGNATURE_HEADER = "X-Zendesk-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Zendesk-Webhook-Signature-Timestamp"
 COMMENT_ADDED = "zen:event-type:ticket.comment_added"
+# Zendesk's ticket statuses in churnsignal's words; "hold" waits on a third party.
+STATUSES: dict[str, TicketStatus] = {"new": "open", "open": "open", "pending": "pending", "hold": "pending",
+                                     "solved": "solved", "closed": "solved"}
 # Every field parse reads, in either shape: all that is stored of a Zendesk webhook.
 _READ = (
-    "type", "time", "detail.id", "detail.requester_id", "detail.via.channel",
+    "type", "time", "detail.id", "detail.requester_id", "detail.via.channel", "detail.status",
     "event.comment.id", "event.comment.body", "event.comment.is_public", "event.comment.author.is_staff",
-    "ticket.id", "ticket.via", "ticket.requester.id", "ticket.requester.email", "ticket.requester.phone",
+    "ticket.id", "ticket.via", "ticket.status", "ticket.requester.id", "ticket.requester.email", "ticket.requester.phone",
     "ticket.requester.external_id",
     "comment.id", "comment.body", "comment.is_public", "comment.author_id", "comment.created_at",
 )
@@ -143,6 +149,7 @@ class Zendesk(Helpdesk):
             created_at=to_time(required_str(data, "time"), "time"),
             requester=Requester(id=optional_str(data, "detail.requester_id")),
             channel=_channel(optional_str(data, "detail.via.channel")),
+            ticket_status=ticket_status(data, "detail.status", STATUSES),
         )
 
     def _from_trigger(self, data: dict[str, Any]) -> SupportEvent:
@@ -161,6 +168,7 @@ class Zendesk(Helpdesk):
                                 phone=optional_str(data, "ticket.requester.phone"),
                                 external_id=optional_str(data, "ticket.requester.external_id")),
             channel=_channel(optional_str(data, "ticket.via")),
+            ticket_status=ticket_status(data, "ticket.status", STATUSES),
         )
 
     def signed_request(self, event: SupportEvent, now: datetime) -> tuple[dict[str, str], bytes]:
@@ -216,7 +224,8 @@ def _event_body(event: SupportEvent) -> dict[str, Any]:
         "subject": f"zen:ticket:{event.ticket_id}",
         "zendesk_event_version": "2022-11-06",
         "detail": {"id": event.ticket_id, "requester_id": event.requester.id,
-                   "via": {"channel": "chat" if event.channel == "chat" else "web"}},
+                   "via": {"channel": "chat" if event.channel == "chat" else "web"},
+                   "status": event.ticket_status},
         "event": {"comment": {
             "id": event.event_id, "body": event.text, "is_public": True,
             "author": {"id": event.requester.id if customer else _SAMPLE_AGENT_ID,
@@ -228,6 +237,7 @@ def _trigger_body(event: SupportEvent) -> dict[str, Any]:
     r = event.requester
     return {
         "ticket": {"id": event.ticket_id, "via": "Chat" if event.channel == "chat" else "Web Form",
+                   "status": event.ticket_status or "",
                    "requester": {"id": r.id, "email": r.email or "", "phone": r.phone or "",
                                  "external_id": r.external_id or ""}},
         "comment": {"id": event.event_id, "body": event.text, "is_public": "true",
