@@ -441,12 +441,17 @@ class SignedRequest(Section):
                 raise ValueError(f"{setting} signs {{{name}}} but auth.{name} does not say where it is")
 
 
+# How the digest is written: hex, base64, unpadded base64url, or base64 of the hex digest
+# (美洽 sends "meiqia_sign:" + base64(hex(HMAC-SHA1))).
+SignatureEncoding = Literal["hex", "base64", "base64url", "hex_base64"]
+
+
 class HmacAuth(SignedRequest):
     """HMAC of a template over the request under the helpdesk's secret (GitHub, Zammad, Chatwoot...)."""
 
     scheme: Literal["hmac"] = "hmac"
     algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
-    encoding: Literal["hex", "base64", "base64url"] = "hex"
+    encoding: SignatureEncoding = "hex"
     signed: str = "{body}"
 
     @model_validator(mode="after")
@@ -461,7 +466,7 @@ class DigestAuth(SignedRequest):
 
     scheme: Literal["digest"]
     algorithm: HashAlgorithm = "sha1"
-    encoding: Literal["hex", "base64", "base64url"] = "hex"
+    encoding: SignatureEncoding = "hex"
     signed: str
 
     @model_validator(mode="after")

@@ -224,3 +224,43 @@ def test_signed_request_round_trips_a_timestamped_nonced_sha512_base64url_signat
     adapter.verify(headers, body, now)
     with pytest.raises(SignatureError, match="X-Sig does not match: expected the base64url HMAC-SHA512"):
         adapter.verify(headers | {"X-Nonce": "another"}, body, now)
+
+
+# 美洽's published signing examples (github.com/Meiqia/MeiqiaSDK-Push-Signature-Example, sample.txt):
+# Authorization: "meiqia_sign:" + base64(hex(HMAC-SHA1(Secret-Key, raw body))).
+MEIQIA_KEY = "$2a$12$skg8Mk3UJ3ylnmciryxCQ.IyjKTqi2ujRYwH0ak/BMXYiFBacZbx6"
+MEIQIA_SAMPLES = [
+    ("美洽，在线客服软件的漂亮之选", "YTgyMmFkMDY5OWJjYzI1ODRkNjBhNzAyMTdlY2M4YjU2NDNiYjhkZA=="),
+    ("👏 美洽，在线客服软件的漂亮之选 👏", "NzgwYzM4ZGUwNGNmNWM3NmQ3N2NkOTJkZGEwYzg0ZjkxMTY0YzU3OQ=="),
+]
+MEIQIA = {"auth": {"scheme": "hmac", "algorithm": "sha1", "encoding": "hex_base64",
+                   "signature": {"header": "Authorization", "prefix": "meiqia_sign:"}},
+          "mapping": MAPPING | {"customer_roles": ["Customer"]}}
+
+
+@pytest.mark.parametrize(("text", "published"), MEIQIA_SAMPLES)
+def test_meiqia_signature_matches_its_published_examples(text, published):
+    from churnsignal.config import HmacAuth
+    from churnsignal.webhook.helpdesks.signing import WebhookRequest, sign, verify
+
+    auth = HmacAuth(**MEIQIA["auth"])
+    assert sign(auth, MEIQIA_KEY, text.encode()) == published
+    unpadded_urlsafe = base64.urlsafe_b64encode(base64.b64decode(published)).decode().rstrip("=")
+    for sent in (published, unpadded_urlsafe):  # their Java example drops the padding
+        verify(auth, MEIQIA_KEY, WebhookRequest(headers={"Authorization": "meiqia_sign:" + sent}, body=text.encode()),
+               datetime.now(UTC), "X-Signature-256")
+    with pytest.raises(SignatureError, match="hex_base64 HMAC-SHA1"):
+        verify(auth, MEIQIA_KEY, WebhookRequest(headers={"Authorization": "meiqia_sign:" + published},
+                                                body=text.encode() + b" "), datetime.now(UTC), "X-Signature-256")
+
+
+def test_meiqia_webhook_is_accepted_with_its_authorization_header_and_refused_without(tmp_path, redis_url, store):
+    client = create_app(settings_with(tmp_path, redis_url, meiqia=MEIQIA), store=store).test_client()
+    body = article()
+    signature = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest().encode()).decode()
+    assert client.post("/webhooks/generic/meiqia", data=body,
+                       headers={"Authorization": "meiqia_sign:" + signature}).status_code == 202
+    refused(client.post("/webhooks/generic/meiqia", data=article(2),
+                        headers={"Authorization": "meiqia_sign:bm90IGEgc2lnbmF0dXJl"}), "Authorization does not match")
+    refused(client.post("/webhooks/generic/meiqia", data=article(3)), "Authorization is required")
+    assert [event.external_id for event in stored(store)] == ["1"]
