@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
@@ -490,6 +491,125 @@ class OutboundRequest(Section):
         return None if self._template is None else self._template.render(values)
 
 
+# What a pull request's URL and body templates may use besides ``pull.values``.
+PULL_TEMPLATE_FIELDS = frozenset({"cursor", "since", "until"})
+
+
+def _url_value(value: Any) -> str:
+    """Every value a URL template writes is one quoted URL component; None writes nothing."""
+    return "" if value is None else quote(str(value), safe="")
+
+
+# Pull URL templates: sandboxed like the bodies, and every value quoted, so that an id from a
+# webhook cannot add a path segment or a query parameter to the request.
+PULL_URLS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_url_value)
+
+
+def _jmespath(expression: str, setting: str) -> Any:
+    try:
+        return jmespath.compile(expression)
+    except JMESPathError as error:
+        raise ValueError(f"{setting}: not a JMESPath expression: {error}") from None
+
+
+def _template(environment: ImmutableSandboxedEnvironment, source: str, known: frozenset[str], setting: str) -> Any:
+    """A compiled template that uses only ``known`` variables; a ValueError naming ``setting`` otherwise."""
+    try:
+        unknown = sorted(meta.find_undeclared_variables(environment.parse(source)) - known)
+    except TemplateSyntaxError as error:
+        raise ValueError(f"{setting}: not a Jinja2 template: {error.message} (line {error.lineno})") from None
+    if unknown:
+        raise ValueError(f"{setting}: unknown variable {unknown[0]} (known: {', '.join(sorted(known))})")
+    return environment.from_string(source)
+
+
+class PullCursor(Section):
+    """How a sync API says where the next page starts (and that there is one)."""
+
+    # JMESPath over the answer: the cursor the next request sends (as the template value ``cursor``).
+    next: str
+    # JMESPath over the answer: true while there are more pages; None: while ``next`` finds a cursor.
+    has_more: str | None = None
+    # A template over pull.values naming the cursor's stream (one per account or inbox, say).
+    stream: str = "default"
+
+
+class PullSettings(Section):
+    """The request that fetches the messages a webhook only announces (ids or a bare notice).
+
+    The answer's messages are read with the helpdesk's ``mapping``, one item at a time.
+    """
+
+    method: OutboundMethod = "GET"
+    # A Jinja2 template over pull.values, cursor, since and until; each value is URL-quoted.
+    url: str
+    auth: OutboundAuth | None = None
+    # A Jinja2 template (sandboxed) that renders the JSON body; None: no body.
+    body: str | None = None
+    # The webhook values the templates use, by name: JMESPath over the webhook's payload.
+    values: dict[str, str] = {}
+    # A JMESPath condition a webhook must meet to be a notice to pull for; None: every webhook.
+    # Other webhooks are read with the mapping, as without a pull.
+    when: str | None = None
+    # JMESPath over the answer: the list of messages.
+    messages: str
+    # For sync APIs and paged answers; None: one request per notice.
+    cursor: PullCursor | None = None
+    # The most requests one pull makes, so that an API that always says "more" cannot hold a worker.
+    max_pages: int = Field(100, ge=1)
+    _url: Any = PrivateAttr(None)
+    _body: Any = PrivateAttr(None)
+    _values: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _when: Any = PrivateAttr(None)
+    _messages: Any = PrivateAttr(None)
+    _next: Any = PrivateAttr(None)
+    _has_more: Any = PrivateAttr(None)
+    _stream: Any = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _compile(self) -> PullSettings:
+        known = PULL_TEMPLATE_FIELDS | frozenset(self.values)
+        clash = sorted(PULL_TEMPLATE_FIELDS & set(self.values))
+        if clash:
+            raise ValueError(f"values: {clash[0]} is set by the pull itself; name the value otherwise")
+        self._url = _template(PULL_URLS, self.url, known, "url")
+        if self.body is not None:
+            self._body = _template(OUTBOUND_TEMPLATES, self.body, known, "body")
+        self._values = {name: _jmespath(path, f"values.{name}") for name, path in self.values.items()}
+        self._when = _jmespath(self.when, "when") if self.when else None
+        self._messages = _jmespath(self.messages, "messages")
+        if self.cursor is not None:
+            self._next = _jmespath(self.cursor.next, "cursor.next")
+            self._has_more = _jmespath(self.cursor.has_more, "cursor.has_more") if self.cursor.has_more else None
+            self._stream = _template(OUTBOUND_TEMPLATES, self.cursor.stream, frozenset(self.values), "cursor.stream")
+        return self
+
+    def is_notice(self, payload: Any) -> bool:
+        return self._when is None or bool(self._when.search(payload))
+
+    def notice_values(self, payload: Any) -> dict[str, Any]:
+        """Each of ``values`` found in a webhook's payload (None where it is absent)."""
+        return {name: path.search(payload) for name, path in self._values.items()}
+
+    def url_for(self, values: dict[str, Any]) -> str:
+        return self._url.render(values)
+
+    def body_for(self, values: dict[str, Any]) -> str | None:
+        return None if self._body is None else self._body.render(values)
+
+    def stream_for(self, values: dict[str, Any]) -> str:
+        return self._stream.render(values) if self._stream is not None else "default"
+
+    def messages_in(self, answer: Any) -> Any:
+        return self._messages.search(answer)
+
+    def next_cursor(self, answer: Any) -> tuple[Any, bool]:
+        """The next page's cursor in an answer, and whether there is a next page."""
+        found = self._next.search(answer)
+        more = self._has_more.search(answer) if self._has_more is not None else found not in (None, "")
+        return found, bool(more)
+
+
 class GenericHelpdeskSettings(Section):
     """A helpdesk wired by configuration alone: a field mapping in; out, signed JSON POSTs or
     the requests its own API takes."""
@@ -504,6 +624,8 @@ class GenericHelpdeskSettings(Section):
     alert_url: str | None = None
     # Outbound instead: these requests, in order, for every alert (the helpdesk's own API).
     outbound: list[OutboundRequest] = []
+    # For webhooks that carry only ids or a notice: the request that fetches the messages.
+    pull: PullSettings | None = None
 
     @model_validator(mode="after")
     def _one_way_out(self) -> GenericHelpdeskSettings:
