@@ -492,7 +492,8 @@ class OutboundRequest(Section):
 
 
 # What a pull request's URL and body templates may use besides ``pull.values``.
-PULL_TEMPLATE_FIELDS = frozenset({"cursor", "since", "until"})
+# since/until are ISO 8601 UTC times (2026-11-01T00:00:00Z), *_unix the same in Unix seconds.
+PULL_TEMPLATE_FIELDS = frozenset({"cursor", "since", "until", "since_unix", "until_unix"})
 
 
 def _url_value(value: Any) -> str:
@@ -541,7 +542,7 @@ class PullSettings(Section):
     """
 
     method: OutboundMethod = "GET"
-    # A Jinja2 template over pull.values, cursor, since and until; each value is URL-quoted.
+    # A Jinja2 template over pull.values and PULL_TEMPLATE_FIELDS; each value it writes is URL-quoted.
     url: str
     auth: OutboundAuth | None = None
     # A Jinja2 template (sandboxed) that renders the JSON body; None: no body.

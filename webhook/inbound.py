@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -24,9 +24,9 @@ from werkzeug.exceptions import NotFound
 
 from churnsignal.config import IdentitySettings
 from churnsignal.nlp.masking import mask_pii
-from churnsignal.store import Delivery, Event, utcnow
+from churnsignal.store import Delivery, Event, Store, utcnow
 from churnsignal.webhook import identity
-from churnsignal.webhook.app import logger, read_body, read_json, service
+from churnsignal.webhook.app import RETRY_AFTER_SECONDS, error, logger, read_body, read_json, service
 from churnsignal.webhook.helpdesks.base import (
     MARKER,
     Helpdesk,
@@ -35,7 +35,8 @@ from churnsignal.webhook.helpdesks.base import (
     Requester,
     SupportEvent,
 )
-from churnsignal.worker.app import enqueue_events
+from churnsignal.webhook.helpdesks.generic import Generic
+from churnsignal.worker.app import enqueue_events, enqueue_pull
 
 blueprint = Blueprint("inbound", __name__)
 
@@ -83,13 +84,15 @@ def receive(source: str, **request_context: Any):
     except NotConfigured:
         raise NotConfigured(_not_configured(source)) from None
     payload = read_json()
-    events = _unique(_parse(helpdesk, source, payload))
+    values = helpdesk.notice(payload) if isinstance(helpdesk, Generic) else None
+    if values is not None:
+        return _pull_later(source, values)
+    events = storable_events(_parse(helpdesk, source, payload))
     if not events:
         return jsonify({"status": "ignored"}), 200
-    for event in events:
-        _check(event)
 
-    event_ids, new_ids = _persist(source, events, _masked_body(helpdesk, payload))
+    svc = service()
+    event_ids, new_ids = persist(svc.store, svc.settings.identity, source, events, _masked_body(helpdesk, payload))
     if not new_ids:
         return jsonify({"status": "duplicate", "event_ids": event_ids}), 200
     _enqueue(new_ids)
@@ -126,14 +129,45 @@ def _parse(helpdesk: Helpdesk, source: str, payload) -> list[SupportEvent]:
         # still the sender's bad input, not a server error.
         logger.warning("%s payload not understood by its adapter: %s", source, type(exc).__name__)
         raise InvalidPayload(f"payload not understood as a {source} webhook") from None
+    return events
+
+
+def storable_events(events: Sequence[SupportEvent]) -> list[SupportEvent]:
+    """One event per helpdesk event id (a payload may repeat a message), each checked to fit
+    the events table (:class:`InvalidPayload` otherwise), our own notes as the bot's."""
+    unique = list({event.event_id: event for event in events}.values())
+    for event in unique:
+        _check(event)
     # Our own alert notes come back as the helpdesk's webhooks too; they are not an agent's
     # reply (which would count as a first response) and never a customer's words.
-    return [replace(event, author="bot") if MARKER.search(event.text) else event for event in events]
+    return [replace(event, author="bot") if MARKER.search(event.text) else event for event in unique]
 
 
-def _unique(events: Sequence[SupportEvent]) -> list[SupportEvent]:
-    """One event per helpdesk event id (a payload may repeat a message)."""
-    return list({event.event_id: event for event in events}.values())
+def _pull_later(source: str, values: dict[str, Any]) -> tuple[Response, int]:
+    """A notice: stored, then its pull queued for a worker, which retries a failed one.
+
+    The pull is an outbound request that may be slow or fail; a worker can wait and retry
+    where a webhook cannot. A notice the broker does not take is answered 503, so that the
+    helpdesk sends it again: unlike an event, a notice has nothing the sweeper could find.
+    """
+    svc = service()
+    with svc.store.session() as session:
+        delivery = Delivery(source=source, received_at=utcnow(),
+                            body=json.dumps({"notice": masked(values)}, ensure_ascii=False))
+        session.add(delivery)
+        session.flush()
+        delivery_id = delivery.id
+    if time.monotonic() >= svc.broker_paused_until:
+        try:
+            enqueue_pull(svc.celery, source, delivery_id, values)
+            return jsonify({"status": "pulling", "delivery_id": delivery_id}), 202
+        except BrokerUnavailable as exc:
+            svc.broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+            logger.warning("broker unavailable, the pull for notice %d from %s is not queued: %s", delivery_id,
+                           source, type(exc).__name__)
+    response, status = error(503, "cannot queue the pull for this notice; send it again later")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, status
 
 
 def _check(event: SupportEvent) -> None:
@@ -151,39 +185,44 @@ def _check(event: SupportEvent) -> None:
 
 def _masked_body(helpdesk: Helpdesk, payload: Any) -> str:
     """The delivery as stored: the fields its adapter reads, each masked, as unescaped JSON."""
-    return json.dumps(_masked(helpdesk.retained(payload)), ensure_ascii=False)
+    return json.dumps(masked(helpdesk.retained(payload)), ensure_ascii=False)
 
 
-def _masked(value: Any) -> Any:
+def masked(value: Any) -> Any:
     """A JSON value with every string masked, and every number that reads as personal data
     (a phone number sent as a number)."""
     if isinstance(value, dict):
-        return {key: _masked(item) for key, item in value.items()}
+        return {key: masked(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_masked(item) for item in value]
+        return [masked(item) for item in value]
     if isinstance(value, str):
         return mask_pii(value).text
     if isinstance(value, int | float) and not isinstance(value, bool):
-        masked = mask_pii(str(value))
-        return masked.text if masked.found else value
+        as_text = mask_pii(str(value))
+        return as_text.text if as_text.found else value
     return value
 
 
-def _persist(source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:
-    """Store the delivery and its new events in one transaction: (ids of all its events, new ids)."""
-    store = service().store
+def persist(store: Store, identity_settings: IdentitySettings, source: str, events: list[SupportEvent],
+            body: str) -> tuple[list[int], list[int]]:
+    """Store the delivery and its new events in one transaction: (ids of all its events, new ids).
+
+    Webhooks and pulls alike: a message already stored (the same source and event id) is not
+    stored again.
+    """
     try:
         with store.session() as session:
-            return _store_events(session, source, events, body)
+            return _store_events(session, identity_settings, source, events, body)
     except IntegrityError:
         # Two deliveries of the same message raced and the other committed first: what it
         # stored is there now, so this one is (at least partly) a duplicate.
         logger.info("concurrent delivery from %s; storing what is still new", source)
         with store.session() as session:
-            return _store_events(session, source, events, body)
+            return _store_events(session, identity_settings, source, events, body)
 
 
-def _store_events(session: Session, source: str, events: list[SupportEvent], body: str) -> tuple[list[int], list[int]]:
+def _store_events(session: Session, identity_settings: IdentitySettings, source: str, events: list[SupportEvent],
+                  body: str) -> tuple[list[int], list[int]]:
     external_ids = [event.event_id for event in events]
     known = dict(session.execute(select(Event.external_id, Event.id).where(
         Event.source == source, Event.external_id.in_(external_ids))).all())
@@ -191,12 +230,11 @@ def _store_events(session: Session, source: str, events: list[SupportEvent], bod
     if not new:
         return [known[external_id] for external_id in external_ids], []
     # Customers are resolved (reads only) before the first write, to keep the write short.
-    settings = service().settings.identity
     customers: dict[tuple[Requester, str], str] = {}
     for event in new:
         who = (event.requester, event.ticket_id)
         if who not in customers:
-            customers[who] = _customer(session, source, event, settings)
+            customers[who] = _customer(session, source, event, identity_settings)
     now = utcnow()
     delivery = Delivery(source=source, received_at=now, body=body)
     session.add(delivery)

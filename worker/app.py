@@ -7,6 +7,7 @@ worker process imports :mod:`churnsignal.worker.tasks`, which registers them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from celery import Celery
 
@@ -15,6 +16,7 @@ from churnsignal.config import Settings
 PROCESS_EVENTS = "churnsignal.process_events"
 DELIVER_ALERT = "churnsignal.deliver_alert"
 SWEEP = "churnsignal.sweep"
+PULL_NOTICE = "churnsignal.pull_notice"
 QUEUE = "churnsignal"
 # Deliveries have a queue of their own, so a note is not posted only after a backlog of
 # messages has been analysed: a worker takes from both in turn.
@@ -62,3 +64,8 @@ def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:
     """Queue stored events for analysis; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
     app.send_task(PROCESS_EVENTS, args=[list(event_ids)], queue=QUEUE)
 
+
+
+def enqueue_pull(app: Celery, source: str, delivery_id: int, values: dict[str, Any]) -> None:
+    """Queue the pull a stored notice asks for; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
+    app.send_task(PULL_NOTICE, args=[source, delivery_id, values], queue=QUEUE)
