@@ -592,6 +592,11 @@ class PullSettings(Section):
         """Each of ``values`` found in a webhook's payload (None where it is absent)."""
         return {name: path.search(payload) for name, path in self._values.items()}
 
+    def template_values(self, notice: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Every name a template may use: the notice's values (None without a notice), then
+        the PULL_TEMPLATE_FIELDS given (None for the others)."""
+        return {name: None for name in self.values} | (notice or {}) | dict.fromkeys(PULL_TEMPLATE_FIELDS) | fields
+
     def url_for(self, values: dict[str, Any]) -> str:
         return self._url.render(values)
 

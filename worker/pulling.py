@@ -61,12 +61,11 @@ def pull_notice(store: Store, settings: Settings, source: str, values: dict[str,
     """Fetch and store the messages one notice announces; :class:`DeliveryError` when a request fails."""
     adapter = generic(source, settings)
     pull = adapter.settings.pull
-    template_values = values | {"cursor": None, "since": None, "since_unix": None, "until": None, "until_unix": None}
     if pull.cursor is None:
-        return _pages(store, settings, adapter, template_values, http)
+        return _pages(store, settings, adapter, pull.template_values(values), http)
     stream = pull.stream_for(values)
-    template_values["cursor"] = store.cursor(source, stream)
-    return _pages(store, settings, adapter, template_values, http, stream=stream)
+    cursor = store.cursor(source, stream)
+    return _pages(store, settings, adapter, pull.template_values(values, cursor=cursor), http, stream=stream)
 
 
 def backfill(store: Store, settings: Settings, source: str, since: datetime, until: datetime,
@@ -77,10 +76,9 @@ def backfill(store: Store, settings: Settings, source: str, since: datetime, unt
     and what was stored already is skipped. The notice values are all None (there is no notice).
     """
     adapter = generic(source, settings)
-    template_values = {name: None for name in adapter.settings.pull.values} | {
-        "cursor": None, "since": iso_z(since, "seconds"), "since_unix": epoch(since),
-        "until": iso_z(until, "seconds"), "until_unix": epoch(until)}
-    return _pages(store, settings, adapter, template_values, http, on_page=on_page)
+    values = adapter.settings.pull.template_values(since=iso_z(since, "seconds"), since_unix=epoch(since),
+                                                   until=iso_z(until, "seconds"), until_unix=epoch(until))
+    return _pages(store, settings, adapter, values, http, on_page=on_page)
 
 
 def mark_queued(store: Store, event_ids: list[int]) -> None:
