@@ -503,7 +503,7 @@ def backfill(name: str, since: datetime, until: datetime | None) -> None:
     try:
         with requests.Session() as http:
             done = pulling.backfill(store, settings, source, since, until, http,
-                                    on_page=lambda page: bar.update(len(page.items)))
+                                    on_page=lambda page: bar.update(page.fetched))
     except DeliveryError as exc:
         raise click.ClickException(f"the pull failed: {without_credentials(str(exc))}; what was fetched before "
                                    "is stored, and running the backfill again skips it") from exc

@@ -187,6 +187,9 @@ def test_a_notice_is_stored_its_pull_queued_and_the_pulled_messages_stored(tmp_p
     assert [(e.external_id, e.ticket_id, e.author, e.status) for e in events] == [
         ("m1", "81", "customer", "queued"), ("m2", "81", "agent", "queued")]
     assert "13812345678" not in events[0].text
+    with store.session() as session:
+        bodies = session.scalars(select(Delivery.body).order_by(Delivery.id)).all()
+    assert len(bodies) == 2 and "13812345678" not in bodies[1] and '"requester_phone": "[PHONE]"' in bodies[1]
     assert [sent["analyse"]["args"] for sent in worker] == [[[e.id for e in events]]]
 
     # A message, not a notice (pull.when does not hold): read with the mapping as before.
@@ -298,7 +301,7 @@ def test_backfill_pages_through_the_range_and_skips_what_is_stored(tmp_path, red
     desk.messages += [message(n) for n in range(6, 10)]
     pages: list[int] = []
     done = pulling.backfill(store, settings, "generic:desk", datetime(2026, 11, 20, 8, 3), datetime(2026, 11, 20, 8, 9),
-                            http, on_page=lambda page: pages.append(len(page.items)))
+                            http, on_page=lambda page: pages.append(page.fetched))
     assert pages == [2, 2, 2]
     assert (done.fetched, len(done.new), done.skipped) == (6, 3, 3)
     assert [e.external_id for e in stored(store)] == [f"m{n}" for n in range(1, 9)]

@@ -111,7 +111,7 @@ def _pages(store: Store, settings: Settings, adapter: Generic, values: dict[str,
 
 
 def _store_page(store: Store, settings: Settings, adapter: Generic, page: Page, pulled: Pulled) -> None:
-    pulled.fetched += len(page.items)
+    pulled.fetched += page.fetched
     refused = list(page.errors)
     events: dict[str, SupportEvent] = {}
     for event in page.events:
@@ -126,7 +126,7 @@ def _store_page(store: Store, settings: Settings, adapter: Generic, page: Page, 
     pulled.errors += refused
     if not events:
         return
-    body = json.dumps([masked(adapter.retained(item)) for item in page.items], ensure_ascii=False)
+    body = json.dumps(masked(page.retained), ensure_ascii=False)
     _, new = persist(store, settings.identity, adapter.name, list(events.values()), body)
     pulled.new += new
     pulled.skipped += len(events) - len(new)

@@ -19,7 +19,7 @@ import requests
 from churnsignal.config import Settings, UrlTokenAuth
 from churnsignal.nlp.masking import mask_pii
 
-from .base import AlertMessage, SignatureError, SupportEvent
+from .base import AlertMessage, NotConfigured, SignatureError, SupportEvent
 from .generic import Generic
 from .http import secret, utc_naive
 from .signing import (
@@ -57,9 +57,9 @@ def check_signature(adapter: Generic, request: WebhookRequest, now: datetime) ->
     if not request_value(place, request):
         return SignatureCheck(None, f"cannot check the signature: the sample has no {place.describe()}; "
                                     f"give it with {option}. The scheme expects the {expected}")
-    key = secret(adapter.settings.secret, f"helpdesks.{adapter.name.replace(':', '.')}.secret")
     signed_at, age = now, ""
     try:
+        key = secret(adapter.settings.secret, f"helpdesks.{adapter.name.replace(':', '.')}.secret")
         if auth.timestamp is not None:
             sent = request_value(auth.timestamp, request)
             if not sent:
@@ -70,7 +70,7 @@ def check_signature(adapter: Generic, request: WebhookRequest, now: datetime) ->
                 age = (f" (signed {timedelta(seconds=round(skew))} from now: a live webhook this far off is refused, "
                        f"auth.replay_window_seconds is {auth.replay_window_seconds})")
         verify(auth, key, request, signed_at, adapter.settings.signature_header)
-    except SignatureError as error:
+    except (SignatureError, NotConfigured) as error:
         return SignatureCheck(False, f"signature refused: {error}")
     return SignatureCheck(True, f"signature matches: the {expected} in {place.describe()}{age}")
 

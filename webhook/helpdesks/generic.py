@@ -135,13 +135,15 @@ class Generic(Helpdesk):
             raise NotConfigured(f"{self._setting}.pull is not set")
         items, cursor, more = pull.fetch(self.settings.pull, values, http, self.timeout, f"{self._setting}.pull")
         events: list[SupportEvent] = []
+        retained: list[dict[str, Any]] = []
         errors: list[str] = []
         for number, item in enumerate(items):
             try:
                 events += self.parse(item)
+                retained.append(self.retained(item))
             except InvalidPayload as error:
                 errors.append(f"message {number}: {error}")
-        return Page(items, events, errors, cursor, more)
+        return Page(len(items), events, retained, errors, cursor, more)
 
     # ------------------------------------------------------------------ outbound
 

@@ -30,9 +30,11 @@ from .outbound import api, json_body
 class Page:
     """One answer of the pulled API: its messages read with the mapping, and where the next page starts."""
 
-    items: list[Any]  # the answer's messages, as the API wrote them
+    fetched: int  # messages in the answer
     events: list[SupportEvent]
-    # "message <n>: <why>" for each item the mapping could not read.
+    # What the store keeps of each message read (Helpdesk.retained), unmasked yet.
+    retained: list[dict[str, Any]]
+    # "message <n>: <why>" for each message the mapping could not read.
     errors: list[str]
     cursor: str | None
     more: bool
