@@ -31,7 +31,7 @@ from churnsignal.store import Delivery, Event
 from churnsignal.webhook.app import create_app
 from churnsignal.webhook.helpdesks import DeliveryError
 from churnsignal.worker import pulling, tasks
-from churnsignal.worker.app import PULL_NOTICE, QUEUE
+from churnsignal.worker.app import PULL_GENERIC, QUEUE
 
 TOKEN = "Vq3r7wQy0LkP2xZs9bNcT4mHd8Fj1aUe6GiRoYpX"
 BEARER, API_KEY = "bearer-7781", "key-5521"
@@ -162,7 +162,7 @@ def worker(monkeypatch: pytest.MonkeyPatch, store, http) -> Iterator[list[dict[s
     monkeypatch.setattr(tasks, "_store", lambda: store)
     monkeypatch.setattr(tasks, "_http", lambda: http)
     monkeypatch.setattr(tasks.process_events, "apply_async", lambda **kwargs: sent.append({"analyse": kwargs}))
-    monkeypatch.setattr(tasks.pull_notice, "apply_async", lambda **kwargs: sent.append({"pull": kwargs}))
+    monkeypatch.setattr(tasks.pull_generic, "apply_async", lambda **kwargs: sent.append({"pull": kwargs}))
     yield sent
 
 
@@ -179,10 +179,10 @@ def test_a_notice_is_stored_its_pull_queued_and_the_pulled_messages_stored(tmp_p
         [delivery] = session.scalars(select(Delivery)).all()
     assert json.loads(delivery.body) == {"notice": {"session": 81}}  # only the configured values are kept
     [(name, args)] = queued_tasks(redis_url)
-    assert name == PULL_NOTICE and args == ["generic:desk", delivery.id, {"session": 81}]
+    assert name == PULL_GENERIC and args == ["generic:desk", delivery.id, {"session": 81}]
 
     monkeypatch.setattr(tasks, "get_settings", lambda: settings)
-    assert tasks.pull_notice(*args) == {"fetched": 2, "new": 2, "skipped": 0}
+    assert tasks.pull_generic(*args) == {"fetched": 2, "new": 2, "skipped": 0}
     events = stored(store)
     assert [(e.external_id, e.ticket_id, e.author, e.status) for e in events] == [
         ("m1", "81", "customer", "queued"), ("m2", "81", "agent", "queued")]
@@ -241,13 +241,13 @@ def test_a_failing_pull_is_retried_and_a_refused_one_logged(tmp_path, redis_url,
     monkeypatch.setattr(tasks, "get_settings", lambda: settings)
     desk.fail_next = [503]
     with caplog.at_level(logging.WARNING, logger="churnsignal.worker"):
-        assert tasks.pull_notice("generic:desk", 7, {"session": 81}) is None
+        assert tasks.pull_generic("generic:desk", 7, {"session": 81}) is None
     [retry] = worker
     assert retry["pull"]["args"] == ["generic:desk", 7, {"session": 81}, 2] and retry["pull"]["countdown"] == 1
     assert "pull for notice 7 from generic:desk attempt 1 failed; retrying in 1 s" in caplog.text
     assert "HTTP 503" in caplog.text and stored(store) == []
 
-    assert tasks.pull_notice(*retry["pull"]["args"]) == {"fetched": 1, "new": 1, "skipped": 0}
+    assert tasks.pull_generic(*retry["pull"]["args"]) == {"fetched": 1, "new": 1, "skipped": 0}
     assert [e.external_id for e in stored(store)] == ["m1"]
 
     monkeypatch.setenv("DESK_BEARER", "revoked")
@@ -256,7 +256,7 @@ def test_a_failing_pull_is_retried_and_a_refused_one_logged(tmp_path, redis_url,
     worker.clear()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="churnsignal.worker"):
-        tasks.pull_notice("generic:desk", 8, {"session": 81})
+        tasks.pull_generic("generic:desk", 8, {"session": 81})
     assert worker == []  # a 401 is not retried: the credentials are wrong
     [failure] = caplog.records
     assert failure.levelno == logging.ERROR and "HTTP 401" in failure.getMessage()

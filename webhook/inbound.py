@@ -36,7 +36,7 @@ from churnsignal.webhook.helpdesks.base import (
     SupportEvent,
 )
 from churnsignal.webhook.helpdesks.generic import Generic
-from churnsignal.worker.app import enqueue_events, enqueue_pull
+from churnsignal.worker.app import enqueue_events, enqueue_generic_pull
 
 blueprint = Blueprint("inbound", __name__)
 
@@ -92,7 +92,7 @@ def receive(source: str, **request_context: Any):
         return jsonify({"status": "ignored"}), 200
 
     svc = service()
-    event_ids, new_ids = persist(svc.store, svc.settings.identity, source, events, _masked_body(helpdesk, payload))
+    event_ids, new_ids = persist(svc.store, svc.settings.identity, source, events, masked_body(helpdesk, payload))
     if not new_ids:
         return jsonify({"status": "duplicate", "event_ids": event_ids}), 200
     _enqueue(new_ids)
@@ -159,7 +159,7 @@ def _pull_later(source: str, values: dict[str, Any]) -> tuple[Response, int]:
         delivery_id = delivery.id
     if time.monotonic() >= svc.broker_paused_until:
         try:
-            enqueue_pull(svc.celery, source, delivery_id, values)
+            enqueue_generic_pull(svc.celery, source, delivery_id, values)
             return jsonify({"status": "pulling", "delivery_id": delivery_id}), 202
         except BrokerUnavailable as exc:
             svc.broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
@@ -183,7 +183,7 @@ def _check(event: SupportEvent) -> None:
         raise InvalidPayload("text: must be a string")
 
 
-def _masked_body(helpdesk: Helpdesk, payload: Any) -> str:
+def masked_body(helpdesk: Helpdesk, payload: Any) -> str:
     """The delivery as stored: the fields its adapter reads, each masked, as unescaped JSON."""
     return json.dumps(masked(helpdesk.retained(payload)), ensure_ascii=False)
 
@@ -203,25 +203,24 @@ def masked(value: Any) -> Any:
     return value
 
 
-def persist(store: Store, identity_settings: IdentitySettings, source: str, events: list[SupportEvent],
+def persist(store: Store, settings: IdentitySettings, source: str, events: list[SupportEvent],
             body: str) -> tuple[list[int], list[int]]:
     """Store the delivery and its new events in one transaction: (ids of all its events, new ids).
 
-    Webhooks and pulls alike: a message already stored (the same source and event id) is not
-    stored again.
+    Webhooks come in here, and so do the messages a worker pulls from a helpdesk's API.
     """
     try:
         with store.session() as session:
-            return _store_events(session, identity_settings, source, events, body)
+            return _store_events(session, settings, source, events, body)
     except IntegrityError:
         # Two deliveries of the same message raced and the other committed first: what it
         # stored is there now, so this one is (at least partly) a duplicate.
         logger.info("concurrent delivery from %s; storing what is still new", source)
         with store.session() as session:
-            return _store_events(session, identity_settings, source, events, body)
+            return _store_events(session, settings, source, events, body)
 
 
-def _store_events(session: Session, identity_settings: IdentitySettings, source: str, events: list[SupportEvent],
+def _store_events(session: Session, settings: IdentitySettings, source: str, events: list[SupportEvent],
                   body: str) -> tuple[list[int], list[int]]:
     external_ids = [event.event_id for event in events]
     known = dict(session.execute(select(Event.external_id, Event.id).where(
@@ -234,7 +233,7 @@ def _store_events(session: Session, identity_settings: IdentitySettings, source:
     for event in new:
         who = (event.requester, event.ticket_id)
         if who not in customers:
-            customers[who] = _customer(session, source, event, identity_settings)
+            customers[who] = _customer(session, source, event, settings)
     now = utcnow()
     delivery = Delivery(source=source, received_at=now, body=body)
     session.add(delivery)

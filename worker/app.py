@@ -16,7 +16,7 @@ from churnsignal.config import Settings
 PROCESS_EVENTS = "churnsignal.process_events"
 DELIVER_ALERT = "churnsignal.deliver_alert"
 SWEEP = "churnsignal.sweep"
-PULL_NOTICE = "churnsignal.pull_notice"
+PULL_GENERIC = "churnsignal.pull_generic"
 QUEUE = "churnsignal"
 # Deliveries have a queue of their own, so a note is not posted only after a backlog of
 # messages has been analysed: a worker takes from both in turn.
@@ -66,6 +66,6 @@ def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:
 
 
 
-def enqueue_pull(app: Celery, source: str, delivery_id: int, values: dict[str, Any]) -> None:
+def enqueue_generic_pull(app: Celery, source: str, delivery_id: int, values: dict[str, Any]) -> None:
     """Queue the pull a stored notice asks for; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
-    app.send_task(PULL_NOTICE, args=[source, delivery_id, values], queue=QUEUE)
+    app.send_task(PULL_GENERIC, args=[source, delivery_id, values], queue=QUEUE)

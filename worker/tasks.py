@@ -22,7 +22,7 @@ from churnsignal.webhook.helpdesks.base import DeliveryError, NotConfigured
 from churnsignal.webhook.helpdesks.http import without_credentials
 from churnsignal.webhook.identity import log_id
 from churnsignal.worker import alerting, pipeline, pulling
-from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, PULL_NOTICE, QUEUE, SWEEP
+from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, PULL_GENERIC, QUEUE, SWEEP
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,9 @@ def deliver_alert(self, alert_id: int, attempt: int = 1) -> str:
     return outcome.status
 
 
-@shared_task(name=PULL_NOTICE)
-def pull_notice(source: str, delivery_id: int, values: dict[str, Any], attempt: int = 1) -> dict[str, int] | None:
+@shared_task(name=PULL_GENERIC)
+def pull_generic(source: str, delivery_id: int, values: dict[str, Any],
+                 attempt: int = 1) -> dict[str, int] | None:
     """Fetch and store what a stored notice announces, then queue it for analysis; retried with
     backoff (or the helpdesk's Retry-After) like an alert, up to ``helpdesks.max_attempts``."""
     settings = get_settings()
@@ -94,7 +95,7 @@ def pull_notice(source: str, delivery_id: int, values: dict[str, Any], attempt: 
                                          settings.helpdesks.backoff_seconds * 2 ** (attempt - 1))
         log.warning("pull for notice %s from %s attempt %s failed; retrying in %.0f s: %s", delivery_id, source,
                     attempt, delay, reason)
-        pull_notice.apply_async(args=[source, delivery_id, values, attempt + 1], countdown=delay, queue=QUEUE)
+        pull_generic.apply_async(args=[source, delivery_id, values, attempt + 1], countdown=delay, queue=QUEUE)
         return None
     for start in range(0, len(pulled.new), 100):
         process_events.apply_async(args=[pulled.new[start:start + 100]], queue=QUEUE)
