@@ -16,11 +16,12 @@ from churnsignal.config import Settings
 PROCESS_EVENTS = "churnsignal.process_events"
 DELIVER_ALERT = "churnsignal.deliver_alert"
 SWEEP = "churnsignal.sweep"
-PULL_GENERIC = "churnsignal.pull_generic"
 QUEUE = "churnsignal"
 # Deliveries have a queue of their own, so a note is not posted only after a backlog of
 # messages has been analysed: a worker takes from both in turn.
 ALERT_QUEUE = "churnsignal.alerts"
+# A generic helpdesk's pull of what a stored notice announced (helpdesks.generic.<name>.pull).
+PULL_GENERIC = "churnsignal.pull_generic"
 # How often the sweeper looks for events persisted but never processed.
 SWEEP_EVERY_SECONDS = 60.0
 
@@ -60,12 +61,13 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+def enqueue_generic_pull(app: Celery, source: str, delivery_id: int, values: dict[str, Any]) -> None:
+    """Queue the pull a stored notice asks for; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
+    app.send_task(PULL_GENERIC, args=[source, delivery_id, values], queue=QUEUE)
+
+
 def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:
     """Queue stored events for analysis; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
     app.send_task(PROCESS_EVENTS, args=[list(event_ids)], queue=QUEUE)
 
 
-
-def enqueue_generic_pull(app: Celery, source: str, delivery_id: int, values: dict[str, Any]) -> None:
-    """Queue the pull a stored notice asks for; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
-    app.send_task(PULL_GENERIC, args=[source, delivery_id, values], queue=QUEUE)

@@ -74,6 +74,19 @@ def deliver_alert(self, alert_id: int, attempt: int = 1) -> str:
     return outcome.status
 
 
+@shared_task(name=SWEEP)
+def sweep() -> dict[str, int]:
+    """Re-queue what was stored but never got through: events the broker missed, stalled deliveries."""
+    events, alerts = pipeline.stale(_store(), get_settings().service.requeue_after_seconds)
+    for start in range(0, len(events), 100):
+        process_events.apply_async(args=[events[start:start + 100]], queue=QUEUE)
+    for alert_id, attempt in alerts:
+        deliver_alert.apply_async(args=[alert_id, attempt], queue=ALERT_QUEUE)
+    if events or alerts:
+        log.info("sweeper re-queued %d event(s) and %d alert delivery(ies)", len(events), len(alerts))
+    return {"events": len(events), "alerts": len(alerts)}
+
+
 @shared_task(name=PULL_GENERIC)
 def pull_generic(source: str, delivery_id: int, values: dict[str, Any],
                  attempt: int = 1) -> dict[str, int] | None:
@@ -104,19 +117,6 @@ def pull_generic(source: str, delivery_id: int, values: dict[str, Any],
     log.info("pull for notice %s from %s: %d fetched, %d new, %d already stored, %d not stored", delivery_id,
              source, pulled.fetched, len(pulled.new), pulled.skipped, len(pulled.errors))
     return {"fetched": pulled.fetched, "new": len(pulled.new), "skipped": pulled.skipped}
-
-
-@shared_task(name=SWEEP)
-def sweep() -> dict[str, int]:
-    """Re-queue what was stored but never got through: events the broker missed, stalled deliveries."""
-    events, alerts = pipeline.stale(_store(), get_settings().service.requeue_after_seconds)
-    for start in range(0, len(events), 100):
-        process_events.apply_async(args=[events[start:start + 100]], queue=QUEUE)
-    for alert_id, attempt in alerts:
-        deliver_alert.apply_async(args=[alert_id, attempt], queue=ALERT_QUEUE)
-    if events or alerts:
-        log.info("sweeper re-queued %d event(s) and %d alert delivery(ies)", len(events), len(alerts))
-    return {"events": len(events), "alerts": len(alerts)}
 
 
 @worker_ready.connect
