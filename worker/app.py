@@ -70,4 +70,3 @@ def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:
     """Queue stored events for analysis; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
     app.send_task(PROCESS_EVENTS, args=[list(event_ids)], queue=QUEUE)
 
-
