@@ -197,6 +197,18 @@ def test_a_notice_is_stored_its_pull_queued_and_the_pulled_messages_stored(tmp_p
     assert direct.status_code == 202 and direct.get_json()["status"] == "accepted"
 
 
+def test_a_notice_the_broker_cannot_take_is_answered_503_for_the_helpdesk_to_send_again(tmp_path, store, desk):
+    settings = settings_with(tmp_path, "redis://127.0.0.1:1/0", by_session(desk.base))
+    client = create_app(settings, store=store).test_client()
+    notice = {"event": "session.updated", "session": {"id": 81}}
+    for _ in range(2):  # the second finds the broker paused and does not wait for it
+        answer = client.post(f"/webhooks/generic/desk/{TOKEN}", json=notice)
+        assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
+        assert "send it again later" in answer.get_json()["error"]
+    with store.session() as session:
+        assert len(session.scalars(select(Delivery)).all()) == 2  # each notice kept all the same
+
+
 def test_the_cursor_is_kept_and_the_next_pull_continues_from_it(tmp_path, redis_url, store, desk, http):
     settings = settings_with(tmp_path, redis_url, by_cursor(desk.base))
     desk.messages = [message(n) for n in range(1, 6)]
