@@ -20,7 +20,16 @@ import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jmespath.exceptions import JMESPathError
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -506,22 +515,30 @@ def _url_value(value: Any) -> str:
 PULL_URLS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_url_value)
 
 
-def _jmespath(expression: str, setting: str) -> Any:
+def _pull_expression(expression: str, setting: str) -> str:
+    """``expression`` if it is JMESPath; a ValueError naming ``setting`` otherwise."""
     try:
-        return jmespath.compile(expression)
+        jmespath.compile(expression)
     except JMESPathError as error:
         raise ValueError(f"{setting}: not a JMESPath expression: {error}") from None
+    return expression
 
 
-def _template(environment: ImmutableSandboxedEnvironment, source: str, known: frozenset[str], setting: str) -> Any:
-    """A compiled template that uses only ``known`` variables; a ValueError naming ``setting`` otherwise."""
+def _pull_template(environment: ImmutableSandboxedEnvironment, source: str, known: frozenset[str],
+                   setting: str) -> str:
+    """``source`` if it is a Jinja2 template that uses only ``known`` variables."""
     try:
         unknown = sorted(meta.find_undeclared_variables(environment.parse(source)) - known)
     except TemplateSyntaxError as error:
         raise ValueError(f"{setting}: not a Jinja2 template: {error.message} (line {error.lineno})") from None
     if unknown:
-        raise ValueError(f"{setting}: unknown variable {unknown[0]} (known: {', '.join(sorted(known))})")
-    return environment.from_string(source)
+        raise ValueError(f"{setting}: unknown variable {unknown[0]} (known: {', '.join(sorted(known)) or 'none'})")
+    return source
+
+
+def _pull_names(info: ValidationInfo) -> frozenset[str]:
+    """The variables a pull template may use; ``values`` is validated first (it is declared first)."""
+    return PULL_TEMPLATE_FIELDS | frozenset(info.data.get("values", {}))
 
 
 class PullCursor(Section):
@@ -534,6 +551,11 @@ class PullCursor(Section):
     # A template over pull.values naming the cursor's stream (one per account or inbox, say).
     stream: str = "default"
 
+    @field_validator("next", "has_more")
+    @classmethod
+    def _expression(cls, expression: str | None, info: ValidationInfo) -> str | None:
+        return None if expression is None else _pull_expression(expression, info.field_name)
+
 
 class PullSettings(Section):
     """The request that fetches the messages a webhook only announces (ids or a bare notice).
@@ -541,17 +563,17 @@ class PullSettings(Section):
     The answer's messages are read with the helpdesk's ``mapping``, one item at a time.
     """
 
+    # The webhook values the templates use, by name: JMESPath over the webhook's payload.
+    values: dict[str, str] = {}
+    # A JMESPath condition a webhook must meet to be a notice to pull for; None: every webhook.
+    # Other webhooks are read with the mapping, as without a pull.
+    when: str | None = None
     method: OutboundMethod = "GET"
     # A Jinja2 template over pull.values and PULL_TEMPLATE_FIELDS; each value it writes is URL-quoted.
     url: str
     auth: OutboundAuth | None = None
     # A Jinja2 template (sandboxed) that renders the JSON body; None: no body.
     body: str | None = None
-    # The webhook values the templates use, by name: JMESPath over the webhook's payload.
-    values: dict[str, str] = {}
-    # A JMESPath condition a webhook must meet to be a notice to pull for; None: every webhook.
-    # Other webhooks are read with the mapping, as without a pull.
-    when: str | None = None
     # JMESPath over the answer: the list of messages.
     messages: str
     # For sync APIs and paged answers; None: one request per notice.
@@ -567,23 +589,48 @@ class PullSettings(Section):
     _has_more: Any = PrivateAttr(None)
     _stream: Any = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _compile(self) -> PullSettings:
-        known = PULL_TEMPLATE_FIELDS | frozenset(self.values)
-        clash = sorted(PULL_TEMPLATE_FIELDS & set(self.values))
+    @field_validator("values")
+    @classmethod
+    def _value_paths(cls, values: dict[str, str]) -> dict[str, str]:
+        clash = sorted(PULL_TEMPLATE_FIELDS & set(values))
         if clash:
-            raise ValueError(f"values: {clash[0]} is set by the pull itself; name the value otherwise")
-        self._url = _template(PULL_URLS, self.url, known, "url")
-        if self.body is not None:
-            self._body = _template(OUTBOUND_TEMPLATES, self.body, known, "body")
-        self._values = {name: _jmespath(path, f"values.{name}") for name, path in self.values.items()}
-        self._when = _jmespath(self.when, "when") if self.when else None
-        self._messages = _jmespath(self.messages, "messages")
+            raise ValueError(f"{clash[0]} is set by the pull itself; name the value otherwise")
+        for name, path in values.items():
+            _pull_expression(path, name)
+        return values
+
+    @field_validator("when", "messages")
+    @classmethod
+    def _expression(cls, expression: str | None, info: ValidationInfo) -> str | None:
+        return None if expression is None else _pull_expression(expression, info.field_name)
+
+    @field_validator("url")
+    @classmethod
+    def _url_template(cls, url: str, info: ValidationInfo) -> str:
+        return _pull_template(PULL_URLS, url, _pull_names(info), "url")
+
+    @field_validator("body")
+    @classmethod
+    def _body_template(cls, body: str | None, info: ValidationInfo) -> str | None:
+        return None if body is None else _pull_template(OUTBOUND_TEMPLATES, body, _pull_names(info), "body")
+
+    @field_validator("cursor")
+    @classmethod
+    def _stream_template(cls, cursor: PullCursor | None, info: ValidationInfo) -> PullCursor | None:
+        if cursor is not None:
+            _pull_template(OUTBOUND_TEMPLATES, cursor.stream, frozenset(info.data.get("values", {})), "stream")
+        return cursor
+
+    def model_post_init(self, _context: Any) -> None:
+        self._url = PULL_URLS.from_string(self.url)
+        self._body = None if self.body is None else OUTBOUND_TEMPLATES.from_string(self.body)
+        self._values = {name: jmespath.compile(path) for name, path in self.values.items()}
+        self._when = None if self.when is None else jmespath.compile(self.when)
+        self._messages = jmespath.compile(self.messages)
         if self.cursor is not None:
-            self._next = _jmespath(self.cursor.next, "cursor.next")
-            self._has_more = _jmespath(self.cursor.has_more, "cursor.has_more") if self.cursor.has_more else None
-            self._stream = _template(OUTBOUND_TEMPLATES, self.cursor.stream, frozenset(self.values), "cursor.stream")
-        return self
+            self._next = jmespath.compile(self.cursor.next)
+            self._has_more = None if self.cursor.has_more is None else jmespath.compile(self.cursor.has_more)
+            self._stream = OUTBOUND_TEMPLATES.from_string(self.cursor.stream)
 
     def is_notice(self, payload: Any) -> bool:
         return self._when is None or bool(self._when.search(payload))
@@ -604,7 +651,8 @@ class PullSettings(Section):
         return None if self._body is None else self._body.render(values)
 
     def stream_for(self, values: dict[str, Any]) -> str:
-        return self._stream.render(values) if self._stream is not None else "default"
+        """The stream a notice's cursor is kept under (only with ``cursor``)."""
+        return self._stream.render(values)
 
     def messages_in(self, answer: Any) -> Any:
         return self._messages.search(answer)

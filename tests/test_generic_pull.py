@@ -322,14 +322,14 @@ def test_backfill_pages_through_the_range_and_skips_what_is_stored(tmp_path, red
 
 
 @pytest.mark.parametrize(("change", "message_part"), [
-    ({"url": "https://x/{{ sesion }}"}, "url: unknown variable sesion"),
+    ({"url": "https://x/{{ sesion }}"}, "pull.url\n.*url: unknown variable sesion"),
     ({"url": "https://x/{{ session }"}, "url: not a Jinja2 template"),
     ({"messages": "data.[?"}, "messages: not a JMESPath expression"),
-    ({"values": {"cursor": "a"}}, "values: cursor is set by the pull itself"),
+    ({"values": {"cursor": "a"}}, "pull.values\n.*cursor is set by the pull itself"),
     ({"when": "event =="}, "when: not a JMESPath expression"),
     ({"auth": {"bearer_env": "NO_SUCH_VARIABLE"}}, "bearer_env: environment variable NO_SUCH_VARIABLE is not set"),
     ({"body": '{"s": {{ sesion | tojson }}}'}, "body: unknown variable sesion"),
-    ({"cursor": {"next": "next_cursor", "stream": "{{ kf }}"}}, "cursor.stream: unknown variable kf"),
+    ({"cursor": {"next": "next_cursor", "stream": "{{ kf }}"}}, "pull.cursor\n.*stream: unknown variable kf"),
 ])
 def test_bad_pull_settings_fail_at_start_naming_the_setting(tmp_path, redis_url, change, message_part):
     with pytest.raises(ValidationError, match=message_part) as error:

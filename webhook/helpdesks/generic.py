@@ -120,10 +120,10 @@ class Generic(Helpdesk):
     def notice(self, payload: Any) -> dict[str, Any] | None:
         """The values to pull with when ``payload`` only announces messages; None when it is one
         to read with the mapping (no ``pull``, or ``pull.when`` does not hold)."""
-        pull = self.settings.pull
-        if pull is None or not pull.is_notice(payload):
+        configured = self.settings.pull
+        if configured is None or not configured.is_notice(payload):
             return None
-        return pull.notice_values(payload)
+        return configured.notice_values(payload)
 
     def pull_page(self, values: dict[str, Any], http: requests.Session) -> Page:
         """One request of the pull with these template values, its messages read with the mapping.
