@@ -492,7 +492,7 @@ def backfill(name: str, since: datetime, until: datetime | None) -> None:
     _require_pepper(settings)
     source = f"generic:{name}"
     try:
-        pulling.generic(source, settings)
+        pulling.helpdesk_with_pull(source, settings)
     except KeyError as exc:
         raise click.ClickException(exc.args[0]) from exc
     except NotConfigured as exc:

@@ -46,7 +46,7 @@ class Pulled:
     errors: list[str] = field(default_factory=list)
 
 
-def generic(source: str, settings: Settings) -> Generic:
+def helpdesk_with_pull(source: str, settings: Settings) -> Generic:
     """The generic helpdesk ``source`` names, with a pull configured; :class:`NotConfigured` otherwise."""
     adapter = helpdesks.get(source, settings.helpdesks)
     if not isinstance(adapter, Generic):
@@ -59,7 +59,7 @@ def generic(source: str, settings: Settings) -> Generic:
 def pull_notice(store: Store, settings: Settings, source: str, values: dict[str, Any],
                 http: requests.Session) -> Pulled:
     """Fetch and store the messages one notice announces; :class:`DeliveryError` when a request fails."""
-    adapter = generic(source, settings)
+    adapter = helpdesk_with_pull(source, settings)
     pull = adapter.settings.pull
     if pull.cursor is None:
         return _pages(store, settings, adapter, pull.template_values(values), http)
@@ -75,7 +75,7 @@ def backfill(store: Store, settings: Settings, source: str, since: datetime, unt
     For helpdesks that never retry a webhook: whatever a downtime missed is fetched again,
     and what was stored already is skipped. The notice values are all None (there is no notice).
     """
-    adapter = generic(source, settings)
+    adapter = helpdesk_with_pull(source, settings)
     values = adapter.settings.pull.template_values(since=iso_z(since, "seconds"), since_unix=epoch(since),
                                                    until=iso_z(until, "seconds"), until_unix=epoch(until))
     return _pages(store, settings, adapter, values, http, on_page=on_page)
