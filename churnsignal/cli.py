@@ -469,6 +469,173 @@ def _alert_lines(found: Sequence[Alert], width: int) -> Iterator[str]:
 
 
 @main.command()
+@click.option("--helpdesk", "name", required=True, help="A helpdesks.generic.<name> with a pull configured.")
+@click.option("--since", type=_Since(), required=True, help="From: an ISO 8601 date or time (UTC unless it says "
+              "otherwise), or a span back from now: 30m, 24h, 7d.")
+@click.option("--until", type=_Since(), help="To (not included), in the same forms; default: now.")
+def backfill(name: str, since: datetime, until: datetime | None) -> None:
+    """Fetch a time range of a helpdesk's messages through its pull and store the new ones.
+
+    For helpdesks that never retry a webhook: what a downtime missed is fetched again, and
+    messages already stored are skipped.
+    """
+    import requests
+
+    from churnsignal.webhook.helpdesks import DeliveryError, NotConfigured
+    from churnsignal.webhook.helpdesks.http import without_credentials
+    from churnsignal.worker import pulling
+
+    until = until or utcnow()
+    if since >= until:
+        raise click.UsageError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()})")
+    settings = _settings()
+    _require_pepper(settings)
+    source = f"generic:{name}"
+    try:
+        pulling.helpdesk_with_pull(source, settings)
+    except KeyError as exc:
+        raise click.ClickException(exc.args[0]) from exc
+    except NotConfigured as exc:
+        raise click.ClickException(f"{exc}: a backfill makes the pull's request (see docs/deploy.md, "
+                                   "Pulling what a webhook only announces)") from exc
+    store = _store(settings)
+    bar = tqdm(unit="msg", desc=f"backfill {name}", file=sys.stderr, disable=not sys.stderr.isatty())
+    try:
+        with requests.Session() as http:
+            done = pulling.backfill(store, settings, source, since, until, http,
+                                    on_page=lambda page: bar.update(page.fetched))
+    except DeliveryError as exc:
+        raise click.ClickException(f"the pull failed: {without_credentials(str(exc))}; what was fetched before "
+                                   "is stored, and running the backfill again skips it") from exc
+    finally:
+        bar.close()
+    click.echo(f"fetched {done.fetched}, new {len(done.new)}, skipped {done.skipped} (already stored)")
+    _queue_backfilled(settings, store, done.new)
+    for reason in done.errors:
+        click.echo(f"not stored: {reason}", err=True)
+    if done.errors:
+        raise click.ClickException(f"{len(done.errors)} message(s) could not be read with "
+                                   f"helpdesks.generic.{name}.mapping")
+
+
+def _queue_backfilled(settings, store, event_ids: list[int]) -> None:
+    """Queue the new messages for analysis; with the broker down the worker's sweeper does it later."""
+    from kombu.exceptions import OperationalError
+
+    from churnsignal.worker.app import enqueue_events, make_celery
+    from churnsignal.worker.pulling import mark_queued
+
+    celery = make_celery(settings)
+    try:
+        for start in range(0, len(event_ids), 100):
+            enqueue_events(celery, event_ids[start:start + 100])
+    except OperationalError as exc:
+        click.echo(f"the broker is not answering ({type(exc).__name__}): the worker's sweeper queues the new "
+                   "messages for analysis once it is back", err=True)
+        return
+    mark_queued(store, event_ids)
+
+
+@main.group()
+def helpdesk() -> None:
+    """Wiring a helpdesk: check its configuration against what it really sends."""
+
+
+@helpdesk.command("check")
+@click.argument("name")
+@click.option("--sample", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A webhook body as the helpdesk sent it (the exact bytes: the signature covers them).")
+@click.option("--header", "headers", multiple=True, metavar="NAME:VALUE", help="A header the webhook came with.")
+@click.option("--query", "query", multiple=True, metavar="NAME=VALUE", help="A query parameter of the webhook's URL.")
+@click.option("--send-test-alert", "ticket", metavar="TICKET",
+              help="Post a test note on this ticket through the outbound settings and show each answer.")
+def helpdesk_check(name: str, sample: Path | None, headers: tuple[str, ...], query: tuple[str, ...],
+                   ticket: str | None) -> None:
+    """Check helpdesks.generic.NAME: the signature and mapping on a sample webhook, and/or a test note."""
+    from datetime import UTC
+
+    from churnsignal.webhook import helpdesks
+    from churnsignal.webhook.helpdesks import checking
+
+    if sample is None and ticket is None:
+        raise click.UsageError("give --sample (a webhook to check), --send-test-alert TICKET, or both")
+    settings = _settings()
+    if name not in settings.helpdesks.generic:
+        known = ", ".join(settings.helpdesks.generic) or "none"
+        raise click.ClickException(f"no generic helpdesk named {name!r} (configured: {known})")
+    adapter = helpdesks.get(f"generic:{name}", settings.helpdesks)
+    now = datetime.now(UTC)
+    failed = False
+    if sample is not None:
+        failed = not _check_sample(adapter, sample.read_bytes(), _pairs(headers, ":", "--header"),
+                                   _pairs(query, "=", "--query"), now)
+    if ticket is not None:
+        failed = not _send_test_alert(adapter, checking.trial_alert(settings, ticket, now)) or failed
+    if failed:
+        sys.exit(1)
+
+
+def _pairs(given: tuple[str, ...], separator: str, option: str) -> dict[str, str]:
+    pairs = {}
+    for item in given:
+        key, found, value = item.partition(separator)
+        if not found or not key.strip():
+            raise click.UsageError(f"{option} {item!r}: expected NAME{separator}VALUE")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _check_sample(adapter, body: bytes, headers: dict[str, str], query: dict[str, str], now: datetime) -> bool:
+    """Print what the webhook would make of the sample; False when it would refuse it."""
+    from churnsignal.nlp.masking import mask_pii
+    from churnsignal.webhook.helpdesks import checking
+    from churnsignal.webhook.helpdesks.signing import WebhookRequest
+
+    signature = checking.check_signature(adapter, WebhookRequest(headers, body, query), now)
+    click.echo(("ok: " if signature.verified else "FAILED: " if signature.verified is False else "note: ")
+               + signature.message)
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        click.echo(f"FAILED: the sample is not UTF-8 JSON: {exc}")
+        return False
+    values, events, errors = checking.read_sample(adapter, payload)
+    if values is not None:
+        click.echo(f"ok: a notice (pull.when holds): the pull asks {adapter.settings.pull.method} "
+                   f"{mask_pii(adapter.settings.pull.url_for(adapter.settings.pull.template_values(values))).text}")
+    for error in errors:
+        click.echo(f"FAILED: mapping: {mask_pii(error).text}")
+    if values is None and not errors and not events:
+        click.echo("ok: not a message (mapping.message_when does not hold): answered 200 ignored")
+    for event in events:
+        for line in checking.masked_lines(event):
+            click.echo(line)
+    return signature.verified is not False and not errors
+
+
+def _send_test_alert(adapter, alert) -> bool:
+    """Post ``alert`` and print each request's answer; False when the delivery failed."""
+    import requests
+
+    from churnsignal.webhook.helpdesks import DeliveryError, NotConfigured, checking
+    from churnsignal.webhook.helpdesks.http import without_credentials
+
+    with requests.Session() as http:
+        answers = checking.answered(http)
+        try:
+            adapter.post_alert(alert, http)
+        except (DeliveryError, NotConfigured) as exc:
+            for answer in answers:
+                click.echo(f"{answer.request.method} {without_credentials(answer.url)}: HTTP {answer.status_code}")
+            click.echo(f"FAILED: test alert on ticket {alert.ticket_id}: {without_credentials(str(exc))}")
+            return False
+    for answer in answers:
+        click.echo(f"{answer.request.method} {without_credentials(answer.url)}: HTTP {answer.status_code}")
+    click.echo(f"ok: test alert posted on ticket {alert.ticket_id}")
+    return True
+
+
+@main.command()
 @click.option("--bind", default="127.0.0.1:8000", show_default=True, help="Address gunicorn listens on.")
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
 def serve(bind: str, workers: int) -> None:

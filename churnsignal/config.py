@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
@@ -675,6 +675,170 @@ class OutboundRequest(Section):
         return None if self._template is None else self._template.render(values)
 
 
+# What a pull request's URL and body templates may use besides ``pull.values``.
+# since/until are ISO 8601 UTC times (2026-11-01T00:00:00Z), *_unix the same in Unix seconds.
+PULL_TEMPLATE_FIELDS = frozenset({"cursor", "since", "until", "since_unix", "until_unix"})
+
+
+def _url_value(value: Any) -> str:
+    """Every value a URL template writes is one quoted URL component; None writes nothing."""
+    return "" if value is None else quote(str(value), safe="")
+
+
+# Pull URL templates: sandboxed like the bodies, and every value quoted, so that an id from a
+# webhook cannot add a path segment or a query parameter to the request.
+PULL_URLS = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, finalize=_url_value)
+
+
+def _pull_expression(expression: str, setting: str) -> str:
+    """``expression`` if it is JMESPath; a ValueError naming ``setting`` otherwise."""
+    try:
+        jmespath.compile(expression)
+    except JMESPathError as error:
+        raise ValueError(f"{setting}: not a JMESPath expression: {error}") from None
+    return expression
+
+
+def _pull_template(environment: ImmutableSandboxedEnvironment, source: str, known: frozenset[str],
+                   setting: str) -> str:
+    """``source`` if it is a Jinja2 template that uses only ``known`` variables."""
+    try:
+        unknown = sorted(meta.find_undeclared_variables(environment.parse(source)) - known)
+    except TemplateSyntaxError as error:
+        raise ValueError(f"{setting}: not a Jinja2 template: {error.message} (line {error.lineno})") from None
+    if unknown:
+        raise ValueError(f"{setting}: unknown variable {unknown[0]} (known: {', '.join(sorted(known)) or 'none'})")
+    return source
+
+
+def _pull_names(info: ValidationInfo) -> frozenset[str]:
+    """The variables a pull template may use; ``values`` is validated first (it is declared first)."""
+    return PULL_TEMPLATE_FIELDS | frozenset(info.data.get("values", {}))
+
+
+class PullCursor(Section):
+    """How a sync API says where the next page starts (and that there is one)."""
+
+    # JMESPath over the answer: the cursor the next request sends (as the template value ``cursor``).
+    next: str
+    # JMESPath over the answer: true while there are more pages; None: while ``next`` finds a cursor.
+    has_more: str | None = None
+    # A template over pull.values naming the cursor's stream (one per account or inbox, say).
+    stream: str = "default"
+
+    @field_validator("next", "has_more")
+    @classmethod
+    def _expression(cls, expression: str | None, info: ValidationInfo) -> str | None:
+        return None if expression is None else _pull_expression(expression, info.field_name)
+
+
+class PullSettings(Section):
+    """The request that fetches the messages a webhook only announces (ids or a bare notice).
+
+    The answer's messages are read with the helpdesk's ``mapping``, one item at a time.
+    """
+
+    # The webhook values the templates use, by name: JMESPath over the webhook's payload.
+    values: dict[str, str] = {}
+    # A JMESPath condition a webhook must meet to be a notice to pull for; None: every webhook.
+    # Other webhooks are read with the mapping, as without a pull.
+    when: str | None = None
+    method: OutboundMethod = "GET"
+    # A Jinja2 template over pull.values and PULL_TEMPLATE_FIELDS; each value it writes is URL-quoted.
+    url: str
+    auth: OutboundAuth | None = None
+    # A Jinja2 template (sandboxed) that renders the JSON body; None: no body.
+    body: str | None = None
+    # JMESPath over the answer: the list of messages.
+    messages: str
+    # For sync APIs and paged answers; None: one request per notice.
+    cursor: PullCursor | None = None
+    # The most requests one pull makes, so that an API that always says "more" cannot hold a worker.
+    max_pages: int = Field(100, ge=1)
+    _url: Any = PrivateAttr(None)
+    _body: Any = PrivateAttr(None)
+    _values: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _when: Any = PrivateAttr(None)
+    _messages: Any = PrivateAttr(None)
+    _next: Any = PrivateAttr(None)
+    _has_more: Any = PrivateAttr(None)
+    _stream: Any = PrivateAttr(None)
+
+    @field_validator("values")
+    @classmethod
+    def _value_paths(cls, values: dict[str, str]) -> dict[str, str]:
+        clash = sorted(PULL_TEMPLATE_FIELDS & set(values))
+        if clash:
+            raise ValueError(f"{clash[0]} is set by the pull itself; name the value otherwise")
+        for name, path in values.items():
+            _pull_expression(path, name)
+        return values
+
+    @field_validator("when", "messages")
+    @classmethod
+    def _expression(cls, expression: str | None, info: ValidationInfo) -> str | None:
+        return None if expression is None else _pull_expression(expression, info.field_name)
+
+    @field_validator("url")
+    @classmethod
+    def _url_template(cls, url: str, info: ValidationInfo) -> str:
+        return _pull_template(PULL_URLS, url, _pull_names(info), "url")
+
+    @field_validator("body")
+    @classmethod
+    def _body_template(cls, body: str | None, info: ValidationInfo) -> str | None:
+        return None if body is None else _pull_template(OUTBOUND_TEMPLATES, body, _pull_names(info), "body")
+
+    @field_validator("cursor")
+    @classmethod
+    def _stream_template(cls, cursor: PullCursor | None, info: ValidationInfo) -> PullCursor | None:
+        if cursor is not None:
+            _pull_template(OUTBOUND_TEMPLATES, cursor.stream, frozenset(info.data.get("values", {})), "stream")
+        return cursor
+
+    def model_post_init(self, _context: Any) -> None:
+        self._url = PULL_URLS.from_string(self.url)
+        self._body = None if self.body is None else OUTBOUND_TEMPLATES.from_string(self.body)
+        self._values = {name: jmespath.compile(path) for name, path in self.values.items()}
+        self._when = None if self.when is None else jmespath.compile(self.when)
+        self._messages = jmespath.compile(self.messages)
+        if self.cursor is not None:
+            self._next = jmespath.compile(self.cursor.next)
+            self._has_more = None if self.cursor.has_more is None else jmespath.compile(self.cursor.has_more)
+            self._stream = OUTBOUND_TEMPLATES.from_string(self.cursor.stream)
+
+    def is_notice(self, payload: Any) -> bool:
+        return self._when is None or bool(self._when.search(payload))
+
+    def notice_values(self, payload: Any) -> dict[str, Any]:
+        """Each of ``values`` found in a webhook's payload (None where it is absent)."""
+        return {name: path.search(payload) for name, path in self._values.items()}
+
+    def template_values(self, notice: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        """Every name a template may use: the notice's values (None without a notice), then
+        the PULL_TEMPLATE_FIELDS given (None for the others)."""
+        return {name: None for name in self.values} | (notice or {}) | dict.fromkeys(PULL_TEMPLATE_FIELDS) | fields
+
+    def url_for(self, values: dict[str, Any]) -> str:
+        return self._url.render(values)
+
+    def body_for(self, values: dict[str, Any]) -> str | None:
+        return None if self._body is None else self._body.render(values)
+
+    def stream_for(self, values: dict[str, Any]) -> str:
+        """The stream a notice's cursor is kept under (only with ``cursor``)."""
+        return self._stream.render(values)
+
+    def messages_in(self, answer: Any) -> Any:
+        return self._messages.search(answer)
+
+    def next_cursor(self, answer: Any) -> tuple[Any, bool]:
+        """The next page's cursor in an answer, and whether there is a next page."""
+        found = self._next.search(answer)
+        more = self._has_more.search(answer) if self._has_more is not None else found not in (None, "")
+        return found, bool(more)
+
+
 class GenericHelpdeskSettings(Section):
     """A helpdesk wired by configuration alone: a field mapping in; out, signed JSON POSTs or
     the requests its own API takes."""
@@ -689,6 +853,8 @@ class GenericHelpdeskSettings(Section):
     alert_url: str | None = None
     # Outbound instead: these requests, in order, for every alert (the helpdesk's own API).
     outbound: list[OutboundRequest] = []
+    # For webhooks that carry only ids or a notice: the request that fetches the messages.
+    pull: PullSettings | None = None
 
     @field_validator("secret")
     @classmethod

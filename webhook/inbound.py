@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -26,7 +26,7 @@ from churnsignal.config import TICKET_STATUSES, IdentitySettings
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Delivery, Event, Store, utcnow
 from churnsignal.webhook import identity
-from churnsignal.webhook.app import logger, read_body, read_json, service
+from churnsignal.webhook.app import RETRY_AFTER_SECONDS, error, logger, read_body, read_json, service
 from churnsignal.webhook.helpdesks.base import (
     MARKER,
     Helpdesk,
@@ -35,7 +35,8 @@ from churnsignal.webhook.helpdesks.base import (
     Requester,
     SupportEvent,
 )
-from churnsignal.worker.app import enqueue_events
+from churnsignal.webhook.helpdesks.generic import Generic
+from churnsignal.worker.app import enqueue_events, enqueue_generic_pull
 
 blueprint = Blueprint("inbound", __name__)
 
@@ -84,11 +85,12 @@ def receive(source: str, **request_context: Any):
     except NotConfigured:
         raise NotConfigured(_not_configured(source)) from None
     payload = read_json()
-    events = _unique(_parse(helpdesk, source, payload))
+    values = helpdesk.notice(payload) if isinstance(helpdesk, Generic) else None
+    if values is not None:
+        return _pull_later(source, values)
+    events = storable_events(_parse(helpdesk, source, payload))
     if not events:
         return jsonify({"status": "ignored"}), 200
-    for event in events:
-        _check(event)
 
     svc = service()
     event_ids, new_ids = persist(svc.store, svc.settings.identity, source, events, masked_body(helpdesk, payload))
@@ -128,14 +130,45 @@ def _parse(helpdesk: Helpdesk, source: str, payload) -> list[SupportEvent]:
         # still the sender's bad input, not a server error.
         logger.warning("%s payload not understood by its adapter: %s", source, type(exc).__name__)
         raise InvalidPayload(f"payload not understood as a {source} webhook") from None
+    return events
+
+
+def storable_events(events: Sequence[SupportEvent]) -> list[SupportEvent]:
+    """One event per helpdesk event id (a payload may repeat a message), each checked to fit
+    the events table (:class:`InvalidPayload` otherwise), our own notes as the bot's."""
+    unique = list({event.event_id: event for event in events}.values())
+    for event in unique:
+        _check(event)
     # Our own alert notes come back as the helpdesk's webhooks too; they are not an agent's
     # reply (which would count as a first response) and never a customer's words.
-    return [replace(event, author="bot") if MARKER.search(event.text) else event for event in events]
+    return [replace(event, author="bot") if MARKER.search(event.text) else event for event in unique]
 
 
-def _unique(events: Sequence[SupportEvent]) -> list[SupportEvent]:
-    """One event per helpdesk event id (a payload may repeat a message)."""
-    return list({event.event_id: event for event in events}.values())
+def _pull_later(source: str, values: dict[str, Any]) -> tuple[Response, int]:
+    """A notice: stored, then its pull queued for a worker, which retries a failed one.
+
+    The pull is an outbound request that may be slow or fail; a worker can wait and retry
+    where a webhook cannot. A notice the broker does not take is answered 503, so that the
+    helpdesk sends it again: unlike an event, a notice has nothing the sweeper could find.
+    """
+    svc = service()
+    with svc.store.session() as session:
+        delivery = Delivery(source=source, received_at=utcnow(),
+                            body=json.dumps({"notice": masked(values)}, ensure_ascii=False))
+        session.add(delivery)
+        session.flush()
+        delivery_id = delivery.id
+    if time.monotonic() >= svc.broker_paused_until:
+        try:
+            enqueue_generic_pull(svc.celery, source, delivery_id, values)
+            return jsonify({"status": "pulling", "delivery_id": delivery_id}), 202
+        except BrokerUnavailable as exc:
+            svc.broker_paused_until = time.monotonic() + BROKER_PAUSE_SECONDS
+            logger.warning("broker unavailable, the pull for notice %d from %s is not queued: %s", delivery_id,
+                           source, type(exc).__name__)
+    response, status = error(503, "cannot queue the pull for this notice; send it again later")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, status
 
 
 def _check(event: SupportEvent) -> None:
@@ -155,21 +188,21 @@ def _check(event: SupportEvent) -> None:
 
 def masked_body(helpdesk: Helpdesk, payload: Any) -> str:
     """The delivery as stored: the fields its adapter reads, each masked, as unescaped JSON."""
-    return json.dumps(_masked(helpdesk.retained(payload)), ensure_ascii=False)
+    return json.dumps(masked(helpdesk.retained(payload)), ensure_ascii=False)
 
 
-def _masked(value: Any) -> Any:
+def masked(value: Any) -> Any:
     """A JSON value with every string masked, and every number that reads as personal data
     (a phone number sent as a number)."""
     if isinstance(value, dict):
-        return {key: _masked(item) for key, item in value.items()}
+        return {key: masked(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_masked(item) for item in value]
+        return [masked(item) for item in value]
     if isinstance(value, str):
         return mask_pii(value).text
     if isinstance(value, int | float) and not isinstance(value, bool):
-        masked = mask_pii(str(value))
-        return masked.text if masked.found else value
+        as_text = mask_pii(str(value))
+        return as_text.text if as_text.found else value
     return value
 
 

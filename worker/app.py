@@ -7,6 +7,7 @@ worker process imports :mod:`churnsignal.worker.tasks`, which registers them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from celery import Celery
 
@@ -20,6 +21,8 @@ QUEUE = "churnsignal"
 # Deliveries have a queue of their own, so a note is not posted only after a backlog of
 # messages has been analysed: a worker takes from both in turn.
 ALERT_QUEUE = "churnsignal.alerts"
+# A generic helpdesk's pull of what a stored notice announced (helpdesks.generic.<name>.pull).
+PULL_GENERIC = "churnsignal.pull_generic"
 # How often the sweeper looks for events persisted but never processed.
 SWEEP_EVERY_SECONDS = 60.0
 
@@ -57,6 +60,11 @@ def make_celery(settings: Settings) -> Celery:
             "socket_connect_timeout": timeout,
         }
     return app
+
+
+def enqueue_generic_pull(app: Celery, source: str, delivery_id: int, values: dict[str, Any]) -> None:
+    """Queue the pull a stored notice asks for; raises ``kombu.exceptions.OperationalError`` if the broker is down."""
+    app.send_task(PULL_GENERIC, args=[source, delivery_id, values], queue=QUEUE)
 
 
 def enqueue_events(app: Celery, event_ids: Iterable[int]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from functools import lru_cache
+from typing import Any
 
 import requests
 from celery import shared_task
@@ -15,12 +16,14 @@ from celery.signals import worker_ready
 from sqlalchemy import select
 
 from churnsignal.config import get_settings
+from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Event, Store
-from churnsignal.webhook.identity import log_id
-from churnsignal.webhook.helpdesks.base import DeliveryError
+from churnsignal.webhook.helpdesks.base import DeliveryError, NotConfigured
 from churnsignal.webhook.helpdesks.http import without_credentials
-from churnsignal.worker import alerting, pipeline, wecom_sync
-from churnsignal.worker.app import ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, PULL_WECOM_KF, QUEUE, SWEEP
+from churnsignal.webhook.identity import log_id
+from churnsignal.worker import alerting, pipeline, pulling, wecom_sync
+from churnsignal.worker.app import (ALERT_QUEUE, DELIVER_ALERT, PROCESS_EVENTS, PULL_GENERIC, PULL_WECOM_KF, QUEUE,
+                                    SWEEP)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,38 @@ def sweep() -> dict[str, int]:
     if events or alerts:
         log.info("sweeper re-queued %d event(s) and %d alert delivery(ies)", len(events), len(alerts))
     return {"events": len(events), "alerts": len(alerts)}
+
+
+@shared_task(name=PULL_GENERIC)
+def pull_generic(source: str, delivery_id: int, values: dict[str, Any],
+                 attempt: int = 1) -> dict[str, int] | None:
+    """Fetch and store what a stored notice announces, then queue it for analysis; retried with
+    backoff (or the helpdesk's Retry-After) like an alert, up to ``helpdesks.max_attempts``."""
+    settings = get_settings()
+    store = _store()
+    try:
+        pulled = pulling.pull_notice(store, settings, source, values, _http())
+    except (DeliveryError, NotConfigured, LookupError) as error:
+        reason = without_credentials(mask_pii(str(error)).text)
+        retry = isinstance(error, DeliveryError) and not error.permanent and attempt < settings.helpdesks.max_attempts
+        if not retry:
+            log.error("pull for notice %s from %s failed at attempt %s, not retried: %s; once it is fixed, "
+                      "`churnsignal backfill --helpdesk %s --since <time>` fetches what it missed", delivery_id,
+                      source, attempt, reason, source.removeprefix("generic:"))
+            return None
+        delay = error.retry_after or min(settings.helpdesks.backoff_max_seconds,
+                                         settings.helpdesks.backoff_seconds * 2 ** (attempt - 1))
+        log.warning("pull for notice %s from %s attempt %s failed; retrying in %.0f s: %s", delivery_id, source,
+                    attempt, delay, reason)
+        pull_generic.apply_async(args=[source, delivery_id, values, attempt + 1], countdown=delay, queue=QUEUE)
+        return None
+    for start in range(0, len(pulled.new), 100):
+        process_events.apply_async(args=[pulled.new[start:start + 100]], queue=QUEUE)
+    if pulled.new:
+        pulling.mark_queued(store, pulled.new)
+    log.info("pull for notice %s from %s: %d fetched, %d new, %d already stored, %d not stored", delivery_id,
+             source, pulled.fetched, len(pulled.new), pulled.skipped, len(pulled.errors))
+    return {"fetched": pulled.fetched, "new": len(pulled.new), "skipped": pulled.skipped}
 
 
 @worker_ready.connect

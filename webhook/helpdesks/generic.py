@@ -12,12 +12,15 @@ Outbound, an alert is POSTed as JSON to ``alert_url``, signed the same way with 
 secret, with the alert's ``Idempotency-Key``: the receiver is the one place that can drop a
 retry's duplicate, since there is no ticket to read back first. Or, with ``outbound``, it
 becomes the requests the helpdesk's own API takes (:mod:`.outbound`).
+
+A webhook that only announces messages (ids, or a bare notice) is answered by ``pull``: the
+request that fetches them, each then read with the same ``mapping`` (:mod:`.pull`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +31,7 @@ from jmespath.exceptions import JMESPathError
 
 from churnsignal.config import MAPPED_FIELDS, GenericHelpdeskSettings, UrlTokenAuth
 
-from . import outbound
+from . import outbound, pull
 from .base import (
     AlertMessage,
     Author,
@@ -40,6 +43,7 @@ from .base import (
     SupportEvent,
 )
 from .http import Api, hmac_sha256, iso_z, secret, shown, to_id, to_time
+from .pull import Page
 from .signing import WebhookRequest, sign, signature_place, verify
 
 
@@ -74,26 +78,22 @@ class Generic(Helpdesk):
         if self._message_when is not None and not self._message_when.search(payload):
             return []
         payload = self._with_selected(payload)
-        role = self._required("author_role", payload)
-        if not isinstance(role, str):
-            raise InvalidPayload(f"{self._where('author_role')}: expected a string, got {role!r}")
-        text = self._required("text", payload)
-        if not isinstance(text, str):
-            raise InvalidPayload(f"{self._where('text')}: expected a string, got {type(text).__name__}")
-        return [SupportEvent(
-            source=self.name,
-            event_id=to_id(self._required("event_id", payload), self._where("event_id")),
-            ticket_id=to_id(self._required("ticket_id", payload), self._where("ticket_id")),
-            author=self._author(role),
-            text=text,
-            created_at=to_time(self._required("created_at", payload), self._where("created_at")),
-            requester=Requester(id=self._optional("requester_id", payload),
-                                email=self._optional("requester_email", payload),
-                                phone=self._optional("requester_phone", payload),
-                                external_id=self._optional("requester_external_id", payload)),
-            channel=self._optional("channel", payload) or "ticket",
-            ticket_status=self.settings.mapping.status(self._found("ticket_status", payload)),
-        )]
+        return [SupportEvent(source=self.name, **{field: read(payload) for field, read in self._readers().items()})]
+
+    def mapping_errors(self, payload: Any) -> list[str]:
+        """Every field the mapping cannot read from ``payload``, each naming its path: what
+        :meth:`parse` refuses at the first, all at once (for ``churnsignal helpdesk check``)."""
+        try:
+            payload = self._with_selected(payload)
+        except InvalidPayload as error:
+            return [str(error)]
+        errors = []
+        for read in self._readers().values():
+            try:
+                read(payload)
+            except InvalidPayload as error:
+                errors.append(str(error))
+        return errors
 
     def retained(self, payload: Any) -> dict[str, Any]:
         """Each mapped field's value by the field's name: a JMESPath result has no path to nest it by."""
@@ -148,6 +148,36 @@ class Generic(Helpdesk):
                 _place(payload, _keys(compiled.parsed, field), values[field])
         return json.dumps(payload, ensure_ascii=False).encode()
 
+    # ------------------------------------------------------------------ pull
+
+    def notice(self, payload: Any) -> dict[str, Any] | None:
+        """The values to pull with when ``payload`` only announces messages; None when it is one
+        to read with the mapping (no ``pull``, or ``pull.when`` does not hold)."""
+        configured = self.settings.pull
+        if configured is None or not configured.is_notice(payload):
+            return None
+        return configured.notice_values(payload)
+
+    def pull_page(self, values: dict[str, Any], http: requests.Session) -> Page:
+        """One request of the pull with these template values, its messages read with the mapping.
+
+        An item the mapping cannot read is reported in :attr:`Page.errors` and the others are
+        kept: asking again would fetch the same item, and a wrong mapping is fixed in the YAML.
+        """
+        if self.settings.pull is None:
+            raise NotConfigured(f"{self._setting}.pull is not set")
+        items, cursor, more = pull.fetch(self.settings.pull, values, http, self.timeout, f"{self._setting}.pull")
+        events: list[SupportEvent] = []
+        retained: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for number, item in enumerate(items):
+            try:
+                events += self.parse(item)
+                retained.append(self.retained(item))
+            except InvalidPayload as error:
+                errors.append(f"message {number}: {error}")
+        return Page(len(items), events, retained, errors, cursor, more)
+
     # ------------------------------------------------------------------ outbound
 
     def post_alert(self, alert: AlertMessage, http: requests.Session) -> None:
@@ -195,6 +225,28 @@ class Generic(Helpdesk):
                                      f"{spec.equals} ({shown(wanted)})")
             selected[name] = matches[0]
         return selected
+
+    def _readers(self) -> dict[str, Callable[[Any], Any]]:
+        """How each field of a :class:`SupportEvent` is read from a payload, in the order checked."""
+        return {
+            "author": lambda payload: self._author(self._string("author_role", payload, repr)),
+            "text": lambda payload: self._string("text", payload, lambda value: type(value).__name__),
+            "event_id": lambda payload: to_id(self._required("event_id", payload), self._where("event_id")),
+            "ticket_id": lambda payload: to_id(self._required("ticket_id", payload), self._where("ticket_id")),
+            "created_at": lambda payload: to_time(self._required("created_at", payload), self._where("created_at")),
+            "requester": lambda payload: Requester(id=self._optional("requester_id", payload),
+                                                   email=self._optional("requester_email", payload),
+                                                   phone=self._optional("requester_phone", payload),
+                                                   external_id=self._optional("requester_external_id", payload)),
+            "channel": lambda payload: self._optional("channel", payload) or "ticket",
+            "ticket_status": lambda payload: self.settings.mapping.status(self._found("ticket_status", payload)),
+        }
+
+    def _string(self, field: str, payload: Any, described: Callable[[Any], str]) -> str:
+        value = self._required(field, payload)
+        if not isinstance(value, str):
+            raise InvalidPayload(f"{self._where(field)}: expected a string, got {described(value)}")
+        return value
 
     def _where(self, field: str) -> str:
         return f"{field} ({getattr(self.settings.mapping, field) or 'default'})"

@@ -234,7 +234,8 @@ class Api:
     http: requests.Session
     base_url: str
     timeout: float
-    idempotency_key: str
+    # None for reads that change nothing (a pull): there is no retry to recognise.
+    idempotency_key: str | None
     auth: tuple[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -246,7 +247,9 @@ class Api:
         success is a permanent failure (the configuration, not the helpdesk, is wrong).
         """
         url = join_url(self.base_url, path)
-        headers = {**self.headers, "Idempotency-Key": self.idempotency_key}
+        headers = dict(self.headers)
+        if self.idempotency_key is not None:
+            headers["Idempotency-Key"] = self.idempotency_key
         try:
             response = self.http.request(method, url, json=json, data=data, params=params, headers=headers,
                                          auth=self.auth, timeout=self.timeout, allow_redirects=False)

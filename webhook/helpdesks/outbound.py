@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -33,9 +34,9 @@ def send(calls: list[OutboundRequest], alert: AlertMessage, http: requests.Sessi
         if request.read_back is not None and alert.attempt > 1 and _landed(request.read_back, request.auth, alert,
                                                                              http, timeout, key):
             continue
-        body = _body(request, values, where)
-        _api(http, request.auth, url(request.url, alert), timeout, key)(request.method, "", json=body,
-                                                                        expect=request.expect)
+        body = json_body(request.render, values, f"{where}.body")
+        api(http, request.auth, url(request.url, alert), timeout, key)(request.method, "", json=body,
+                                                                       expect=request.expect)
 
 
 def template_values(alert: AlertMessage) -> dict[str, Any]:
@@ -68,31 +69,32 @@ def url(template: str, alert: AlertMessage) -> str:
     return PLACEHOLDER.sub(segment, template)
 
 
-def _body(request: OutboundRequest, values: dict[str, Any], where: str) -> Any:
+def json_body(render: Callable[[dict[str, Any]], str | None], values: dict[str, Any], where: str) -> Any:
     """The rendered body, decoded: a template that does not render JSON can never succeed."""
     try:
-        text = request.render(values)
+        text = render(values)
     except (TemplateError, TypeError, ValueError) as error:  # filters and operators raise plain ones too
         hint = " (ticket_number is defined only for a ticket id of digits)" if "ticket_number" in str(error) else ""
-        raise DeliveryError(f"{where}.body: cannot render: {error}{hint}", permanent=True) from error
+        raise DeliveryError(f"{where}: cannot render: {error}{hint}", permanent=True) from error
     if text is None:
         return None
     try:
         return json.loads(text)
     except ValueError as error:
-        raise DeliveryError(f"{where}.body: the template did not render JSON ({error}); "
+        raise DeliveryError(f"{where}: the template did not render JSON ({error}); "
                             "write string fields as {{ field | tojson }}", permanent=True) from error
 
 
 def _landed(read_back: ReadBack, auth: OutboundAuth | None, alert: AlertMessage, http: requests.Session,
             timeout: float, key: str) -> bool:
-    answer = _api(http, read_back.auth or auth, url(read_back.url, alert), timeout, key)(read_back.method, "")
+    answer = api(http, read_back.auth or auth, url(read_back.url, alert), timeout, key)(read_back.method, "")
     found = read_back.texts(answer)
     texts = [found] if isinstance(found, str) else found if isinstance(found, list) else []
     return already_posted((text for text in texts if isinstance(text, str)), alert)
 
 
-def _api(http: requests.Session, auth: OutboundAuth | None, address: str, timeout: float, key: str) -> Api:
+def api(http: requests.Session, auth: OutboundAuth | None, address: str, timeout: float, key: str | None) -> Api:
+    """Calls to ``address`` with the credentials ``auth`` names (outbound requests and pulls alike)."""
     if auth is None:
         return Api(http, address, timeout, key)
     return Api(http, address, timeout, key, auth=auth.basic_auth(), headers=auth.headers())

@@ -46,18 +46,18 @@ def verify(auth: HmacAuth | DigestAuth | UrlTokenAuth, secret: str, request: Web
     if request.path_token is not None:
         raise SignatureError("this webhook's URL has no token: post to /webhooks/generic/<name>")
     place = signature_place(auth, signature_header)
-    sent = _value(place, request)
+    sent = request_value(place, request)
     if not sent:
-        raise SignatureError(f"{place.describe()} is required: the {_what(auth)}")
-    timestamp = _value(auth.timestamp, request) if auth.timestamp else None
+        raise SignatureError(f"{place.describe()} is required: the {signature_description(auth)}")
+    timestamp = request_value(auth.timestamp, request) if auth.timestamp else None
     if auth.timestamp is not None:
         if not timestamp:
             raise SignatureError(f"{auth.timestamp.describe()} is required: the signature's timestamp")
         check_window(parse_timestamp(timestamp, auth.timestamp), now, auth.replay_window_seconds)
-    nonce = (_value(auth.nonce, request) or "") if auth.nonce else ""
+    nonce = (request_value(auth.nonce, request) or "") if auth.nonce else ""
     expected = sign(auth, secret, request.body, timestamp or "", nonce)
     if not _matches(auth.encoding, expected, sent):
-        raise SignatureError(f"{place.describe()} does not match: expected the {_what(auth)}")
+        raise SignatureError(f"{place.describe()} does not match: expected the {signature_description(auth)}")
 
 
 def sign(auth: HmacAuth | DigestAuth, secret: str, body: bytes, timestamp: str = "", nonce: str = "") -> str:
@@ -125,7 +125,7 @@ def _client_address(auth: UrlTokenAuth, request: WebhookRequest) -> ipaddress.IP
         return None
 
 
-def _value(place: RequestValue, request: WebhookRequest) -> str | None:
+def request_value(place: RequestValue, request: WebhookRequest) -> str | None:
     raw = header(request.headers, place.header) if place.header else request.query.get(place.query or "")
     if raw is None:
         return None
@@ -153,6 +153,6 @@ def _hex_of_base64(sent: str) -> str:
         return ""
 
 
-def _what(auth: HmacAuth | DigestAuth) -> str:
+def signature_description(auth: HmacAuth | DigestAuth) -> str:
     kind = f"HMAC-{auth.algorithm.upper()}" if isinstance(auth, HmacAuth) else auth.algorithm.upper()
     return f"{auth.encoding} {kind} of {auth.signed}"
