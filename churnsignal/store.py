@@ -66,6 +66,9 @@ class Event(Base):
     negative_prob: Mapped[float | None]
     negative_word_share: Mapped[float | None]
     entities: Mapped[dict[str, Any] | None]
+    # Where each entity is in ``text``: [{"start", "end", "label"}], character offsets into
+    # the masked text as stored; null before analysis (and for events analysed before 0005).
+    entity_spans: Mapped[list[Any] | None]
     # open, pending or solved, as the helpdesk reported it with this message; null where it
     # sends none (the fusion then reads who spoke last).
     ticket_status: Mapped[str | None] = mapped_column(String(16))

@@ -2,9 +2,10 @@
 
 Scoring the same history again (a new ``--as-of``, evaluation after training) must not
 run the BERT again over every message, so each message's signals are cached on disk,
-keyed by a hash of the text and the versions of the models that read it. The cache holds
-no text, only numbers and entity counts, so it holds no personal data either; the masked
-text a reason quotes is masked again on every read (a regular expression, not a model).
+keyed by a hash of the text, the versions of the models that read it and the cache's own
+format. The cache holds no text, only numbers, entity counts and entity positions, so it
+holds no personal data either; the masked text a reason quotes is masked again on every
+read (a regular expression, not a model).
 """
 
 from __future__ import annotations
@@ -24,25 +25,29 @@ from churnsignal.config import Settings
 from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
 BATCH = 256
+# Part of every cache key: entries written in another format (before entity positions, 1)
+# are never read as this one.
+CACHE_FORMAT = 2
 
 
 def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     """The non-empty customer messages and all agent messages of ``events``, with signals as columns.
 
     Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (``nlp/complaints.py``),
-    ``masked_text`` and one mention-count column per topic in ``TOPICS``. Agent messages
-    are not customer signal: they are not analysed (their signals are empty) and are kept
-    only for when they were written, which is how slow first responses are seen. Bot
-    messages, our own alert notes among them, are dropped, except for the ticket status one
-    carries (``ticket_status``: a helpdesk reports a resolved conversation with a system
-    message), which is kept the same way.
+    ``masked_text``, ``entity_spans`` (``{"start", "end", "label"}`` offsets into ``text`` as
+    given, see ``nlp.analysis.stored_spans``) and one mention-count column per topic in
+    ``TOPICS``. Agent messages are not customer signal: they are not analysed (their signals
+    are empty) and are kept only for when they were written, which is how slow first
+    responses are seen. Bot messages, our own alert notes among them, are dropped, except for
+    the ticket status one carries (``ticket_status``: a helpdesk reports a resolved
+    conversation with a system message), which is kept the same way.
     """
     from churnsignal.nlp.analysis import masked_text, model_versions
 
     written = (events["author"] == "customer") & (events["text"].str.strip() != "")
     messages = events[written].copy()
     versions = json.dumps(model_versions(settings), sort_keys=True)
-    keys = [hashlib.sha256(f"{versions}\n{text}".encode()).hexdigest() for text in messages["text"]]
+    keys = [hashlib.sha256(f"{CACHE_FORMAT}\n{versions}\n{text}".encode()).hexdigest() for text in messages["text"]]
     with closing(_open_cache(settings.fusion.cache_dir)) as cache:
         signals = _cached(cache, keys)
         missing = sorted({k for k in keys if k not in signals})
@@ -60,25 +65,27 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
                                           in zip(messages["author"], messages["negative_prob"])],
                                          index=messages.index, dtype=bool)
     messages["masked_text"] = [masked_text(text).text for text in messages["text"]]
+    messages["entity_spans"] = [r["spans"] for r in rows]
     for topic in TOPICS:
         messages[topic] = [r["labels"].get(topic, 0) for r in rows]
     # Not the customer's turns: never complaints, whatever they say (nlp/complaints.py).
     kept = events["author"] == "agent"
     if "ticket_status" in events:
         kept |= (events["author"] == "bot") & events["ticket_status"].notna()
-    replies = events[kept].assign(is_complaint=False, **{topic: 0 for topic in TOPICS})
+    replies = events[kept].assign(is_complaint=False, entity_spans=None, **{topic: 0 for topic in TOPICS})
     return pd.concat([messages, replies]).sort_index()
 
 
 def _analyse(texts: list[str], settings: Settings) -> list[dict]:
-    from churnsignal.nlp.analysis import analyse
+    from churnsignal.nlp.analysis import analyse, stored_spans
 
     out = []
-    for result in analyse(texts, settings):
+    for text, result in zip(texts, analyse(texts, settings)):
         mentions = Counter(e["label"] for e in result["entities"])
         out.append({"negative_prob": result["sentiment"]["negative_prob"],
                     "negative_word_share": result["negative_word_share"],
-                    "labels": {topic: mentions[topic] for topic in topics(mentions)}})
+                    "labels": {topic: mentions[topic] for topic in topics(mentions)},
+                    "spans": stored_spans(text, result["entities"])})
     return out
 
 

@@ -15,8 +15,8 @@ import torch
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp import entities, lexicon
 from churnsignal.nlp.complaints import is_negative
-from churnsignal.nlp.masking import MaskedText, mask_pii
-from churnsignal.nlp.normalize import normalize
+from churnsignal.nlp.masking import MaskedText, mask_pii, placeholder
+from churnsignal.nlp.normalize import normalize, origins
 from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
 
 # A helpdesk ticket is rarely longer than a few thousand characters; beyond this we read
@@ -27,6 +27,31 @@ MAX_CHARS = 20_000
 def masked_text(text: str) -> MaskedText:
     """What every later step reads, and the only form of a message ever shown: normalised, masked, its head."""
     return mask_pii(normalize(text[:MAX_CHARS]))
+
+
+def stored_spans(text: str, entities: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``entities`` of ``text`` (offsets into ``masked_text(text)``, as ``analyse`` gives them) as
+    ``{"start", "end", "label"}`` offsets into ``text`` itself.
+
+    The store keeps a message masked but not normalised, while the model read it
+    normalised: whitespace runs collapsed, ends stripped, and anything the masker finds
+    only in the normalised form replaced by a placeholder. An entity is carried back
+    through both steps, so it can be shown in the stored text; a placeholder's characters
+    all come from the whole span it hides. None where ``origins`` cannot say.
+    """
+    head = text[:MAX_CHARS]
+    folded = origins(head)
+    if folded is None:
+        return None
+    # For each character of the masked text: the [start, end) in ``text`` it was made from.
+    bounds: list[tuple[int, int]] = []
+    last = 0
+    for span in mask_pii(normalize(head)).found:
+        bounds += [(i, i + 1) for i in folded[last:span.start]]
+        bounds += [(folded[span.start], folded[span.end - 1] + 1)] * len(placeholder(span))
+        last = span.end
+    bounds += [(i, i + 1) for i in folded[last:]]
+    return [{"start": bounds[e["start"]][0], "end": bounds[e["end"] - 1][1], "label": e["label"]} for e in entities]
 
 
 def sentiment_label(probs: dict[str, float], settings: Settings) -> str:

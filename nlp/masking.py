@@ -148,7 +148,12 @@ def mask_pii(text: str) -> MaskedText:
         # NULs of the hit's length keep offsets, and no detector reads a NUL as part of
         # anything, just as none reads a placeholder's brackets.
         seen = _spliced(seen, more, lambda span: "\0" * (span.end - span.start))
-    return MaskedText(_spliced(text, found, lambda span: f"[{span.kind.upper()}]"), found)
+    return MaskedText(_spliced(text, found, placeholder), found)
+
+
+def placeholder(span: PiiSpan) -> str:
+    """What stands for ``span`` in the masked text: ``[PHONE]`` for a phone number."""
+    return f"[{span.kind.upper()}]"
 
 
 def _spliced(text: str, found: tuple[PiiSpan, ...], fill: Callable[[PiiSpan], str]) -> str:

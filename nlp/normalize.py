@@ -35,5 +35,33 @@ def normalize(text: str) -> str:
     Emoji pass through unchanged: they are signal (😡 vs 😋). Never raises: lone
     surrogates (from a bad decode upstream) become U+FFFD before OpenCC sees them.
     """
-    text = _SURROGATES.sub("\ufffd", text).translate(_TABLE)
-    return _SPACES.sub(" ", _t2s().convert(text)).strip()
+    return _SPACES.sub(" ", _folded(text)).strip()
+
+
+def origins(text: str) -> list[int] | None:
+    """For each character of ``normalize(text)``, the index in ``text`` it was made from.
+
+    What a model finds in the normalised text is shown in the text as stored, so its
+    offsets have to be carried back. Folding is one character for one (OpenCC's t2s
+    tables map every phrase to one of equal length); only whitespace runs and the ends
+    move characters. None if a future OpenCC table changed a length: then there is no
+    honest answer, and the caller shows the text without positions.
+    """
+    folded = _folded(text)
+    if len(folded) != len(text):
+        return None
+    kept: list[int] = []
+    last = 0
+    for run in _SPACES.finditer(folded):
+        kept += range(last, run.start() + 1)  # a run becomes its first character, as a space
+        last = run.end()
+    kept += range(last, len(folded))
+    # strip(): a run at either end is one space there, the only kind of space strip() can remove.
+    start = 1 if kept and folded[kept[0]].isspace() else 0
+    end = len(kept) - 1 if len(kept) > start and folded[kept[-1]].isspace() else len(kept)
+    return kept[start:end]
+
+
+def _folded(text: str) -> str:
+    """Lone surrogates replaced, full-width forms folded, traditional made simplified: one character for one."""
+    return _t2s().convert(_SURROGATES.sub("\ufffd", text).translate(_TABLE))

@@ -15,13 +15,11 @@ frame-ancestors`` naming only the configured helpdesk origins.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request
-from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
@@ -41,6 +39,7 @@ from churnsignal.webhook.badge_links import (
     verify_app_key,
     verify_link,
 )
+from churnsignal.webhook.highlight import highlighted
 
 blueprint = Blueprint("badge", __name__, url_prefix="/badge")
 
@@ -48,8 +47,6 @@ APP_KEY_HEADER = "X-Churnsignal-Badge-Key"
 ALERT_HISTORY = 20
 # Complaints read for the topic counts: the customer's latest ones.
 COMPLAINTS_READ = 200
-# What mask_pii leaves in place of personal data.
-_PLACEHOLDER = re.compile(r"\[(?:PHONE|ID|CARD|EMAIL|ADDRESS)\]")
 # Chinese and English names of the complaint topics (nlp.complaints.TOPICS).
 TOPIC_NAMES = {"QUALITY": ("质量", "quality"), "LOGISTICS": ("物流", "delivery"), "REFUND": ("退换货", "refunds"),
                "SERVICE": ("服务", "service"), "PRICE": ("价格", "price"), "COMPETITOR": ("竞品", "competitor")}
@@ -218,21 +215,9 @@ def _complaints(session: Session, settings: Settings, customer_id: str) -> tuple
     if not complaints:
         return counts, None
     latest = complaints[0]
-    return counts, {"html": highlighted(latest.text), "created_at": latest.created_at,
+    return counts, {"html": highlighted(latest.text, latest.entity_spans), "created_at": latest.created_at,
                     "topics": [TOPIC_NAMES[t] for t in topics((latest.entities or {}).keys())],
                     "negative_prob": latest.negative_prob}
-
-
-def highlighted(text: str) -> Markup:
-    """``text`` masked (again: the store holds it masked, the page trusts no one), HTML-escaped,
-    each placeholder of personal data marked so the agent sees what was hidden."""
-    masked = mask_pii(text).text
-    parts, last = [], 0
-    for match in _PLACEHOLDER.finditer(masked):
-        parts += [escape(masked[last:match.start()]), Markup('<mark class="pii">{}</mark>').format(match.group())]
-        last = match.end()
-    parts.append(escape(masked[last:]))
-    return Markup("").join(parts)
 
 
 def _tier_rank(settings: Settings, tier: str | None) -> int | None:

@@ -66,7 +66,8 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
                 counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
                 session.execute(update(Event).where(Event.id == row.id).values(
                     status="analysed", analysed_at=now, negative_prob=float(row.negative_prob),
-                    negative_word_share=float(row.negative_word_share), entities=counts))
+                    negative_word_share=float(row.negative_word_share), entities=counts,
+                    entity_spans=row.entity_spans))
             # Whitespace-only messages carry no signal; they are done too.
             blank = set(messages["id"]) - set(analysed["id"])
             if blank:
