@@ -548,9 +548,40 @@ class BasicFromEnvironment(Section):
     password_env: str
 
 
+class QuerySignature(Section):
+    """A signature in the query string, made afresh for every request, as APIs that sign each
+    call do (Udesk's open API: ``sign = SHA256(email&open_api_token&timestamp&nonce&v2)``).
+
+    ``signed`` is the text that is hashed: literal text with ``{secret}`` (the value of
+    ``secret_env``), ``{timestamp}`` (Unix seconds), ``{nonce}`` (a random UUID, new for every
+    request) and any name in ``params``. ``params`` are sent as they are, beside the
+    timestamp, the nonce and the signature.
+    """
+
+    secret_env: str
+    algorithm: HashAlgorithm = "sha256"
+    signed: str
+    params: dict[str, str] = {}
+    signature_param: str = "sign"
+    timestamp_param: str = "timestamp"
+    nonce_param: str = "nonce"
+    _secret: SecretStr | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> QuerySignature:
+        _check_template(self.signed, frozenset({"secret", "timestamp", "nonce", *self.params}), "query_signature.signed")
+        if "{secret}" not in self.signed:
+            raise ValueError("query_signature.signed: must contain {secret}, or the signature proves nothing")
+        self._secret = _from_environment(self.secret_env, "query_signature.secret_env")
+        return self
+
+    def secret(self) -> str:
+        return self._secret.get_secret_value()
+
+
 class OutboundAuth(Section):
-    """How an outbound request authenticates: exactly one of ``basic``, ``bearer_env`` or
-    ``header`` with ``value_env``.
+    """How an outbound request authenticates: exactly one of ``basic``, ``bearer_env``,
+    ``header`` with ``value_env``, or ``query_signature``.
 
     Only environment-variable names are written in the YAML; the values are read when the
     settings load, so a missing one stops the service at start rather than at the first alert.
@@ -560,6 +591,7 @@ class OutboundAuth(Section):
     bearer_env: str | None = None
     header: str | None = None
     value_env: str | None = None
+    query_signature: QuerySignature | None = None
     # Written before the header's value, e.g. "Token token=" (Zammad).
     prefix: str = ""
     _basic: tuple[SecretStr, SecretStr] | None = PrivateAttr(None)
@@ -567,8 +599,8 @@ class OutboundAuth(Section):
 
     @model_validator(mode="after")
     def _resolve(self) -> OutboundAuth:
-        if sum(kind is not None for kind in (self.basic, self.bearer_env, self.header)) != 1:
-            raise ValueError("name exactly one of basic, bearer_env, or header with value_env")
+        if sum(kind is not None for kind in (self.basic, self.bearer_env, self.header, self.query_signature)) != 1:
+            raise ValueError("name exactly one of basic, bearer_env, header with value_env, or query_signature")
         if (self.header is None) != (self.value_env is None):
             raise ValueError("header and value_env go together")
         _check_header(self.header, "header")
@@ -578,7 +610,7 @@ class OutboundAuth(Section):
         elif self.bearer_env is not None:
             self._header = ("Authorization", SecretStr("Bearer " + _from_environment(
                 self.bearer_env, "bearer_env").get_secret_value()))
-        else:
+        elif self.header is not None:
             self._header = (self.header, SecretStr(self.prefix + _from_environment(
                 self.value_env, "value_env").get_secret_value()))
         return self

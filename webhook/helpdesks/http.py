@@ -236,7 +236,8 @@ class Api:
     timeout: float
     # None for reads that change nothing (a pull): there is no retry to recognise.
     idempotency_key: str | None
-    auth: tuple[str, str] | None = None
+    # Basic credentials, or a requests auth object that signs each request (query_signing.py).
+    auth: tuple[str, str] | requests.auth.AuthBase | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, method: str, path: str, *, json: Any = None, data: bytes | None = None,

@@ -22,6 +22,7 @@ from churnsignal.config import PLACEHOLDER, OutboundAuth, OutboundRequest, ReadB
 
 from .base import AlertMessage, DeliveryError, marker
 from .http import Api, already_posted, iso_z, ticket_segment
+from .query_signing import SignedQuery
 
 
 def send(calls: list[OutboundRequest], alert: AlertMessage, http: requests.Session, timeout: float,
@@ -97,4 +98,6 @@ def api(http: requests.Session, auth: OutboundAuth | None, address: str, timeout
     """Calls to ``address`` with the credentials ``auth`` names (outbound requests and pulls alike)."""
     if auth is None:
         return Api(http, address, timeout, key)
+    if auth.query_signature is not None:
+        return Api(http, address, timeout, key, auth=SignedQuery(auth.query_signature))
     return Api(http, address, timeout, key, auth=auth.basic_auth(), headers=auth.headers())
