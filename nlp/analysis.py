@@ -14,6 +14,7 @@ import torch
 
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp import entities, lexicon
+from churnsignal.nlp.complaints import negative_from
 from churnsignal.nlp.masking import MaskedText, mask_pii
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
@@ -25,7 +26,7 @@ MAX_CHARS = 20_000
 
 def is_negative(negative_prob: float, settings: Settings) -> bool:
     """Whether the sentiment reads a message as negative: the one test every complaint rests on."""
-    return negative_prob >= settings.sentiment.neutral_high
+    return negative_prob >= negative_from(settings)
 
 
 def masked_text(text: str) -> MaskedText:

@@ -35,6 +35,15 @@ def is_complaint(author: str, negative_prob: float | None, settings: Settings) -
     return is_negative(negative_prob, settings)
 
 
+def negative_from(settings: Settings) -> float:
+    """The lowest ``negative_prob`` the sentiment reads as negative.
+
+    ``is_negative`` draws its line here, and so does any query that counts complaints among
+    stored turns in the database instead of one turn at a time in Python.
+    """
+    return settings.sentiment.neutral_high
+
+
 def topics(entity_labels: Iterable[str]) -> tuple[str, ...]:
     """What a complaint is about: the topic labels among its entities, once each, in ``TOPICS`` order."""
     present = set(entity_labels)

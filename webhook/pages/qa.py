@@ -1,0 +1,195 @@
+"""The QA workspace (``/qa``): complaint trends, spikes and the messages behind them.
+
+Each figure has one endpoint that answers JSON (what the page's chart draws) or CSV (the
+same rows, for a spreadsheet): ``/qa/data/<figure>.json`` and ``.csv``, under the filters
+in the query string. The pages only read the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from markupsafe import Markup, escape
+from werkzeug.exceptions import NotFound
+
+from churnsignal.nlp.masking import KINDS
+from churnsignal.webhook.app import service
+from churnsignal.webhook.pages import secure_headers, spikes, trends
+from churnsignal.webhook.pages.filters import Filters, parse
+from churnsignal.webhook.pages.login import login_required
+from churnsignal.webhook.pages.trends import Table
+
+blueprint = Blueprint("qa", __name__, url_prefix="/qa")
+blueprint.after_request(secure_headers)
+
+# Chinese first, English beside it, as on the notes.
+TOPIC_NAMES = {"QUALITY": "质量 quality", "LOGISTICS": "物流 logistics", "REFUND": "退款 refund",
+               "SERVICE": "服务 service", "PRICE": "价格 price", "COMPETITOR": "竞品 competitor",
+               "OTHER": "其他 other"}
+# What nlp.masking puts where personal data was ([PHONE], [EMAIL], ...).
+_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(kind.upper() for kind in KINDS) + r")\]")
+# A spreadsheet runs a cell that starts with one of these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@blueprint.app_template_filter("highlight_masked")
+def highlight_masked(text: str) -> Markup:
+    """Masked text, escaped, with each personal-data placeholder marked so a reader sees what was removed."""
+    return Markup(_PLACEHOLDER.sub(lambda m: Markup('<mark class="pii">{}</mark>').format(m.group()),
+                                   str(escape(text))))
+
+
+@blueprint.get("/")
+@login_required()
+def index():
+    return _page("qa/index.html", _filters())
+
+
+@blueprint.get("/messages")
+@login_required()
+def drill_down():
+    filters = _filters()
+    with service().store.session() as session:
+        found = trends.messages(session, filters, service().settings)
+    return _page("qa/messages.html", filters, messages=found)
+
+
+@blueprint.get("/spikes")
+@login_required()
+def spike_list():
+    filters = _filters()
+    return _page("qa/spikes.html", filters, rows=_spike_rows(filters), rule=spikes)
+
+
+@blueprint.get("/data/<figure>.<fmt>")
+@login_required(page=False)
+def data(figure: str, fmt: str):
+    if figure not in FIGURES or fmt not in ("json", "csv"):
+        raise NotFound(f"no figure {figure}.{fmt} (figures: {', '.join(FIGURES)}; formats: json, csv)")
+    filters = _filters()
+    table = FIGURES[figure](filters)
+    if fmt == "json":
+        return jsonify({"filters": filters.query(), **table.as_json()})
+    name = f"churnsignal-{figure}-{filters.since}-{filters.until}.csv"
+    return Response(_csv(table), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _page(template: str, filters: Filters, **values: Any) -> str:
+    """A page with the filter form's menus filled in."""
+    with service().store.session() as session:
+        menus = trends.choices(session)
+    return render_template(template, filters=filters, menus=menus, topics=TOPIC_NAMES,
+                           tiers=[t.name for t in service().settings.fusion.tiers], **values)
+
+
+def _filters() -> Filters:
+    return parse(request.args, service().settings)
+
+
+def _figure(compute: Callable[..., Table], **options: Any) -> Callable[[Filters], Table]:
+    def run(filters: Filters) -> Table:
+        with service().store.session() as session:
+            table = compute(session, filters, service().settings, **options)
+        if "buckets" in table.chart:
+            table.chart["drill"] = _bucket_links(filters, table)
+        return table
+
+    return run
+
+
+def _bucket_links(filters: Filters, table: Table) -> dict[str, list[str]]:
+    """Per series, per bucket: the drill-down page of the messages behind that bar or point.
+
+    A topic's series narrows to that topic, a tier's to that tier; a single line keeps the filters.
+    """
+    buckets = [date.fromisoformat(b) for b in table.chart["buckets"]]
+    if "series" in table.chart:
+        narrowing = {s["name"]: {"topic": s["name"]} for s in table.chart["series"]}
+    elif "tiers" in table.chart:
+        narrowing = {tier: {"tier": tier} for tier in table.chart["tiers"]}
+    else:
+        narrowing = {"": {}}
+    return {name: [_drill(filters.cell(b, **narrower)) for b in buckets] for name, narrower in narrowing.items()}
+
+
+def _drill(filters: Filters) -> str:
+    return url_for("qa.drill_down") + "?" + filters.query()
+
+
+def _heatmap(across: str) -> Callable[[Filters], Table]:
+    def run(filters: Filters) -> Table:
+        table = _figure(trends.heatmap, across=across)(filters)
+        key = "source" if across == "source" else "channel"
+        table.chart["drill"] = [[_drill(replace(filters, topic=topic, **{key: column}))
+                                 for column in table.chart["columns"]] for topic in table.chart["topics"]]
+        return table
+
+    return run
+
+
+def _messages(filters: Filters) -> Table:
+    with service().store.session() as session:
+        found = trends.messages(session, filters, service().settings, limit=10_000)
+    columns = ["created_at", "source", "channel", "ticket_id", "ticket_url", "customer", "negative_prob", "topics",
+               "text"]
+    rows = [[m[c] if c != "topics" else " ".join(m[c]) for c in columns] for m in found]
+    return Table(columns, rows, {})
+
+
+def _spike_rows(filters: Filters) -> list[dict[str, Any]]:
+    settings = service().settings
+    with service().store.session() as session:
+        daily = trends.daily_complaints(session, filters, settings, spikes.BASELINE_DAYS)
+        found = spikes.find_spikes(daily, filters.days())
+        rows = []
+        for spike in found:
+            cell = replace(filters, since=spike.day, until=spike.day, topic=spike.topic)
+            rows.append({"topic": spike.topic, "day": spike.day.isoformat(), "count": spike.count,
+                         "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
+                         "ratio": None if spike.ratio is None else round(spike.ratio, 1),
+                         "p_value": float(f"{spike.p_value:.3g}"),
+                         "examples": [m["text"] for m in trends.messages(session, cell, settings, limit=3)],
+                         "drill": _drill(cell)})
+    return rows
+
+
+def _spikes(filters: Filters) -> Table:
+    rows = _spike_rows(filters)
+    columns = ["day", "topic", "count", "baseline", "rise", "ratio", "p_value", "examples"]
+    return Table(columns, [[r[c] if c != "examples" else " | ".join(r[c]) for c in columns] for r in rows],
+                 {"spikes": rows})
+
+
+FIGURES: dict[str, Callable[[Filters], Table]] = {
+    "volume": _figure(trends.volume),
+    "negative-share": _figure(trends.negative_share),
+    "heatmap-source": _heatmap("source"),
+    "heatmap-channel": _heatmap("channel"),
+    "tiers": _figure(trends.tiers),
+    "spikes": _spikes,
+    "messages": _messages,
+}
+
+
+def _csv(table: Table) -> str:
+    out = io.StringIO()
+    # The byte-order mark makes spreadsheet programs read the Chinese text as UTF-8.
+    out.write("\ufeff")
+    writer = csv.writer(out)
+    writer.writerow(table.columns)
+    writer.writerows([[_cell(value) for value in row] for row in table.rows])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value

@@ -1,0 +1,205 @@
+"""The QA workspace's figures, computed from the store under one set of :class:`Filters`.
+
+A complaint is what ``nlp.complaints`` says it is: a customer's turn the sentiment reads as
+negative; its topics are ``nlp.complaints.topics`` of its stored entity labels. The database
+selects the turns (time range, helpdesk, channel, the customer's tier); topics are read from
+each turn's entities here, with the same function the fusion features use.
+
+Every figure is a :class:`Table`: the rows a CSV export writes, and the same numbers shaped
+for its chart.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from churnsignal.config import Settings
+from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, topics
+from churnsignal.nlp.masking import mask_pii
+from churnsignal.store import Alert, Customer, Event, RiskScore
+from churnsignal.webhook.pages.filters import NO_TOPIC, Filters
+from churnsignal.webhook.pages.tickets import ticket_url
+
+CHART_TOPICS = (*TOPICS, NO_TOPIC)
+Across = Literal["source", "channel"]
+
+
+@dataclass
+class Table:
+    """A figure: ``columns`` and ``rows`` for the export, ``chart`` for the page's chart."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    chart: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows, "chart": self.chart}
+
+
+def complaint_topics(entities: dict[str, Any] | None) -> tuple[str, ...]:
+    """A complaint's topics on the charts: its entity topics, or ``OTHER`` when it names none."""
+    return topics(entities or {}) or (NO_TOPIC,)
+
+
+def volume(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Complaints per topic per day or week; a complaint about two topics counts for each."""
+    counts: Counter[tuple[date, str]] = Counter()
+    for created_at, _source, _channel, entities in session.execute(_complaints(filters, settings)):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[filters.bucket(created_at), topic] += 1
+    buckets, shown = filters.buckets(), _shown_topics(filters)
+    rows = [[b.isoformat(), t, counts[b, t]] for b in buckets for t in shown]
+    series = [{"name": t, "data": [counts[b, t] for b in buckets]} for t in shown]
+    return Table(["bucket", "topic", "complaints"], rows,
+                 {"buckets": [b.isoformat() for b in buckets], "series": series})
+
+
+def negative_share(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Of the customer turns the sentiment read, the share that are complaints, per day or week."""
+    read: Counter[date] = Counter()
+    complaints: Counter[date] = Counter()
+    floor = negative_from(settings)
+    turns = _scoped(select(Event.created_at, Event.negative_prob, Event.entities), filters).where(
+        Event.author == CUSTOMER, Event.negative_prob.is_not(None))
+    for created_at, negative_prob, entities in session.execute(turns):
+        bucket = filters.bucket(created_at)
+        read[bucket] += 1
+        # Not NaN (PostgreSQL orders NaN above every number), as in is_complaint.
+        if floor <= negative_prob <= 1.0 and _kept(filters, complaint_topics(entities)):
+            complaints[bucket] += 1
+    buckets = filters.buckets()
+    shares = [round(complaints[b] / read[b], 4) if read[b] else None for b in buckets]
+    rows = [[b.isoformat(), read[b], complaints[b], share] for b, share in zip(buckets, shares)]
+    return Table(["bucket", "customer_turns", "complaints", "negative_share"], rows,
+                 {"buckets": [b.isoformat() for b in buckets], "share": shares,
+                  "turns": [read[b] for b in buckets], "complaints": [complaints[b] for b in buckets]})
+
+
+def heatmap(session: Session, filters: Filters, settings: Settings, across: Across) -> Table:
+    """Complaints per topic and helpdesk (or channel) over the whole range."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for _created_at, source, channel, entities in session.execute(_complaints(filters, settings)):
+        column = source if across == "source" else channel
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[topic, column] += 1
+    columns = sorted({column for _topic, column in counts})
+    shown = _shown_topics(filters)
+    rows = [[t, c, counts[t, c]] for t in shown for c in columns]
+    cells = [[x, y, counts[t, c]] for y, t in enumerate(shown) for x, c in enumerate(columns)]
+    return Table(["topic", across, "complaints"], rows,
+                 {"across": across, "columns": columns, "topics": list(shown), "cells": cells,
+                  "max": max(counts.values(), default=0)})
+
+
+def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Customers scored at each tier, and alerts raised at each tier, per day or week.
+
+    A score or an alert is about the message that triggered the scoring: that message's
+    helpdesk, channel and topics are the ones the filters test.
+    """
+    names = [t.name for t in settings.fusion.tiers if filters.tier in (None, t.name)]
+    scored: dict[tuple[date, str], set[str]] = {}
+    scores = (select(RiskScore.scored_at, RiskScore.customer_id, RiskScore.tier, Event.source, Event.channel,
+                     Event.entities)
+              .outerjoin(Event, Event.id == RiskScore.event_id)
+              .where(RiskScore.scored_at >= filters.start, RiskScore.scored_at < filters.end,
+                     RiskScore.tier.in_(names)))
+    for scored_at, customer_id, tier, source, channel, entities in session.execute(scores):
+        if _about(filters, source, channel, entities):
+            scored.setdefault((filters.bucket(scored_at), tier), set()).add(customer_id)
+    alerted: Counter[tuple[date, str]] = Counter()
+    alerts = (select(Alert.created_at, Alert.tier, Alert.source, Event.channel, Event.entities)
+              .join(RiskScore, RiskScore.id == Alert.score_id)
+              .outerjoin(Event, Event.id == RiskScore.event_id)
+              .where(Alert.created_at >= filters.start, Alert.created_at < filters.end, Alert.tier.in_(names)))
+    for created_at, tier, source, channel, entities in session.execute(alerts):
+        if _about(filters, source, channel, entities):
+            alerted[filters.bucket(created_at), tier] += 1
+    buckets = filters.buckets()
+    rows = [[b.isoformat(), t, len(scored.get((b, t), ())), alerted[b, t]] for b in buckets for t in names]
+    return Table(["bucket", "tier", "customers_scored", "alerts_raised"], rows,
+                 {"buckets": [b.isoformat() for b in buckets], "tiers": names,
+                  "customers": [{"name": t, "data": [len(scored.get((b, t), ())) for b in buckets]} for t in names],
+                  "alerts": [{"name": t, "data": [alerted[b, t] for b in buckets]} for t in names]})
+
+
+def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
+    """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
+    found: list[dict[str, Any]] = []
+    query = (_scoped(select(Event), filters).where(*_complaint(settings))
+             .order_by(Event.created_at.desc(), Event.id.desc()))
+    for event in session.scalars(query.execution_options(yield_per=500)):
+        shown = complaint_topics(event.entities)
+        if not _kept(filters, shown):
+            continue
+        found.append({"event_id": event.id, "created_at": event.created_at.isoformat(timespec="seconds") + "Z",
+                      "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
+                      "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
+                      # Customer ids may be emails or phone numbers; shown masked like the text.
+                      "customer": mask_pii(event.customer_id).text,
+                      "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text})
+        if len(found) >= limit:
+            break
+    return found
+
+
+def daily_complaints(session: Session, filters: Filters, settings: Settings,
+                     days_before: int) -> dict[str, Counter[date]]:
+    """Complaints per topic per day, from ``days_before`` days before the range to its end."""
+    wider = replace(filters, since=filters.since - timedelta(days=days_before), by="day")
+    counts: dict[str, Counter[date]] = {topic: Counter() for topic in _shown_topics(filters)}
+    for created_at, _source, _channel, entities in session.execute(_complaints(wider, settings)):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[topic][created_at.date()] += 1
+    return counts
+
+
+def choices(session: Session) -> dict[str, list[str]]:
+    """The helpdesks and channels the store has messages from, for the filter menus."""
+    return {"sources": list(session.scalars(select(Event.source).distinct().order_by(Event.source))),
+            "channels": list(session.scalars(select(Event.channel).distinct().order_by(Event.channel)))}
+
+
+def _complaint(settings: Settings) -> tuple:
+    # is_complaint in SQL; the upper bound leaves NaN out (PostgreSQL orders NaN above every number).
+    return (Event.author == CUSTOMER, Event.negative_prob >= negative_from(settings), Event.negative_prob <= 1.0)
+
+
+def _complaints(filters: Filters, settings: Settings) -> Select:
+    return _scoped(select(Event.created_at, Event.source, Event.channel, Event.entities), filters).where(
+        *_complaint(settings))
+
+
+def _scoped(query: Select, filters: Filters) -> Select:
+    """``query`` over events limited to the filters' range, helpdesk, channel and tier."""
+    query = query.where(Event.created_at >= filters.start, Event.created_at < filters.end)
+    if filters.source:
+        query = query.where(Event.source == filters.source)
+    if filters.channel:
+        query = query.where(Event.channel == filters.channel)
+    if filters.tier:
+        # A message's tier is its customer's latest.
+        query = query.where(Event.customer_id.in_(select(Customer.customer_id).where(Customer.tier == filters.tier)))
+    return query
+
+
+def _kept(filters: Filters, found: tuple[str, ...]) -> tuple[str, ...]:
+    return found if filters.topic is None else tuple(t for t in found if t == filters.topic)
+
+
+def _shown_topics(filters: Filters) -> tuple[str, ...]:
+    return CHART_TOPICS if filters.topic is None else (filters.topic,)
+
+
+def _about(filters: Filters, source: str | None, channel: str | None, entities: dict[str, Any] | None) -> bool:
+    """Whether a score's or alert's triggering message passes the helpdesk, channel and topic filters."""
+    return ((filters.source is None or source == filters.source)
+            and (filters.channel is None or channel == filters.channel)
+            and (filters.topic is None or filters.topic in complaint_topics(entities)))
+
