@@ -599,5 +599,21 @@ def _fusion_errors() -> Iterator[None]:
                 click.echo(f"warning: {message}", err=True)
 
 
+@main.group()
+def qa() -> None:
+    """The QA workspace's logins (see docs/qa.md)."""
+
+
+@qa.command("hash-password")
+@click.password_option("--password", prompt="Password", help="Asked for when not given (not echoed).")
+def qa_hash_password(password: str) -> None:
+    """Print an argon2 hash of a password, for qa.users[].password_hash."""
+    from churnsignal.webhook.pages.login import hash_password
+
+    if len(password) < 12:
+        raise click.UsageError("a password of at least 12 characters, please")
+    click.echo(hash_password(password))
+
+
 if __name__ == "__main__":
     main()

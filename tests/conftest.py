@@ -186,10 +186,11 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
         session.flush()
         number = 0
 
-        def add(day: int, customer: str, author: str, prob: float | None, entities: dict | None, text: str) -> Event:
+        def add(day: int, customer: str, author: str, prob: float | None, entities: dict | None, text: str,
+                spread: bool = True) -> Event:
             nonlocal number
             number += 1
-            at = now - timedelta(days=day, minutes=rng.randrange(24 * 60))
+            at = now - timedelta(days=day, minutes=rng.randrange(24 * 60) if spread else 0)
             event = Event(delivery_id=delivery.id, source=sources[number % len(sources)], external_id=f"m{number}",
                           ticket_id=str(1000 + number // 3), customer_id=customer, author=author,
                           channel=channels[number % len(channels)], text=text, created_at=at, received_at=at,
@@ -210,7 +211,7 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
             add(day, rng.choice(list(tiers)), "agent", 0.9, {"LOGISTICS": 1}, "抱歉快递慢了，我们马上催")
         add(5, "c0", "customer", 0.8, {}, "太失望了")
         for _ in range(8):
-            add(3, rng.choice(list(tiers)), "customer", 0.95, {"LOGISTICS": 1}, SEED_TEXTS["LOGISTICS"])
+            add(3, rng.choice(list(tiers)), "customer", 0.95, {"LOGISTICS": 1}, SEED_TEXTS["LOGISTICS"], spread=False)
         session.flush()
 
         for customer, tier in tiers.items():
@@ -232,6 +233,13 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
                                   reasons=score.reasons, driver="service", action=score.action,
                                   created_at=event.created_at, due_at=event.created_at + timedelta(hours=4),
                                   status="delivered", attempts=1, delivered_at=event.created_at))
+
+
+@pytest.fixture
+def seeded_store(store):
+    """The ``store`` fixture (SQLite, then PostgreSQL) holding :func:`seed_trends`' traffic."""
+    seed_trends(store)
+    return store
 
 
 @pytest.fixture
