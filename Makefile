@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test vendor
+.PHONY: demo test vendor screenshots
 
 # torch goes in first and pinned to the CPU build: a looser requirement from another
 # package would otherwise pull the CUDA build (several GB).
@@ -26,3 +26,7 @@ vendor:
 	npm ci --no-audit --no-fund
 	mkdir -p $(ECHARTS)
 	cp node_modules/echarts/dist/echarts.min.js node_modules/echarts/LICENSE node_modules/echarts/NOTICE $(ECHARTS)/
+
+# The browser tests, keeping their screenshots for docs/qa.md.
+screenshots: $(VENV)/.installed
+	CHURNSIGNAL_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_qa_browser.py
