@@ -173,7 +173,7 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
     LOGISTICS spike three days ago: what the QA views and the badge read. Numbers are drawn
     from ``seed``; tests compute what they expect from the store, never from this function.
     """
-    from churnsignal.store import Alert, Customer, Delivery, Event, RiskScore, utcnow
+    from churnsignal.store import Alert, AlertHandling, Customer, Delivery, Event, Order, RiskScore, utcnow
 
     rng = random.Random(seed)
     now = now or utcnow()
@@ -228,11 +228,24 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
             session.add(score)
             session.flush()
             if index % 2 == 0:
-                session.add(Alert(idempotency_key=f"seed-{index}", customer_id=event.customer_id, score_id=score.id,
-                                  source=event.source, ticket_id=event.ticket_id, tier=tier, churn_prob=0.75,
-                                  reasons=score.reasons, driver="service", action=score.action,
-                                  created_at=event.created_at, due_at=event.created_at + timedelta(hours=4),
-                                  status="delivered", attempts=1, delivered_at=event.created_at))
+                alert = Alert(idempotency_key=f"seed-{index}", customer_id=event.customer_id, score_id=score.id,
+                              source=event.source, ticket_id=event.ticket_id, tier=tier, churn_prob=0.75,
+                              reasons=score.reasons, driver="service", action=score.action,
+                              created_at=event.created_at, due_at=event.created_at + timedelta(hours=4),
+                              status="delivered", attempts=1, delivered_at=event.created_at)
+                session.add(alert)
+                session.flush()
+                if index % 3 != 1:
+                    # Most alerts are handled, some after their due time.
+                    late = timedelta(hours=9 if index % 3 == 2 else 1)
+                    session.add(AlertHandling(alert_id=alert.id, handled_by="agent.zhang", via="badge",
+                                              handled_at=event.created_at + late))
+        # Some customers order again (and one only asks for a refund).
+        for number, customer in enumerate(("c0", "c2", "c4")):
+            session.add(Order(order_id=f"o{number}", customer_id=customer, ordered_at=now - timedelta(hours=2),
+                              amount=99.0, status="paid"))
+        session.add(Order(order_id="o-refund", customer_id="c1", ordered_at=now - timedelta(hours=1), amount=-99.0,
+                          status="refunded"))
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import is_complaint, topics
-from churnsignal.store import Alert, Customer, Event, utcnow
+from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, utcnow
 from churnsignal.webhook.app import create_app
 
 
@@ -201,6 +201,30 @@ def test_tiers_count_alerts_raised_per_tier(qa, seeded_store):
     assert {(b, t): n for b, t, _customers, n in figure["rows"] if n} == dict(expected)
 
 
+def test_outcomes_count_alerted_customers_handled_and_ordering_again(qa, seeded_store):
+    since = utcnow().date() - timedelta(days=45)
+    figure = qa.get(f"/qa/data/outcomes.json?since={since}").json
+    with seeded_store.session() as session:
+        alerts = session.scalars(select(Alert).order_by(Alert.created_at, Alert.id)).all()
+        handlings = session.scalars(select(AlertHandling)).all()
+        orders = session.scalars(select(Order).where(Order.status == "paid")).all()
+    first = {}
+    for alert in alerts:
+        first.setdefault(alert.customer_id, alert)
+    by_alert = {a.id: a for a in alerts}
+    handled = {by_alert[h.alert_id].customer_id for h in handlings}
+    in_time = {by_alert[h.alert_id].customer_id for h in handlings if h.handled_at <= by_alert[h.alert_id].due_at}
+    again = {o.customer_id for o in orders if o.customer_id in first and o.ordered_at > first[o.customer_id].created_at}
+    expected = []
+    for tier in ("red", "yellow", "blue"):
+        customers = {c for c, a in first.items() if a.tier == tier}
+        expected.append([tier, len(customers), len(customers & handled), len(customers & in_time),
+                         len(customers & again)])
+    assert figure["rows"] == expected
+    assert sum(row[2] for row in expected) > 0 and sum(row[4] for row in expected) > 0
+    assert sum(row[3] for row in expected) < sum(row[2] for row in expected)
+
+
 def test_the_drill_down_of_a_cell_lists_exactly_the_messages_counted_in_it(qa):
     figure = qa.get("/qa/data/volume.json").json
     index = figure["chart"]["buckets"].index(max(figure["chart"]["buckets"]))
@@ -227,7 +251,7 @@ def test_the_drill_down_shows_masked_text_sentiment_and_the_ticket_link(qa):
 
 
 def test_csv_exports_hold_the_json_rows(qa):
-    for figure in ("volume", "negative-share", "heatmap-channel", "tiers", "spikes", "messages"):
+    for figure in ("volume", "negative-share", "heatmap-channel", "tiers", "outcomes", "spikes", "messages"):
         json_rows = qa.get(f"/qa/data/{figure}.json").json
         answer = qa.get(f"/qa/data/{figure}.csv")
         assert answer.mimetype == "text/csv" and "attachment" in answer.headers["Content-Disposition"]

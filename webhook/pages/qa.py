@@ -174,6 +174,7 @@ FIGURES: dict[str, Callable[[Filters], Table]] = {
     "heatmap-source": _heatmap("source"),
     "heatmap-channel": _heatmap("channel"),
     "tiers": _figure(trends.tiers),
+    "outcomes": _figure(trends.outcomes),
     "spikes": _spikes,
     "messages": _messages,
 }

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, topics
 from churnsignal.nlp.masking import mask_pii
-from churnsignal.store import Alert, Customer, Event, RiskScore
+from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
 from churnsignal.webhook.pages.filters import NO_TOPIC, Filters
 from churnsignal.webhook.pages.tickets import ticket_url
 
@@ -127,6 +127,46 @@ def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
                  {"buckets": [b.isoformat() for b in buckets], "tiers": names,
                   "customers": [{"name": t, "data": [len(scored.get((b, t), ())) for b in buckets]} for t in names],
                   "alerts": [{"name": t, "data": [alerted[b, t] for b in buckets]} for t in names]})
+
+
+def outcomes(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Of the customers alerted in the range: how many were handled (in time), how many ordered again.
+
+    A customer counts once, under the tier of their first alert in the range. Handled: an
+    agent marked one of their alerts in the range handled (badge or workspace); in time: by
+    that alert's due time. Ordered again: a paid order after that first alert, up to now.
+    """
+    names = [t.name for t in settings.fusion.tiers if filters.tier in (None, t.name)]
+    alerts = (select(Alert, Event.channel, Event.entities)
+              .join(RiskScore, RiskScore.id == Alert.score_id)
+              .outerjoin(Event, Event.id == RiskScore.event_id)
+              .where(Alert.created_at >= filters.start, Alert.created_at < filters.end, Alert.tier.in_(names))
+              .order_by(Alert.created_at, Alert.id))
+    first: dict[str, Alert] = {}
+    alert_ids: dict[int, str] = {}
+    for alert, channel, entities in session.execute(alerts):
+        if _about(filters, alert.source, channel, entities):
+            first.setdefault(alert.customer_id, alert)
+            alert_ids[alert.id] = alert.customer_id
+    handled: set[str] = set()
+    in_time: set[str] = set()
+    for alert_id, handled_at, due_at in session.execute(
+            select(AlertHandling.alert_id, AlertHandling.handled_at, Alert.due_at)
+            .join(Alert, Alert.id == AlertHandling.alert_id).where(AlertHandling.alert_id.in_(list(alert_ids)))):
+        handled.add(alert_ids[alert_id])
+        if handled_at <= due_at:
+            in_time.add(alert_ids[alert_id])
+    reordered = {customer for customer, ordered_at in session.execute(
+        select(Order.customer_id, Order.ordered_at).where(Order.customer_id.in_(first), Order.status == "paid"))
+        if ordered_at > first[customer].created_at}
+    rows = []
+    for tier in names:
+        customers = {c for c, alert in first.items() if alert.tier == tier}
+        rows.append([tier, len(customers), len(customers & handled), len(customers & in_time),
+                     len(customers & reordered)])
+    return Table(["tier", "customers_alerted", "handled", "handled_in_time", "ordered_again"], rows,
+                 {"tiers": names, "measures": ["customers_alerted", "handled", "handled_in_time", "ordered_again"],
+                  "values": [row[1:] for row in rows]})
 
 
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:

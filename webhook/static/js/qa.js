@@ -64,10 +64,29 @@
     };
   }
 
+  var MEASURES = { customers_alerted: "预警客户 alerted", handled: "已处理 handled",
+                   handled_in_time: "按时处理 handled in time", ordered_again: "再次下单 ordered again" };
+
+  function outcomes(chart) {
+    return {
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { top: 40, left: 40, right: 16, bottom: 32 },
+      xAxis: { type: "category", data: chart.tiers },
+      yAxis: { type: "value", minInterval: 1 },
+      series: chart.measures.map(function (measure, index) {
+        return { id: measure, name: MEASURES[measure], type: "bar",
+                 data: chart.values.map(function (row) { return row[index]; }) };
+      })
+    };
+  }
+
   var OPTIONS = { "volume": volume, "negative-share": negativeShare, "heatmap-source": heatmap,
-                  "heatmap-channel": heatmap, "tiers": tiers };
+                  "heatmap-channel": heatmap, "tiers": tiers,
+                  "outcomes": outcomes };
 
   function drillLink(chart, params) {
+    if (!chart.drill) { return null; }
     if (params.seriesType === "heatmap") {
       return chart.drill[params.data[1]][params.data[0]];
     }
