@@ -599,6 +599,47 @@ def _fusion_errors() -> Iterator[None]:
                 click.echo(f"warning: {message}", err=True)
 
 
+@main.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC) [default: 7 days before today].")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day, included [default: yesterday].")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--post", "post_url", metavar="URL",
+              help="Also send it to this webhook (md: as a WeCom group-robot Markdown message).")
+def report(since: datetime | None, until: datetime | None, fmt: str, out: Path | None, post_url: str | None) -> None:
+    """The QA workspace's figures for a period, beside the period before: a weekly digest."""
+    from dataclasses import replace
+
+    from churnsignal.webhook.pages import digest
+
+    settings = _settings()
+    period = digest.last_week(utcnow().date())
+    period = replace(period, since=since.date() if since else period.since, until=until.date() if until else period.until)
+    if period.since > period.until:
+        raise click.UsageError(f"--since {period.since} is after --until {period.until}")
+    store = _store(settings)
+    try:
+        found = digest.build(store, period, settings)
+    finally:
+        store.dispose()
+    body = {"md": digest.markdown, "html": digest.html, "csv": digest.csv_text}[fmt](found)
+    if out is None:
+        click.echo(body, nl=False)
+    else:
+        out.write_text(body, encoding="utf-8")
+    if post_url:
+        import requests
+
+        # A group robot's URL holds its key in the query string: never printed.
+        where = post_url.split("?", 1)[0]
+        try:
+            digest.post(post_url, body, fmt, settings.helpdesks.timeout_seconds)
+        except (requests.RequestException, digest.DigestRefused) as exc:
+            raise click.ClickException(f"could not post the report to {where}: {type(exc).__name__}: "
+                                       f"{str(exc).split('?', 1)[0]}") from exc
+        click.echo(f"posted to {where}", err=True)
+
+
 @main.group()
 def qa() -> None:
     """The QA workspace's logins (see docs/qa.md)."""

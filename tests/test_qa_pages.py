@@ -151,6 +151,19 @@ def test_agent_turns_are_never_complaints(qa, seeded_store):
     assert texts and agent.text not in texts
 
 
+def test_the_database_draws_the_complaint_line_where_is_complaint_does(qa, seeded_store, pages_settings):
+    floor = pages_settings.sentiment.neutral_high
+    probabilities = [floor - 1e-9, floor, floor + 1e-9, 1.0, float("nan")]
+    with seeded_store.session() as session:
+        for number, probability in enumerate(probabilities):
+            session.add(Event(delivery_id=1, source="edge", external_id=f"edge{number}", ticket_id="e", customer_id="c1",
+                              author="customer", channel="chat", text=f"edge {number}", created_at=utcnow(),
+                              received_at=utcnow(), status="analysed", negative_prob=probability, entities={}))
+    shown = qa.get("/qa/data/messages.json?source=edge").json["rows"]
+    expected = [p for p in probabilities if is_complaint("customer", p, pages_settings)]
+    assert len(shown) == len(expected) == 3
+
+
 def test_weekly_buckets_start_on_monday_and_add_up_to_the_days(qa):
     days = qa.get("/qa/data/volume.json?since=2026-01-05&until=2026-02-01").json
     weeks = qa.get("/qa/data/volume.json?since=2026-01-05&until=2026-02-01&by=week").json

@@ -7,8 +7,6 @@ in the query string. The pages only read the store.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -24,19 +22,13 @@ from churnsignal.webhook.app import service
 from churnsignal.webhook.pages import secure_headers, spikes, trends
 from churnsignal.webhook.pages.filters import Filters, parse
 from churnsignal.webhook.pages.login import login_required
-from churnsignal.webhook.pages.trends import Table
+from churnsignal.webhook.pages.trends import TOPIC_NAMES, Table
 
 blueprint = Blueprint("qa", __name__, url_prefix="/qa")
 blueprint.after_request(secure_headers)
 
-# Chinese first, English beside it, as on the notes.
-TOPIC_NAMES = {"QUALITY": "质量 quality", "LOGISTICS": "物流 logistics", "REFUND": "退款 refund",
-               "SERVICE": "服务 service", "PRICE": "价格 price", "COMPETITOR": "竞品 competitor",
-               "OTHER": "其他 other"}
 # What nlp.masking puts where personal data was ([PHONE], [EMAIL], ...).
 _PLACEHOLDER = re.compile(r"\[(?:" + "|".join(kind.upper() for kind in KINDS) + r")\]")
-# A spreadsheet runs a cell that starts with one of these as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @blueprint.app_template_filter("highlight_masked")
@@ -78,7 +70,7 @@ def data(figure: str, fmt: str):
     if fmt == "json":
         return jsonify({"filters": filters.query(), **table.as_json()})
     name = f"churnsignal-{figure}-{filters.since}-{filters.until}.csv"
-    return Response(_csv(table), mimetype="text/csv",
+    return Response(table.csv(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
@@ -145,27 +137,17 @@ def _messages(filters: Filters) -> Table:
 
 
 def _spike_rows(filters: Filters) -> list[dict[str, Any]]:
-    settings = service().settings
     with service().store.session() as session:
-        daily = trends.daily_complaints(session, filters, settings, spikes.BASELINE_DAYS)
-        found = spikes.find_spikes(daily, filters.days())
-        rows = []
-        for spike in found:
-            cell = replace(filters, since=spike.day, until=spike.day, topic=spike.topic)
-            rows.append({"topic": spike.topic, "day": spike.day.isoformat(), "count": spike.count,
-                         "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
-                         "ratio": None if spike.ratio is None else round(spike.ratio, 1),
-                         "p_value": float(f"{spike.p_value:.3g}"),
-                         "examples": [m["text"] for m in trends.messages(session, cell, settings, limit=3)],
-                         "drill": _drill(cell)})
+        rows = trends.spike_rows(session, filters, service().settings)
+    for row in rows:
+        row["drill"] = _drill(replace(filters, since=date.fromisoformat(row["day"]), until=date.fromisoformat(row["day"]),
+                                      topic=row["topic"]))
     return rows
 
 
 def _spikes(filters: Filters) -> Table:
     rows = _spike_rows(filters)
-    columns = ["day", "topic", "count", "baseline", "rise", "ratio", "p_value", "examples"]
-    return Table(columns, [[r[c] if c != "examples" else " | ".join(r[c]) for c in columns] for r in rows],
-                 {"spikes": rows})
+    return trends.spike_table(rows)
 
 
 FIGURES: dict[str, Callable[[Filters], Table]] = {
@@ -179,18 +161,3 @@ FIGURES: dict[str, Callable[[Filters], Table]] = {
     "messages": _messages,
 }
 
-
-def _csv(table: Table) -> str:
-    out = io.StringIO()
-    # The byte-order mark makes spreadsheet programs read the Chinese text as UTF-8.
-    out.write("\ufeff")
-    writer = csv.writer(out)
-    writer.writerow(table.columns)
-    writer.writerows([[_cell(value) for value in row] for row in table.rows])
-    return out.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return "" if value is None else value

@@ -11,6 +11,8 @@ for its chart.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -23,10 +25,15 @@ from churnsignal.config import Settings
 from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, topics
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
+from churnsignal.webhook.pages import spikes
 from churnsignal.webhook.pages.filters import NO_TOPIC, Filters
 from churnsignal.webhook.pages.tickets import ticket_url
 
 CHART_TOPICS = (*TOPICS, NO_TOPIC)
+# Chinese first, English beside it, as on the notes.
+TOPIC_NAMES = {"QUALITY": "质量 quality", "LOGISTICS": "物流 logistics", "REFUND": "退款 refund",
+               "SERVICE": "服务 service", "PRICE": "价格 price", "COMPETITOR": "竞品 competitor",
+               "OTHER": "其他 other"}
 Across = Literal["source", "channel"]
 
 
@@ -40,6 +47,22 @@ class Table:
 
     def as_json(self) -> dict[str, Any]:
         return {"columns": self.columns, "rows": self.rows, "chart": self.chart}
+
+    def csv(self) -> str:
+        """The rows as CSV, with a byte-order mark so that spreadsheet programs read the Chinese as UTF-8."""
+        out = io.StringIO()
+        out.write("\ufeff")
+        writer = csv.writer(out)
+        writer.writerow(self.columns)
+        writer.writerows([[_cell(value) for value in row] for row in self.rows])
+        return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    # A spreadsheet runs a cell that starts with = + - @ (or a tab or return before one) as a formula.
+    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return "" if value is None else value
 
 
 def complaint_topics(entities: dict[str, Any] | None) -> tuple[str, ...]:
@@ -198,6 +221,26 @@ def daily_complaints(session: Session, filters: Filters, settings: Settings,
         for topic in _kept(filters, complaint_topics(entities)):
             counts[topic][created_at.date()] += 1
     return counts
+
+
+def spike_rows(session: Session, filters: Filters, settings: Settings) -> list[dict[str, Any]]:
+    """Every spike in the range (``webhook/pages/spikes.py`` states the rule), with up to three example messages."""
+    daily = daily_complaints(session, filters, settings, spikes.BASELINE_DAYS)
+    rows = []
+    for spike in spikes.find_spikes(daily, filters.days()):
+        day = replace(filters, since=spike.day, until=spike.day, topic=spike.topic)
+        rows.append({"topic": spike.topic, "day": spike.day.isoformat(), "count": spike.count,
+                     "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
+                     "ratio": None if spike.ratio is None else round(spike.ratio, 1),
+                     "p_value": float(f"{spike.p_value:.3g}"),
+                     "examples": [m["text"] for m in messages(session, day, settings, limit=3)]})
+    return rows
+
+
+def spike_table(rows: list[dict[str, Any]]) -> Table:
+    columns = ["day", "topic", "count", "baseline", "rise", "ratio", "p_value", "examples"]
+    return Table(columns, [[r[c] if c != "examples" else " | ".join(r[c]) for c in columns] for r in rows],
+                 {"spikes": rows})
 
 
 def choices(session: Session) -> dict[str, list[str]]:
