@@ -57,6 +57,9 @@ def test_a_wrong_password_is_refused_and_the_right_one_accepted(page, live_app, 
 
 
 def test_the_volume_chart_draws_the_stores_complaint_counts(logged_in, live_app, shots):
+    errors = []
+    logged_in.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    logged_in.reload()
     option = drawn(logged_in, "volume")
     buckets = option["xAxis"][0]["data"]
     expected = Counter()
@@ -66,8 +69,13 @@ def test_the_volume_chart_draws_the_stores_complaint_counts(logged_in, live_app,
     for series in option["series"]:
         assert series["data"] == [expected[series["id"], bucket] for bucket in buckets], series["id"]
     assert sum(sum(s["data"]) for s in option["series"]) == sum(expected.values()) > 0
-    for figure in ("negative-share", "heatmap-source", "heatmap-channel", "tiers"):
+    for figure in ("negative-share", "heatmap-source", "heatmap-channel", "tiers", "outcomes"):
         drawn(logged_in, figure)
+    # A tooltip is styled by script: the page's Content-Security-Policy must allow it.
+    box = logged_in.locator("#chart-volume").bounding_box()
+    logged_in.mouse.move(box["x"] + box["width"] - 40, box["y"] + box["height"] - 60)
+    logged_in.wait_for_selector("#chart-volume div[style*='position: absolute'] >> text=/\\d{4}-\\d{2}-\\d{2}/")
+    assert errors == []
     logged_in.screenshot(path=shots / "qa-trends.png", full_page=True)
 
 

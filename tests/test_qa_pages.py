@@ -238,6 +238,23 @@ def test_outcomes_count_alerted_customers_handled_and_ordering_again(qa, seeded_
     assert sum(row[3] for row in expected) < sum(row[2] for row in expected)
 
 
+def test_the_alerts_page_shows_who_handled_each_alert_and_when(qa, seeded_store):
+    since = utcnow().date() - timedelta(days=45)
+    rows = qa.get(f"/qa/data/alerts.json?since={since}").json
+    with seeded_store.session() as session:
+        alerts = session.scalars(select(Alert)).all()
+        handled = {h.alert_id: h for h in session.scalars(select(AlertHandling))}
+    found = {row[rows["columns"].index("alert_id")]: dict(zip(rows["columns"], row)) for row in rows["rows"]}
+    assert set(found) == {a.id for a in alerts}
+    for alert in alerts:
+        handling = handled.get(alert.id)
+        assert found[alert.id]["handled_by"] == (handling.handled_by if handling else None)
+        assert found[alert.id]["in_time"] == (handling.handled_at <= alert.due_at if handling else None)
+    page = qa.get(f"/qa/alerts?since={since}&tier=red").text
+    assert page.count("<td class=\"tier-red\">red</td>") == sum(a.tier == "red" for a in alerts)
+    assert "agent.zhang · " in page and "逾期 late" in page
+
+
 def test_the_drill_down_of_a_cell_lists_exactly_the_messages_counted_in_it(qa):
     figure = qa.get("/qa/data/volume.json").json
     index = figure["chart"]["buckets"].index(max(figure["chart"]["buckets"]))
@@ -264,7 +281,8 @@ def test_the_drill_down_shows_masked_text_sentiment_and_the_ticket_link(qa):
 
 
 def test_csv_exports_hold_the_json_rows(qa):
-    for figure in ("volume", "negative-share", "heatmap-channel", "tiers", "outcomes", "spikes", "messages"):
+    for figure in ("volume", "negative-share", "heatmap-channel", "tiers", "outcomes", "alerts", "spikes",
+                   "messages"):
         json_rows = qa.get(f"/qa/data/{figure}.json").json
         answer = qa.get(f"/qa/data/{figure}.csv")
         assert answer.mimetype == "text/csv" and "attachment" in answer.headers["Content-Disposition"]

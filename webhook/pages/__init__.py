@@ -17,8 +17,10 @@ from churnsignal.config import Settings
 
 csrf = CSRFProtect()
 
-# No script, style or frame from anywhere but this app; no inline script at all.
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+# No script, style or frame from anywhere but this app; no inline script at all. Inline styles
+# are allowed: ECharts writes its tooltips as HTML with style attributes.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                           "img-src 'self' data:; "
                            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 

@@ -53,6 +53,15 @@ def drill_down():
     return _page("qa/messages.html", filters, messages=found)
 
 
+@blueprint.get("/alerts")
+@login_required()
+def alert_list():
+    filters = _filters()
+    with service().store.session() as session:
+        found = trends.alerts(session, filters, service().settings)
+    return _page("qa/alerts.html", filters, alerts=found)
+
+
 @blueprint.get("/spikes")
 @login_required()
 def spike_list():
@@ -145,6 +154,13 @@ def _spike_rows(filters: Filters) -> list[dict[str, Any]]:
     return rows
 
 
+def _alerts(filters: Filters) -> Table:
+    with service().store.session() as session:
+        found = trends.alerts(session, filters, service().settings, limit=10_000)
+    columns = list(found[0]) if found else ["alert_id"]
+    return Table(columns, [list(row.values()) for row in found], {})
+
+
 def _spikes(filters: Filters) -> Table:
     rows = _spike_rows(filters)
     return trends.spike_table(rows)
@@ -157,6 +173,7 @@ FIGURES: dict[str, Callable[[Filters], Table]] = {
     "heatmap-channel": _heatmap("channel"),
     "tiers": _figure(trends.tiers),
     "outcomes": _figure(trends.outcomes),
+    "alerts": _alerts,
     "spikes": _spikes,
     "messages": _messages,
 }

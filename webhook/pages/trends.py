@@ -15,7 +15,7 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Select, select
@@ -192,6 +192,36 @@ def outcomes(session: Session, filters: Filters, settings: Settings) -> Table:
                   "values": [row[1:] for row in rows]})
 
 
+def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 500) -> list[dict[str, Any]]:
+    """The alerts raised in the range, newest first, each with who marked it handled, when and from where."""
+    query = (select(Alert, Event.channel, Event.entities)
+             .join(RiskScore, RiskScore.id == Alert.score_id)
+             .outerjoin(Event, Event.id == RiskScore.event_id)
+             .where(Alert.created_at >= filters.start, Alert.created_at < filters.end)
+             .order_by(Alert.created_at.desc(), Alert.id.desc()))
+    if filters.tier:
+        query = query.where(Alert.tier == filters.tier)
+    found = [alert for alert, channel, entities in session.execute(query)
+             if _about(filters, alert.source, channel, entities)][:limit]
+    handlings: dict[int, AlertHandling] = {}
+    for handling in session.scalars(select(AlertHandling).where(AlertHandling.alert_id.in_([a.id for a in found]))
+                                    .order_by(AlertHandling.handled_at)):
+        handlings.setdefault(handling.alert_id, handling)
+    rows = []
+    for alert in found:
+        handling = handlings.get(alert.id)
+        rows.append({"alert_id": alert.id, "created_at": _iso(alert.created_at), "tier": alert.tier,
+                     "churn_prob": round(alert.churn_prob, 3), "status": alert.status, "source": alert.source,
+                     "ticket_id": alert.ticket_id, "ticket_url": ticket_url(alert.source, alert.ticket_id,
+                                                                             settings.helpdesks),
+                     "customer": mask_pii(alert.customer_id).text, "action": alert.action.get("zh"),
+                     "due_at": _iso(alert.due_at), "handled_by": handling.handled_by if handling else None,
+                     "handled_at": _iso(handling.handled_at) if handling else None,
+                     "handled_via": handling.via if handling else None,
+                     "in_time": handling.handled_at <= alert.due_at if handling else None})
+    return rows
+
+
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
     """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
     found: list[dict[str, Any]] = []
@@ -201,7 +231,7 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
         shown = complaint_topics(event.entities)
         if not _kept(filters, shown):
             continue
-        found.append({"event_id": event.id, "created_at": event.created_at.isoformat(timespec="seconds") + "Z",
+        found.append({"event_id": event.id, "created_at": _iso(event.created_at),
                       "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
                       "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
                       # Customer ids may be emails or phone numbers; shown masked like the text.
@@ -247,6 +277,11 @@ def choices(session: Session) -> dict[str, list[str]]:
     """The helpdesks and channels the store has messages from, for the filter menus."""
     return {"sources": list(session.scalars(select(Event.source).distinct().order_by(Event.source))),
             "channels": list(session.scalars(select(Event.channel).distinct().order_by(Event.channel)))}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """Stored naive UTC as ISO 8601 with a Z, to the second."""
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
 
 
 def _complaint(settings: Settings) -> tuple:
