@@ -27,6 +27,9 @@ from churnsignal.webhook.pages.trends import TOPIC_NAMES, Table
 blueprint = Blueprint("qa", __name__, url_prefix="/qa")
 blueprint.after_request(secure_headers)
 
+# Newest first, at most this many on a page (the page says so) and in an export of messages or alerts.
+MESSAGES_SHOWN = 200
+EXPORTED = 10_000
 # What nlp.masking puts where personal data was ([PHONE], [EMAIL], ...).
 _PLACEHOLDER = re.compile(r"\[(?:" + "|".join(kind.upper() for kind in KINDS) + r")\]")
 
@@ -49,8 +52,8 @@ def index():
 def drill_down():
     filters = _filters()
     with service().store.session() as session:
-        found = trends.messages(session, filters, service().settings)
-    return _page("qa/messages.html", filters, messages=found)
+        found = trends.messages(session, filters, service().settings, limit=MESSAGES_SHOWN)
+    return _page("qa/messages.html", filters, messages=found, capped=len(found) == MESSAGES_SHOWN)
 
 
 @blueprint.get("/alerts")
@@ -58,8 +61,8 @@ def drill_down():
 def alert_list():
     filters = _filters()
     with service().store.session() as session:
-        found = trends.alerts(session, filters, service().settings)
-    return _page("qa/alerts.html", filters, alerts=found)
+        found = trends.alerts(session, filters, service().settings, limit=MESSAGES_SHOWN)
+    return _page("qa/alerts.html", filters, alerts=found, capped=len(found) == MESSAGES_SHOWN)
 
 
 @blueprint.get("/spikes")
@@ -138,7 +141,7 @@ def _heatmap(across: str) -> Callable[[Filters], Table]:
 
 def _messages(filters: Filters) -> Table:
     with service().store.session() as session:
-        found = trends.messages(session, filters, service().settings, limit=10_000)
+        found = trends.messages(session, filters, service().settings, limit=EXPORTED)
     columns = ["created_at", "source", "channel", "ticket_id", "ticket_url", "customer", "negative_prob", "topics",
                "text"]
     rows = [[m[c] if c != "topics" else " ".join(m[c]) for c in columns] for m in found]
@@ -149,21 +152,19 @@ def _spike_rows(filters: Filters) -> list[dict[str, Any]]:
     with service().store.session() as session:
         rows = trends.spike_rows(session, filters, service().settings)
     for row in rows:
-        row["drill"] = _drill(replace(filters, since=date.fromisoformat(row["day"]), until=date.fromisoformat(row["day"]),
-                                      topic=row["topic"]))
+        day = date.fromisoformat(row["day"])
+        row["drill"] = _drill(replace(filters, since=day, until=day, topic=row["topic"]))
     return rows
 
 
 def _alerts(filters: Filters) -> Table:
     with service().store.session() as session:
-        found = trends.alerts(session, filters, service().settings, limit=10_000)
-    columns = list(found[0]) if found else ["alert_id"]
-    return Table(columns, [list(row.values()) for row in found], {})
+        found = trends.alerts(session, filters, service().settings, limit=EXPORTED)
+    return Table(list(trends.ALERT_COLUMNS), [[row[c] for c in trends.ALERT_COLUMNS] for row in found], {})
 
 
 def _spikes(filters: Filters) -> Table:
-    rows = _spike_rows(filters)
-    return trends.spike_table(rows)
+    return trends.spike_table(_spike_rows(filters))
 
 
 FIGURES: dict[str, Callable[[Filters], Table]] = {

@@ -192,6 +192,10 @@ def outcomes(session: Session, filters: Filters, settings: Settings) -> Table:
                   "values": [row[1:] for row in rows]})
 
 
+ALERT_COLUMNS = ("alert_id", "created_at", "tier", "churn_prob", "status", "source", "ticket_id", "ticket_url",
+                 "customer", "action", "due_at", "handled_by", "handled_at", "handled_via", "in_time")
+
+
 def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 500) -> list[dict[str, Any]]:
     """The alerts raised in the range, newest first, each with who marked it handled, when and from where."""
     query = (select(Alert, Event.channel, Event.entities)
