@@ -121,3 +121,12 @@ def test_the_spikes_page_lists_the_burst(logged_in, live_app, shots):
     assert row.count() == 1
     assert row.locator("mark.pii").count() >= 1
     logged_in.screenshot(path=shots / "qa-spikes.png", full_page=True)
+
+
+def test_the_alerts_page_shows_the_handling_audit(logged_in, live_app, shots):
+    since = (utcnow() - timedelta(days=45)).date().isoformat()
+    logged_in.goto(f"{live_app.url}/qa/alerts?since={since}")
+    rows = logged_in.locator("table.alerts tbody tr")
+    assert rows.count() == int(logged_in.locator(".scope .count").inner_text()) > 0
+    assert rows.filter(has_text="agent.zhang").count() > 0
+    logged_in.screenshot(path=shots / "qa-alerts.png", full_page=True)
