@@ -602,7 +602,8 @@ def _fusion_errors() -> Iterator[None]:
 
 
 @main.command()
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC) [default: 7 days before today].")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day, in qa.timezone [default: 7 days before today].")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day, included [default: yesterday].")
 @click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default="md", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
@@ -615,7 +616,7 @@ def report(since: datetime | None, until: datetime | None, fmt: str, out: Path |
     from churnsignal.webhook.pages import digest
 
     settings = _settings()
-    period = digest.last_week(utcnow().date())
+    period = digest.last_week(settings.qa.timezone)
     period = replace(period, since=since.date() if since else period.since, until=until.date() if until else period.until)
     if period.since > period.until:
         raise click.UsageError(f"--since {period.since} is after --until {period.until}")

@@ -14,6 +14,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
@@ -635,6 +636,17 @@ class QaSettings(Section):
     # The session cookie only travels over HTTPS; turn off only for a plain-HTTP test set-up.
     secure_cookies: bool = True
     session_hours: float = Field(12.0, gt=0)
+    # Whose days the QA figures count in (an IANA name, e.g. Asia/Shanghai); stored times stay UTC.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"qa.timezone: {name!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return name
 
     @property
     def enabled(self) -> bool:

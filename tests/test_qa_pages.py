@@ -338,3 +338,22 @@ def test_the_demo_login_opens_the_workspace(seeded_store, tmp_path):
                                          "csrf_token": csrf_token(client)})
     assert answer.status_code == 302 and client.get("/qa/data/volume.json").status_code == 200
     assert login.password not in config.read_text()
+
+
+def test_days_are_counted_in_the_configured_time_zone(seeded_store, pages_settings, page_users):
+    from datetime import datetime
+
+    settings = pages_settings.model_copy(update={"qa": pages_settings.qa.model_copy(update={"timezone": "Asia/Shanghai"})})
+    evening = datetime(2026, 3, 1, 17, 0)  # UTC: already 1 a.m. on 2 March in Shanghai
+    with seeded_store.session() as session:
+        session.add(Event(delivery_id=1, source="tz", external_id="tz1", ticket_id="t", customer_id="c1",
+                          author="customer", channel="chat", text="太慢了", created_at=evening, received_at=evening,
+                          status="analysed", negative_prob=0.9, entities={"LOGISTICS": 1}))
+    client = create_app(settings, store=seeded_store).test_client()
+    name, (_role, password) = next(iter(page_users.items()))
+    client.post("/login", data={"name": name, "password": password, "csrf_token": csrf_token(client)})
+    rows = client.get("/qa/data/volume.json?source=tz&since=2026-03-01&until=2026-03-02&topic=LOGISTICS").json["rows"]
+    assert rows == [["2026-03-01", "LOGISTICS", 0], ["2026-03-02", "LOGISTICS", 1]]
+    assert client.get("/qa/data/messages.json?source=tz&since=2026-03-01&until=2026-03-01").json["rows"] == []
+    with pytest.raises(ValidationError, match="qa.timezone"):
+        Settings(qa={"timezone": "Mars/Olympus"})

@@ -8,7 +8,7 @@ headings, bold and lists but not tables.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import timedelta
 
 import requests
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -16,7 +16,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from churnsignal.config import Settings
 from churnsignal.store import Store
 from churnsignal.webhook.pages import trends
-from churnsignal.webhook.pages.filters import Filters
+from churnsignal.webhook.pages.filters import Filters, today_in
 from churnsignal.webhook.pages.trends import CHART_TOPICS, TOPIC_NAMES, Table
 
 # WeCom's group robot takes Markdown messages of at most 4,096 bytes.
@@ -146,7 +146,8 @@ def _share(complaints: int, turns: int) -> str:
     return f"{complaints / turns:.1%}" if turns else "—"
 
 
-def last_week(today: date) -> Filters:
-    """The seven days up to yesterday, the digest's default period."""
-    return Filters(since=today - timedelta(days=7), until=today - timedelta(days=1))
+def last_week(zone: str) -> Filters:
+    """The seven days up to yesterday in ``zone``, the digest's default period."""
+    today = today_in(zone)
+    return Filters(since=today - timedelta(days=7), until=today - timedelta(days=1), zone=zone)
 

@@ -1,22 +1,23 @@
 """The filters every QA view honours, read once from the query string.
 
-Days are UTC days, as every stored time is naive UTC; ``until`` is the last day shown,
-included. Values that cannot be a filter are a 400 that names the parameter.
+Days are days in ``qa.timezone`` (a team in China counts from midnight in Shanghai, not in
+London); stored times are naive UTC and are converted here, in one place. ``until`` is the
+last day shown, included. Values that cannot be a filter are a 400 that names the parameter.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest
 
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import TOPICS
-from churnsignal.store import utcnow
 
 # Complaints the entity extractor found no topic in: a topic of their own on the charts.
 NO_TOPIC = "OTHER"
@@ -35,15 +36,25 @@ class Filters:
     tier: str | None = None
     # Per day or per ISO week (starting on Monday) on the charts over time.
     by: Bucket = "day"
+    # The configured qa.timezone: whose days these are. Not a filter a page can change.
+    zone: str = "UTC"
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.since, datetime.min.time())
+        """The range's first moment, as the naive UTC the store holds."""
+        return self._stored(self.since)
 
     @property
     def end(self) -> datetime:
-        """The first moment after the range."""
-        return datetime.combine(self.until + timedelta(days=1), datetime.min.time())
+        """The first moment after the range, as the naive UTC the store holds."""
+        return self._stored(self.until + timedelta(days=1))
+
+    def day(self, stored: datetime) -> date:
+        """The day a stored (naive UTC) moment falls on, in the zone."""
+        return stored.replace(tzinfo=UTC).astimezone(ZoneInfo(self.zone)).date()
+
+    def _stored(self, day: date) -> datetime:
+        return datetime.combine(day, time.min, tzinfo=ZoneInfo(self.zone)).astimezone(UTC).replace(tzinfo=None)
 
     def days(self) -> list[date]:
         return [self.since + timedelta(days=n) for n in range((self.until - self.since).days + 1)]
@@ -53,7 +64,8 @@ class Filters:
         return sorted({self.bucket(day) for day in self.days()})
 
     def bucket(self, moment: date | datetime) -> date:
-        day = moment.date() if isinstance(moment, datetime) else moment
+        """The first day of the bucket of a day, or of a stored moment."""
+        day = self.day(moment) if isinstance(moment, datetime) else moment
         return day - timedelta(days=day.weekday()) if self.by == "week" else day
 
     def cell(self, bucket: date, **narrower: str | None) -> Filters:
@@ -64,13 +76,13 @@ class Filters:
     def query(self) -> str:
         """The filters as a query string, for links that keep them."""
         values = {key: (value.isoformat() if isinstance(value, date) else value)
-                  for key, value in asdict(self).items() if value is not None}
+                  for key, value in asdict(self).items() if value is not None and key != "zone"}
         return urlencode(values)
 
 
 def parse(args: MultiDict, settings: Settings) -> Filters:
     """The filters in ``args``; the last ``DEFAULT_DAYS`` days, everything, per day when absent."""
-    today = utcnow().date()
+    today = today_in(settings.qa.timezone)
     until = _day(args, "until") or today
     since = _day(args, "since") or until - timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
@@ -81,7 +93,11 @@ def parse(args: MultiDict, settings: Settings) -> Filters:
     tier = _choice(args, "tier", tuple(t.name for t in settings.fusion.tiers))
     by = _choice(args, "by", ("day", "week")) or "day"
     return Filters(since=since, until=until, source=_text(args, "source"), channel=_text(args, "channel"),
-                   topic=topic, tier=tier, by=by)
+                   topic=topic, tier=tier, by=by, zone=settings.qa.timezone)
+
+
+def today_in(zone: str) -> date:
+    return datetime.now(ZoneInfo(zone)).date()
 
 
 def _day(args: MultiDict, name: str) -> date | None:

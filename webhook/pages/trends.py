@@ -253,7 +253,7 @@ def daily_complaints(session: Session, filters: Filters, settings: Settings,
     counts: dict[str, Counter[date]] = {topic: Counter() for topic in _shown_topics(filters)}
     for created_at, _source, _channel, entities in session.execute(_complaints(wider, settings)):
         for topic in _kept(filters, complaint_topics(entities)):
-            counts[topic][created_at.date()] += 1
+            counts[topic][filters.day(created_at)] += 1
     return counts
 
 
