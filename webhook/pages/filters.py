@@ -51,6 +51,8 @@ class Filters:
 
     def day(self, stored: datetime) -> date:
         """The day a stored (naive UTC) moment falls on, in the zone."""
+        if self.zone == "UTC":
+            return stored.date()
         return stored.replace(tzinfo=UTC).astimezone(ZoneInfo(self.zone)).date()
 
     def _stored(self, day: date) -> datetime:
