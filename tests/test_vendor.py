@@ -21,3 +21,19 @@ def test_no_page_loads_a_script_or_style_from_elsewhere():
     templates = (ROOT / "webhook" / "templates").rglob("*.html")
     for template in templates:
         assert not re.search(r'(src|href)="(https?:)?//', template.read_text()), template
+
+
+def test_the_pages_templates_and_static_files_are_packaged():
+    import tomllib
+    from fnmatch import fnmatch
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "churnsignal.webhook.pages" in setuptools["packages"]
+    assert setuptools["package-dir"]["churnsignal.webhook.pages"] == "webhook/pages"
+    patterns = setuptools["package-data"]["churnsignal.webhook"]
+    shipped = [p for folder in ("templates", "static") for p in (ROOT / "webhook" / folder).rglob("*") if p.is_file()]
+    assert shipped
+    for path in shipped:
+        relative = path.relative_to(ROOT / "webhook").as_posix()
+        assert any(fnmatch(relative, pattern) and relative.count("/") == pattern.count("/") for pattern in patterns), \
+            relative
