@@ -240,6 +240,10 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
                     late = timedelta(hours=9 if index % 3 == 2 else 1)
                     session.add(AlertHandling(alert_id=alert.id, handled_by="agent.zhang", via="badge",
                                               handled_at=event.created_at + late))
+        # What each customer bought before it all (c7 never ordered); categories for the heat map.
+        for number, customer in enumerate(sorted(tiers)[:-1]):
+            session.add(Order(order_id=f"old{number}", customer_id=customer, ordered_at=now - timedelta(days=90),
+                              amount=59.0, category=("服饰", "数码", "食品")[number % 3], status="paid"))
         # Some customers order again (and one only asks for a refund).
         for number, customer in enumerate(("c0", "c2", "c4")):
             session.add(Order(order_id=f"o{number}", customer_id=customer, ordered_at=now - timedelta(hours=2),

@@ -69,7 +69,7 @@ def test_the_volume_chart_draws_the_stores_complaint_counts(logged_in, live_app,
     for series in option["series"]:
         assert series["data"] == [expected[series["id"], bucket] for bucket in buckets], series["id"]
     assert sum(sum(s["data"]) for s in option["series"]) == sum(expected.values()) > 0
-    for figure in ("negative-share", "heatmap-source", "heatmap-channel", "tiers", "outcomes"):
+    for figure in ("negative-share", "heatmap-source", "heatmap-channel", "heatmap-category", "tiers", "outcomes"):
         drawn(logged_in, figure)
     # A tooltip is styled by script: the page's Content-Security-Policy must allow it.
     box = logged_in.locator("#chart-volume").bounding_box()

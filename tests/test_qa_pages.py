@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import is_complaint, topics
-from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, utcnow
+from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore, utcnow
 from churnsignal.webhook.app import create_app
 
 
@@ -197,6 +197,37 @@ def test_every_filter_narrows_every_figure(qa, seeded_store, pages_settings):
         assert len(messages["rows"]) == len(expected), query
 
 
+def category_at(store, event: Event) -> str:
+    """The category of the customer's latest order at or before the message, as the heat map reads it."""
+    with store.session() as session:
+        orders = session.scalars(select(Order).where(Order.customer_id == event.customer_id,
+                                                     Order.ordered_at <= event.created_at)).all()
+    latest = max(orders, key=lambda o: (o.ordered_at, o.id), default=None)
+    return latest.category if latest is not None and latest.category else "-"
+
+
+def test_the_category_heat_map_reads_what_each_customer_last_bought(qa, seeded_store, pages_settings):
+    since = utcnow().date() - timedelta(days=27)
+    complaints = [e for e in stored_complaints(seeded_store, pages_settings) if in_range(e, since, utcnow().date())]
+    expected = Counter()
+    for event in complaints:
+        for topic in topics(event.entities) or ("OTHER",):
+            expected[topic, category_at(seeded_store, event)] += 1
+    figure = qa.get("/qa/data/heatmap-category.json").json
+    assert {(t, c): n for t, c, n in figure["rows"] if n} == dict(expected)
+    assert {"服饰", "数码", "食品", "-"} <= set(figure["chart"]["columns"])
+    digital = [e for e in complaints if category_at(seeded_store, e) == "数码"]
+    assert len(qa.get("/qa/data/messages.json?category=数码").json["rows"]) == len(digital) > 0
+    x, y = figure["chart"]["columns"].index("数码"), figure["chart"]["topics"].index("LOGISTICS")
+    cell = qa.get(figure["chart"]["drill"][y][x])
+    assert cell.text.count('class="message"') == expected["LOGISTICS", "数码"]
+    with seeded_store.session() as session:
+        alerts = session.scalars(select(Alert)).all()
+        triggers = {a.id: session.get(Event, session.get(RiskScore, a.score_id).event_id) for a in alerts}
+    tiers = qa.get(f"/qa/data/tiers.json?since={utcnow().date() - timedelta(days=45)}&category=数码").json
+    assert sum(row[3] for row in tiers["rows"]) == sum(category_at(seeded_store, e) == "数码" for e in triggers.values())
+
+
 def test_negative_share_divides_complaints_by_the_customer_turns_read(qa, seeded_store, pages_settings):
     figure = qa.get("/qa/data/negative-share.json").json
     with seeded_store.session() as session:
@@ -281,8 +312,8 @@ def test_the_drill_down_shows_masked_text_sentiment_and_the_ticket_link(qa):
 
 
 def test_csv_exports_hold_the_json_rows(qa):
-    for figure in ("volume", "negative-share", "heatmap-channel", "tiers", "outcomes", "alerts", "spikes",
-                   "messages"):
+    for figure in ("volume", "negative-share", "heatmap-channel", "heatmap-category", "tiers", "outcomes", "alerts",
+                   "spikes", "messages"):
         json_rows = qa.get(f"/qa/data/{figure}.json").json
         answer = qa.get(f"/qa/data/{figure}.csv")
         assert answer.mimetype == "text/csv" and "attachment" in answer.headers["Content-Disposition"]

@@ -21,6 +21,8 @@ from churnsignal.nlp.complaints import TOPICS
 
 # Complaints the entity extractor found no topic in: a topic of their own on the charts.
 NO_TOPIC = "OTHER"
+# The product category of a message whose customer had no order (with a category) before it.
+NO_CATEGORY = "-"
 DEFAULT_DAYS = 28
 MAX_DAYS = 366
 Bucket = Literal["day", "week"]
@@ -34,6 +36,8 @@ class Filters:
     channel: str | None = None
     topic: str | None = None
     tier: str | None = None
+    # The product category the customer last bought before the message (NO_CATEGORY: none).
+    category: str | None = None
     # Per day or per ISO week (starting on Monday) on the charts over time.
     by: Bucket = "day"
     # The configured qa.timezone: whose days these are. Not a filter a page can change.
@@ -95,7 +99,7 @@ def parse(args: MultiDict, settings: Settings) -> Filters:
     tier = _choice(args, "tier", tuple(t.name for t in settings.fusion.tiers))
     by = _choice(args, "by", ("day", "week")) or "day"
     return Filters(since=since, until=until, source=_text(args, "source"), channel=_text(args, "channel"),
-                   topic=topic, tier=tier, by=by, zone=settings.qa.timezone)
+                   topic=topic, tier=tier, category=_text(args, "category"), by=by, zone=settings.qa.timezone)
 
 
 def today_in(zone: str) -> date:

@@ -128,11 +128,10 @@ def _drill(filters: Filters) -> str:
     return url_for("qa.drill_down") + "?" + filters.query()
 
 
-def _heatmap(across: str) -> Callable[[Filters], Table]:
+def _heatmap(across: trends.Across) -> Callable[[Filters], Table]:
     def run(filters: Filters) -> Table:
         table = _figure(trends.heatmap, across=across)(filters)
-        key = "source" if across == "source" else "channel"
-        table.chart["drill"] = [[_drill(replace(filters, topic=topic, **{key: column}))
+        table.chart["drill"] = [[_drill(replace(filters, topic=topic, **{across: column}))
                                  for column in table.chart["columns"]] for topic in table.chart["topics"]]
         return table
 
@@ -172,6 +171,7 @@ FIGURES: dict[str, Callable[[Filters], Table]] = {
     "negative-share": _figure(trends.negative_share),
     "heatmap-source": _heatmap("source"),
     "heatmap-channel": _heatmap("channel"),
+    "heatmap-category": _heatmap("category"),
     "tiers": _figure(trends.tiers),
     "outcomes": _figure(trends.outcomes),
     "alerts": _alerts,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
@@ -26,7 +26,7 @@ from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, topics
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
 from churnsignal.webhook.pages import spikes
-from churnsignal.webhook.pages.filters import NO_TOPIC, Filters
+from churnsignal.webhook.pages.filters import NO_CATEGORY, NO_TOPIC, Filters
 from churnsignal.webhook.pages.tickets import ticket_url
 
 CHART_TOPICS = (*TOPICS, NO_TOPIC)
@@ -34,7 +34,7 @@ CHART_TOPICS = (*TOPICS, NO_TOPIC)
 TOPIC_NAMES = {"QUALITY": "质量 quality", "LOGISTICS": "物流 logistics", "REFUND": "退款 refund",
                "SERVICE": "服务 service", "PRICE": "价格 price", "COMPETITOR": "竞品 competitor",
                "OTHER": "其他 other"}
-Across = Literal["source", "channel"]
+Across = Literal["source", "channel", "category"]
 
 
 @dataclass
@@ -73,7 +73,7 @@ def complaint_topics(entities: dict[str, Any] | None) -> tuple[str, ...]:
 def volume(session: Session, filters: Filters, settings: Settings) -> Table:
     """Complaints per topic per day or week; a complaint about two topics counts for each."""
     counts: Counter[tuple[date, str]] = Counter()
-    for created_at, _source, _channel, entities in session.execute(_complaints(filters, settings)):
+    for created_at, entities in session.execute(_complaints(filters, settings)):
         for topic in _kept(filters, complaint_topics(entities)):
             counts[filters.bucket(created_at), topic] += 1
     buckets, shown = filters.buckets(), _shown_topics(filters)
@@ -105,13 +105,18 @@ def negative_share(session: Session, filters: Filters, settings: Settings) -> Ta
 
 
 def heatmap(session: Session, filters: Filters, settings: Settings, across: Across) -> Table:
-    """Complaints per topic and helpdesk (or channel) over the whole range."""
+    """Complaints per topic and helpdesk, channel or product category over the whole range.
+
+    A complaint's product category is that of its customer's latest order before it: what
+    they were buying when they complained.
+    """
+    column = {"source": Event.source, "channel": Event.channel, "category": _category_label()}[across]
     counts: Counter[tuple[str, str]] = Counter()
-    for _created_at, source, channel, entities in session.execute(_complaints(filters, settings)):
-        column = source if across == "source" else channel
+    query = _scoped(select(column, Event.entities), filters).where(*_complaint(settings))
+    for value, entities in session.execute(query):
         for topic in _kept(filters, complaint_topics(entities)):
-            counts[topic, column] += 1
-    columns = sorted({column for _topic, column in counts})
+            counts[topic, value] += 1
+    columns = sorted({value for _topic, value in counts})
     shown = _shown_topics(filters)
     rows = [[t, c, counts[t, c]] for t in shown for c in columns]
     cells = [[x, y, counts[t, c]] for y, t in enumerate(shown) for x, c in enumerate(columns)]
@@ -133,7 +138,7 @@ def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
               .outerjoin(Event, Event.id == RiskScore.event_id)
               .where(RiskScore.scored_at >= filters.start, RiskScore.scored_at < filters.end,
                      RiskScore.tier.in_(names)))
-    for scored_at, customer_id, tier, source, channel, entities in session.execute(scores):
+    for scored_at, customer_id, tier, source, channel, entities in session.execute(_by_category(scores, filters)):
         if _about(filters, source, channel, entities):
             scored.setdefault((filters.bucket(scored_at), tier), set()).add(customer_id)
     alerted: Counter[tuple[date, str]] = Counter()
@@ -141,7 +146,7 @@ def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
               .join(RiskScore, RiskScore.id == Alert.score_id)
               .outerjoin(Event, Event.id == RiskScore.event_id)
               .where(Alert.created_at >= filters.start, Alert.created_at < filters.end, Alert.tier.in_(names)))
-    for created_at, tier, source, channel, entities in session.execute(alerts):
+    for created_at, tier, source, channel, entities in session.execute(_by_category(alerts, filters)):
         if _about(filters, source, channel, entities):
             alerted[filters.bucket(created_at), tier] += 1
     buckets = filters.buckets()
@@ -167,7 +172,7 @@ def outcomes(session: Session, filters: Filters, settings: Settings) -> Table:
               .order_by(Alert.created_at, Alert.id))
     first: dict[str, Alert] = {}
     alert_ids: dict[int, str] = {}
-    for alert, channel, entities in session.execute(alerts):
+    for alert, channel, entities in session.execute(_by_category(alerts, filters)):
         if _about(filters, alert.source, channel, entities):
             first.setdefault(alert.customer_id, alert)
             alert_ids[alert.id] = alert.customer_id
@@ -205,7 +210,7 @@ def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 
              .order_by(Alert.created_at.desc(), Alert.id.desc()))
     if filters.tier:
         query = query.where(Alert.tier == filters.tier)
-    found = [alert for alert, channel, entities in session.execute(query)
+    found = [alert for alert, channel, entities in session.execute(_by_category(query, filters))
              if _about(filters, alert.source, channel, entities)][:limit]
     handlings: dict[int, AlertHandling] = {}
     for handling in session.scalars(select(AlertHandling).where(AlertHandling.alert_id.in_([a.id for a in found]))
@@ -251,7 +256,7 @@ def daily_complaints(session: Session, filters: Filters, settings: Settings,
     """Complaints per topic per day, from ``days_before`` days before the range to its end."""
     wider = replace(filters, since=filters.since - timedelta(days=days_before), by="day")
     counts: dict[str, Counter[date]] = {topic: Counter() for topic in _shown_topics(filters)}
-    for created_at, _source, _channel, entities in session.execute(_complaints(wider, settings)):
+    for created_at, entities in session.execute(_complaints(wider, settings)):
         for topic in _kept(filters, complaint_topics(entities)):
             counts[topic][filters.day(created_at)] += 1
     return counts
@@ -278,9 +283,12 @@ def spike_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def choices(session: Session) -> dict[str, list[str]]:
-    """The helpdesks and channels the store has messages from, for the filter menus."""
+    """The helpdesks, channels and product categories the store knows, for the filter menus."""
     return {"sources": list(session.scalars(select(Event.source).distinct().order_by(Event.source))),
-            "channels": list(session.scalars(select(Event.channel).distinct().order_by(Event.channel)))}
+            "channels": list(session.scalars(select(Event.channel).distinct().order_by(Event.channel))),
+            "categories": [NO_CATEGORY, *session.scalars(select(Order.category).distinct()
+                                                         .where(Order.category.is_not(None), Order.category != "")
+                                                         .order_by(Order.category))]}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -294,7 +302,7 @@ def _complaint(settings: Settings) -> tuple:
 
 
 def _complaints(filters: Filters, settings: Settings) -> Select:
-    return _scoped(select(Event.created_at, Event.source, Event.channel, Event.entities), filters).where(
+    return _scoped(select(Event.created_at, Event.entities), filters).where(
         *_complaint(settings))
 
 
@@ -308,7 +316,21 @@ def _scoped(query: Select, filters: Filters) -> Select:
     if filters.tier:
         # A message's tier is its customer's latest.
         query = query.where(Event.customer_id.in_(select(Customer.customer_id).where(Customer.tier == filters.tier)))
-    return query
+    return _by_category(query, filters)
+
+
+def _category_label():
+    """The product category of a message: its customer's latest order at or before it; ``-`` with none."""
+    latest = (select(Order.category)
+              .where(Order.customer_id == Event.customer_id, Order.ordered_at <= Event.created_at)
+              .order_by(Order.ordered_at.desc(), Order.id.desc()).limit(1)
+              .correlate(Event).scalar_subquery())
+    return func.coalesce(func.nullif(latest, ""), NO_CATEGORY)
+
+
+def _by_category(query: Select, filters: Filters) -> Select:
+    """``query``, over events or joined to the triggering event, kept to the filters' product category."""
+    return query if filters.category is None else query.where(_category_label() == filters.category)
 
 
 def _kept(filters: Filters, found: tuple[str, ...]) -> tuple[str, ...]:

@@ -82,7 +82,7 @@
   }
 
   var OPTIONS = { "volume": volume, "negative-share": negativeShare, "heatmap-source": heatmap,
-                  "heatmap-channel": heatmap, "tiers": tiers,
+                  "heatmap-channel": heatmap, "heatmap-category": heatmap, "tiers": tiers,
                   "outcomes": outcomes };
 
   function drillLink(chart, params) {
