@@ -2,8 +2,9 @@
 
 A complaint is what ``nlp.complaints`` says it is: a customer's turn the sentiment reads as
 negative; its topics are ``nlp.complaints.topics`` of its stored entity labels. The database
-selects the turns (time range, helpdesk, channel, the customer's tier); topics are read from
-each turn's entities here, with the same function the fusion features use.
+selects the turns (time range, helpdesk, channel, the customer's tier, the product category
+they last bought); topics are read from each turn's entities here, with the same function the
+fusion features use.
 
 Every figure is a :class:`Table`: the rows a CSV export writes, and the same numbers shaped
 for its chart.
@@ -18,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
@@ -60,7 +61,7 @@ class Table:
 
 def _cell(value: Any) -> Any:
     # A spreadsheet runs a cell that starts with = + - @ (or a tab or return before one) as a formula.
-    if isinstance(value, str) and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+    if isinstance(value, str) and len(value) > 1 and value.startswith(("=", "+", "-", "@", "\t", "\r")):
         return "'" + value
     return "" if value is None else value
 
@@ -86,16 +87,13 @@ def volume(session: Session, filters: Filters, settings: Settings) -> Table:
 def negative_share(session: Session, filters: Filters, settings: Settings) -> Table:
     """Of the customer turns the sentiment read, the share that are complaints, per day or week."""
     read: Counter[date] = Counter()
+    turns = _scoped(select(Event.created_at), filters).where(Event.author == CUSTOMER, Event.negative_prob.is_not(None))
+    for (created_at,) in session.execute(turns):
+        read[filters.bucket(created_at)] += 1
     complaints: Counter[date] = Counter()
-    floor = negative_from(settings)
-    turns = _scoped(select(Event.created_at, Event.negative_prob, Event.entities), filters).where(
-        Event.author == CUSTOMER, Event.negative_prob.is_not(None))
-    for created_at, negative_prob, entities in session.execute(turns):
-        bucket = filters.bucket(created_at)
-        read[bucket] += 1
-        # Not NaN (PostgreSQL orders NaN above every number), as in is_complaint.
-        if floor <= negative_prob <= 1.0 and _kept(filters, complaint_topics(entities)):
-            complaints[bucket] += 1
+    for created_at, entities in session.execute(_complaints(filters, settings)):
+        if _kept(filters, complaint_topics(entities)):
+            complaints[filters.bucket(created_at)] += 1
     buckets = filters.buckets()
     shares = [round(complaints[b] / read[b], 4) if read[b] else None for b in buckets]
     rows = [[b.isoformat(), read[b], complaints[b], share] for b, share in zip(buckets, shares)]
@@ -129,7 +127,7 @@ def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
     """Customers scored at each tier, and alerts raised at each tier, per day or week.
 
     A score or an alert is about the message that triggered the scoring: that message's
-    helpdesk, channel and topics are the ones the filters test.
+    helpdesk, channel, topics and product category are the ones the filters test.
     """
     names = [t.name for t in settings.fusion.tiers if filters.tier in (None, t.name)]
     scored: dict[tuple[date, str], set[str]] = {}
@@ -307,7 +305,7 @@ def _complaints(filters: Filters, settings: Settings) -> Select:
 
 
 def _scoped(query: Select, filters: Filters) -> Select:
-    """``query`` over events limited to the filters' range, helpdesk, channel and tier."""
+    """``query`` over events limited to the filters' range, helpdesk, channel, tier and category."""
     query = query.where(Event.created_at >= filters.start, Event.created_at < filters.end)
     if filters.source:
         query = query.where(Event.source == filters.source)
@@ -319,7 +317,7 @@ def _scoped(query: Select, filters: Filters) -> Select:
     return _by_category(query, filters)
 
 
-def _category_label():
+def _category_label() -> ColumnElement[str]:
     """The product category of a message: its customer's latest order at or before it; ``-`` with none."""
     latest = (select(Order.category)
               .where(Order.customer_id == Event.customer_id, Order.ordered_at <= Event.created_at)
