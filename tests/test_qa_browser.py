@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from churnsignal.nlp.complaints import is_complaint, topics
@@ -130,3 +131,8 @@ def test_the_alerts_page_shows_the_handling_audit(logged_in, live_app, shots):
     assert rows.count() == int(logged_in.locator(".scope .count").inner_text()) > 0
     assert rows.filter(has_text="agent.zhang").count() > 0
     logged_in.screenshot(path=shots / "qa-alerts.png", full_page=True)
+    waiting = rows.filter(has=logged_in.locator("button", has_text="Mark handled"))
+    before = waiting.count()
+    waiting.first.locator("button").click()
+    expect(waiting).to_have_count(before - 1)
+    expect(rows.filter(has_text="qa-lead · ")).to_have_count(1)

@@ -388,3 +388,18 @@ def test_days_are_counted_in_the_configured_time_zone(seeded_store, pages_settin
     assert client.get("/qa/data/messages.json?source=tz&since=2026-03-01&until=2026-03-01").json["rows"] == []
     with pytest.raises(ValidationError, match="qa.timezone"):
         Settings(qa={"timezone": "Mars/Olympus"})
+
+
+def test_marking_an_alert_handled_records_who_once(qa, seeded_store, page_users):
+    with seeded_store.session() as session:
+        handled = set(session.scalars(select(AlertHandling.alert_id)))
+        alert_id = session.scalar(select(Alert.id).where(Alert.id.not_in(handled)).limit(1))
+    token = csrf_token(qa, "/qa/alerts")
+    assert qa.post(f"/qa/alerts/{alert_id}/handled").status_code == 400  # no CSRF token
+    for _ in range(2):
+        answer = qa.post(f"/qa/alerts/{alert_id}/handled", data={"csrf_token": token, "next": "//evil.example/"})
+        assert answer.status_code == 302 and answer.headers["Location"] == "/qa/alerts"
+    with seeded_store.session() as session:
+        [row] = session.scalars(select(AlertHandling).where(AlertHandling.alert_id == alert_id)).all()
+    assert (row.handled_by, row.via) == (next(iter(page_users)), "qa")
+    assert qa.post("/qa/alerts/999999/handled", data={"csrf_token": token}).status_code == 404

@@ -129,14 +129,14 @@ def _checked_forms() -> None:
 @blueprint.get("/login")
 def form():
     require_enabled()
-    return render_template("login.html", next=_safe_next(request.args.get("next")))
+    return render_template("login.html", next=safe_next(request.args.get("next"), url_for("qa.index")))
 
 
 @blueprint.post("/login")
 def log_in():
     name = request.form.get("name", "").strip()
     user = authenticate(name, request.form.get("password", ""))
-    target = _safe_next(request.form.get("next"))
+    target = safe_next(request.form.get("next"), url_for("qa.index"))
     if user is None:
         return render_template("login.html", next=target, failed=True, name=name), 401
     # A fresh session on every login: a cookie planted before it (session fixation) is not kept.
@@ -152,9 +152,8 @@ def log_out():
     return redirect(url_for("login.form"))
 
 
-def _safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path on this site only, never another host."""
-    default = url_for("qa.index")
+def safe_next(target: str | None, default: str) -> str:
+    """Where to go after a form: a path on this site only, never another host; else ``default``."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return default
     parts = urlsplit(target)

@@ -2,7 +2,7 @@
 
 Each figure has one endpoint that answers JSON (what the page's chart draws) or CSV (the
 same rows, for a spreadsheet): ``/qa/data/<figure>.json`` and ``.csv``, under the filters
-in the query string. The pages only read the store.
+in the query string. The pages only read the store, but for one form: marking an alert handled.
 """
 
 from __future__ import annotations
@@ -13,19 +13,27 @@ from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
+from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
 from churnsignal.nlp.masking import KINDS
 from churnsignal.webhook.app import service
-from churnsignal.webhook.pages import secure_headers, spikes, trends
+from churnsignal.store import Alert, AlertHandling, utcnow
+from churnsignal.webhook.pages import csrf, secure_headers, spikes, trends
 from churnsignal.webhook.pages.filters import Filters, parse
-from churnsignal.webhook.pages.login import login_required
+from churnsignal.webhook.pages.login import current_user, login_required, safe_next
 from churnsignal.webhook.pages.trends import TOPIC_NAMES, Table
 
 blueprint = Blueprint("qa", __name__, url_prefix="/qa")
 blueprint.after_request(secure_headers)
+
+
+@blueprint.before_request
+def _checked_forms() -> None:
+    if request.method == "POST":
+        csrf.protect()
 
 # Newest first, at most this many on a page (the page says so) and in an export of messages or alerts.
 MESSAGES_SHOWN = 200
@@ -63,6 +71,20 @@ def alert_list():
     with service().store.session() as session:
         found = trends.alerts(session, filters, service().settings, limit=MESSAGES_SHOWN)
     return _page("qa/alerts.html", filters, alerts=found, capped=len(found) == MESSAGES_SHOWN)
+
+
+@blueprint.post("/alerts/<int:alert_id>/handled")
+@login_required()
+def mark_handled(alert_id: int):
+    """Record that the logged-in person handled an alert (the audit row outcomes count); once per alert."""
+    with service().store.session() as session:
+        if session.get(Alert, alert_id) is None:
+            raise NotFound(f"unknown alert {alert_id}")
+        done = session.scalar(select(AlertHandling.id).where(AlertHandling.alert_id == alert_id).limit(1))
+        if done is None:
+            session.add(AlertHandling(alert_id=alert_id, handled_by=current_user().name, handled_at=utcnow(),
+                                      via="qa"))
+    return redirect(safe_next(request.form.get("next"), url_for("qa.alert_list")))
 
 
 @blueprint.get("/spikes")
