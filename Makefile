@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test
+.PHONY: demo test vendor screenshots
 
 # torch goes in first and pinned to the CPU build: a looser requirement from another
 # package would otherwise pull the CUDA build (several GB).
@@ -18,3 +18,15 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# The browser libraries the pages serve, from the exact npm releases package-lock.json pins
+# (never a CDN): run after changing package.json, and commit what it copies.
+ECHARTS := webhook/static/vendor/echarts
+vendor:
+	npm ci --no-audit --no-fund
+	mkdir -p $(ECHARTS)
+	cp node_modules/echarts/dist/echarts.min.js node_modules/echarts/LICENSE node_modules/echarts/NOTICE $(ECHARTS)/
+
+# The browser tests, keeping their screenshots for docs/qa.md.
+screenshots: $(VENV)/.installed
+	CHURNSIGNAL_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_qa_browser.py

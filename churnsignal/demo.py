@@ -9,7 +9,9 @@ What it does, in the order a deployment would:
 3. sends the held-out customers' orders to ``POST /api/orders`` and replays their
    messages through the real webhook endpoints of Zendesk, Chatwoot, Freshdesk and a
    generic helpdesk, each signed as that helpdesk signs;
-4. shows each alert as it lands on a ticket in the stand-in, then a summary.
+4. shows each alert as it lands on a ticket in the stand-in, then a summary;
+5. prints the QA workspace's address with a login made for this run and, unless told not
+   to (``--no-serve``), keeps everything serving until interrupted.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class DemoOptions:
     corpus_dir: Path | None = None
     seed: int = 0
     timeout: float = 600.0
+    # Keep the web app, the worker and the stand-in running, for the pages, until Ctrl-C.
+    keep_serving: bool = False
 
 
 def run(options: DemoOptions, echo: Callable[[str], None] = click.echo) -> dict:
@@ -76,7 +80,8 @@ def run(options: DemoOptions, echo: Callable[[str], None] = click.echo) -> dict:
     # The stand-in's own request log would drown the alerts it is there to show.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     with StandIn() as standin:
-        config, token = _write_config(options.workdir, standin, model_path)
+        login = DemoLogin.make()
+        config, token = _write_config(options.workdir, standin, model_path, qa=login.settings())
         env = os.environ | {"CHURNSIGNAL_CONFIG": str(config)}
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -95,7 +100,11 @@ def run(options: DemoOptions, echo: Callable[[str], None] = click.echo) -> dict:
             summary = _watch(store, standin, sent, options.timeout, echo)
             store.dispose()
             summary["api_example"] = _api_example(base, token, summary.get("example_customer"))
-    _print_summary(summary, echo)
+            _print_summary(summary, echo)
+            echo(click.style("the QA workspace", bold=True))
+            echo(f"    {base}/qa/    login: {login.name} / {login.password}")
+            if options.keep_serving:
+                _serve_until_interrupted(echo)
     return summary
 
 
@@ -152,8 +161,37 @@ def _as_if_now(sim):
                    events=sim.events.assign(created_at=sim.events["created_at"] + shift), as_of=sim.as_of + shift)
 
 
-def _write_config(workdir: Path, standin, model_path: Path) -> tuple[Path, str]:
-    """The one YAML file the web app and the worker read: fresh secrets, the stand-in's address."""
+@dataclass(frozen=True)
+class DemoLogin:
+    """A QA workspace login made for one demo run: a fresh password, printed at the end."""
+
+    name: str
+    password: str
+
+    @classmethod
+    def make(cls) -> DemoLogin:
+        return cls("demo", secrets.token_urlsafe(12))
+
+    def settings(self) -> dict:
+        from churnsignal.webhook.pages.login import hash_password
+
+        # Plain HTTP on 127.0.0.1: the session cookie cannot be Secure-only here.
+        return {"users": [{"name": self.name, "role": "admin", "password_hash": hash_password(self.password)}],
+                "secret_key": secrets.token_hex(32), "secure_cookies": False}
+
+
+def _serve_until_interrupted(echo) -> None:
+    echo("    serving until interrupted (Ctrl-C)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        echo("    stopping")
+
+
+def _write_config(workdir: Path, standin, model_path: Path, qa: dict | None = None) -> tuple[Path, str]:
+    """The one YAML file the web app and the worker read: fresh secrets, the stand-in's address
+    and, given ``qa``, the QA workspace's settings."""
     token = secrets.token_urlsafe(24)
     config = {
         "service": {"data_dir": str(workdir), "api_token": token, "requeue_after_seconds": 30},
@@ -174,6 +212,8 @@ def _write_config(workdir: Path, standin, model_path: Path) -> tuple[Path, str]:
             "max_attempts": 5, "backoff_seconds": 1.0,
         },
     }
+    if qa is not None:
+        config["qa"] = qa
     path = workdir / "churnsignal.yaml"
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
     return path, token

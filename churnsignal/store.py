@@ -57,7 +57,8 @@ class Event(Base):
     author: Mapped[str] = mapped_column(String(16))
     channel: Mapped[str] = mapped_column(String(16))
     text: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime]
+    # Indexed for the QA workspace's ranges of days (migration 0005).
+    created_at: Mapped[datetime] = mapped_column(index=True)
     received_at: Mapped[datetime]
     # received → queued → analysed (customer messages) or stored (agent and bot messages)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -128,7 +129,7 @@ class RiskScore(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(200), index=True)
     event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"))
-    scored_at: Mapped[datetime]
+    scored_at: Mapped[datetime] = mapped_column(index=True)
     as_of: Mapped[datetime]
     churn_prob: Mapped[float]
     tier: Mapped[str | None] = mapped_column(String(32))
@@ -166,7 +167,7 @@ class Alert(Base):
     reasons: Mapped[list[Any]]
     driver: Mapped[str] = mapped_column(String(16))
     action: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(index=True)
     # SPEC: the tier's response time (4 h / 12 h / 24 h) from when the alert was raised.
     due_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(16), index=True)

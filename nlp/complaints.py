@@ -23,7 +23,7 @@ TOPICS = ("QUALITY", "LOGISTICS", "REFUND", "SERVICE", "PRICE", "COMPETITOR")
 
 def is_negative(negative_prob: float, settings: Settings) -> bool:
     """Whether the sentiment reads a message as negative: the one test every complaint rests on."""
-    return negative_prob >= settings.sentiment.neutral_high
+    return negative_prob >= negative_from(settings)
 
 
 def is_complaint(author: str, negative_prob: float | None, settings: Settings) -> bool:
@@ -35,6 +35,15 @@ def is_complaint(author: str, negative_prob: float | None, settings: Settings) -
     if author != CUSTOMER or negative_prob is None or math.isnan(negative_prob):
         return False
     return is_negative(negative_prob, settings)
+
+
+def negative_from(settings: Settings) -> float:
+    """The lowest ``negative_prob`` the sentiment reads as negative.
+
+    ``is_negative`` draws its line here, and so does any query that counts complaints among
+    stored turns in the database instead of one turn at a time in Python.
+    """
+    return settings.sentiment.neutral_high
 
 
 def topics(entity_labels: Iterable[str]) -> tuple[str, ...]:

@@ -183,3 +183,7 @@ def _without_overlaps(candidates: Iterator[tuple[int, PiiSpan]], size: int) -> t
             taken[span.start : span.end] = b"\1" * (span.end - span.start)
             kept.append(span)
     return tuple(sorted(kept, key=lambda span: span.start))
+
+
+# Every kind of personal data masked; each stands in masked text as its placeholder, "[PHONE]".
+KINDS = tuple(dict.fromkeys(kind for kind, _pattern, _valid in _DETECTORS))

@@ -229,3 +229,205 @@ def worker(monkeypatch, redis_url) -> Iterator:
         return running
 
     yield start
+
+
+# --- Pages for people: a seeded store, the app on a real port, and a real browser. ---
+
+import random
+from datetime import datetime, timedelta
+
+# Who may log in to the pages in these tests: name -> (role, password).
+PAGE_USERS = {"qa-lead": ("qa", "correct horse battery staple"), "admin": ("admin", "another long passphrase")}
+# Debian's chromium package; Playwright drives it and never downloads a browser of its own.
+CHROMIUM = os.environ.get("CHURNSIGNAL_TEST_CHROMIUM", "/usr/bin/chromium")
+
+SEED_TEXTS = {
+    "LOGISTICS": "快递三天都没到，电话[PHONE]也打不通",
+    "REFUND": "退款申请了一周还没处理",
+    "QUALITY": "质量太差了，用了两天就坏",
+    "SERVICE": "客服态度很差，一直不回消息",
+    "PRICE": "刚买就降价，太坑了",
+    "COMPETITOR": "京东上便宜多了，以后不在这买了",
+}
+
+
+def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
+    """Forty days of analysed support traffic, scores and alerts, up to ``now`` (UTC).
+
+    Four helpdesks, three channels, every topic, calm turns and complaints, agent replies
+    (never complaints), one complaint without a topic, customers at every tier, and a
+    LOGISTICS spike three days ago: what the QA views and the badge read. Numbers are drawn
+    from ``seed``; tests compute what they expect from the store, never from this function.
+    """
+    from churnsignal.store import Alert, AlertHandling, Customer, Delivery, Event, Order, RiskScore, utcnow
+
+    rng = random.Random(seed)
+    now = now or utcnow()
+    sources = ("zendesk", "chatwoot", "freshdesk", "generic:shopline")
+    channels = ("chat", "ticket", "email")
+    tiers = {f"c{n}": tier for n, tier in enumerate(("red", "red", "yellow", "yellow", "blue", None, None, "blue"))}
+    with store.session() as session:
+        delivery = Delivery(source="seed", received_at=now, body="{}")
+        session.add(delivery)
+        session.flush()
+        number = 0
+
+        def add(day: int, customer: str, author: str, prob: float | None, entities: dict | None, text: str,
+                spread: bool = True) -> Event:
+            nonlocal number
+            number += 1
+            at = now - timedelta(days=day, minutes=rng.randrange(24 * 60) if spread else 0)
+            event = Event(delivery_id=delivery.id, source=sources[number % len(sources)], external_id=f"m{number}",
+                          ticket_id=str(1000 + number // 3), customer_id=customer, author=author,
+                          channel=channels[number % len(channels)], text=text, created_at=at, received_at=at,
+                          status="analysed" if author == "customer" else "stored", queued_at=at, analysed_at=at,
+                          negative_prob=prob, negative_word_share=0.1 if prob is not None else None,
+                          entities=entities)
+            session.add(event)
+            return event
+
+        for day in range(40):
+            for _ in range(rng.randrange(2, 6)):
+                topic = rng.choice(list(SEED_TEXTS))
+                entities = {topic: 1} | ({"REFUND": 1} if topic == "LOGISTICS" and rng.random() < 0.3 else {})
+                add(day, rng.choice(list(tiers)), "customer", rng.uniform(0.5, 0.99), entities, SEED_TEXTS[topic])
+            for _ in range(rng.randrange(1, 4)):
+                add(day, rng.choice(list(tiers)), "customer", rng.uniform(0.0, 0.3), {}, "好的，谢谢")
+            # An agent's apology quotes the complaint: never a complaint itself.
+            add(day, rng.choice(list(tiers)), "agent", 0.9, {"LOGISTICS": 1}, "抱歉快递慢了，我们马上催")
+        add(5, "c0", "customer", 0.8, {}, "太失望了")
+        for _ in range(8):
+            add(3, rng.choice(list(tiers)), "customer", 0.95, {"LOGISTICS": 1}, SEED_TEXTS["LOGISTICS"], spread=False)
+        session.flush()
+
+        for customer, tier in tiers.items():
+            session.add(Customer(customer_id=customer, churn_prob=0.8 if tier else 0.05, tier=tier,
+                                 scored_at=now))
+        triggers = session.query(Event).filter(Event.author == "customer", Event.negative_prob > 0.5).all()
+        for index, event in enumerate(rng.sample(triggers, 30)):
+            tier = tiers[event.customer_id] or "blue"
+            score = RiskScore(customer_id=event.customer_id, event_id=event.id, scored_at=event.created_at,
+                              as_of=event.created_at, churn_prob=0.75, tier=tier,
+                              reasons=[{"zh": "投诉增多", "en": "more complaints"}], driver="service",
+                              action={"zh": "安排专属客服回访", "en": "arrange a dedicated agent callback"},
+                              service_signal=True)
+            session.add(score)
+            session.flush()
+            if index % 2 == 0:
+                alert = Alert(idempotency_key=f"seed-{index}", customer_id=event.customer_id, score_id=score.id,
+                              source=event.source, ticket_id=event.ticket_id, tier=tier, churn_prob=0.75,
+                              reasons=score.reasons, driver="service", action=score.action,
+                              created_at=event.created_at, due_at=event.created_at + timedelta(hours=4),
+                              status="delivered", attempts=1, delivered_at=event.created_at)
+                session.add(alert)
+                session.flush()
+                if index % 3 != 1:
+                    # Most alerts are handled, some after their due time.
+                    late = timedelta(hours=9 if index % 3 == 2 else 1)
+                    session.add(AlertHandling(alert_id=alert.id, handled_by="agent.zhang", via="badge",
+                                              handled_at=event.created_at + late))
+        # What each customer bought before it all (c7 never ordered); categories for the heat map.
+        for number, customer in enumerate(sorted(tiers)[:-1]):
+            session.add(Order(order_id=f"old{number}", customer_id=customer, ordered_at=now - timedelta(days=90),
+                              amount=59.0, category=("服饰", "数码", "食品")[number % 3], status="paid"))
+        # Some customers order again (and one only asks for a refund).
+        for number, customer in enumerate(("c0", "c2", "c4")):
+            session.add(Order(order_id=f"o{number}", customer_id=customer, ordered_at=now - timedelta(hours=2),
+                              amount=99.0, status="paid"))
+        session.add(Order(order_id="o-refund", customer_id="c1", ordered_at=now - timedelta(hours=1), amount=-99.0,
+                          status="refunded"))
+
+
+@pytest.fixture
+def seeded_store(store):
+    """The ``store`` fixture (SQLite, then PostgreSQL) holding :func:`seed_trends`' traffic."""
+    seed_trends(store)
+    return store
+
+
+@pytest.fixture
+def pages_settings(tmp_path: Path):
+    """Settings with the QA workspace on: a qa user and an admin, cookies allowed over plain HTTP."""
+    from churnsignal.config import Settings
+    from churnsignal.webhook.pages.login import hash_password
+
+    return Settings(
+        service={"data_dir": str(tmp_path), "api_token": "t" * 32},
+        identity={"pepper": "p" * 64},
+        helpdesks={"zendesk": {"base_url": "https://shop.zendesk.example"},
+                   "chatwoot": {"base_url": "https://chat.example", "account_id": 7}},
+        qa={"users": [{"name": name, "role": role, "password_hash": hash_password(password)}
+                      for name, (role, password) in PAGE_USERS.items()],
+            "secret_key": "s" * 64, "secure_cookies": False})
+
+
+@pytest.fixture
+def page_users() -> dict[str, tuple[str, str]]:
+    """The people ``pages_settings`` lets in: name -> (role, password)."""
+    return dict(PAGE_USERS)
+
+
+@dataclass
+class LiveApp:
+    url: str
+    store: object
+    settings: object
+
+
+@pytest.fixture
+def live_app(pages_settings, tmp_path: Path) -> Iterator[LiveApp]:
+    """The web app on a free local port, in a thread, over a migrated SQLite store seeded by :func:`seed_trends`."""
+    from werkzeug.serving import make_server
+
+    from churnsignal.store import Store
+    from churnsignal.webhook.app import create_app
+
+    store = Store(f"sqlite:///{tmp_path / 'pages.db'}")
+    store.upgrade()
+    seed_trends(store)
+    app = create_app(pages_settings, store=store)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield LiveApp(f"http://127.0.0.1:{server.server_port}", store, pages_settings)
+    finally:
+        server.shutdown()
+        thread.join()
+        store.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (the system's), for the whole test session."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail(f"Chromium is needed by this test and is not at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page (own cookies), closed after the test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN")
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+
+@pytest.fixture
+def logged_in(page, live_app):
+    """A page logged in to ``live_app`` as the qa user, through the login form."""
+    name, (_role, password) = next(iter(PAGE_USERS.items()))
+    page.goto(f"{live_app.url}/login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=password]", password)
+    page.click("form button[type=submit]")
+    page.wait_for_url(f"{live_app.url}/qa/")
+    return page

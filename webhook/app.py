@@ -1,4 +1,4 @@
-"""The web side of the service: helpdesk webhooks in, the read API, health and metrics.
+"""The web side of the service: helpdesk webhooks in, the read API, health and metrics, the pages for people.
 
 ``create_app`` builds one Flask application around one store and one Celery client; gunicorn
 serves ``churnsignal.webhook.app:create_app()``. Every error leaves as JSON
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
 
     Raises :class:`~churnsignal.config.MissingSetting` without ``identity.pepper``.
     """
-    from churnsignal.webhook import api, badge, inbound, ops, wecom_callback
+    from churnsignal.webhook import api, badge, inbound, ops, pages, wecom_callback
     from churnsignal.worker.app import make_celery
 
     settings = settings or get_settings()
@@ -111,6 +111,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None,
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(badge.blueprint)
     app.register_blueprint(wecom_callback.blueprint)
+    pages.init_app(app, settings)
 
     app.url_value_preprocessor(_storable_view_args)
     app.before_request(_start_clock)

@@ -1,0 +1,347 @@
+"""The QA workspace's figures, computed from the store under one set of :class:`Filters`.
+
+A complaint is what ``nlp.complaints`` says it is: a customer's turn the sentiment reads as
+negative; its topics are ``nlp.complaints.topics`` of its stored entity labels. The database
+selects the turns (time range, helpdesk, channel, the customer's tier, the product category
+they last bought); topics are read from each turn's entities here, with the same function the
+fusion features use.
+
+Every figure is a :class:`Table`: the rows a CSV export writes, and the same numbers shaped
+for its chart.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session
+
+from churnsignal.config import Settings
+from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, topics
+from churnsignal.nlp.masking import mask_pii
+from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
+from churnsignal.webhook.pages import spikes
+from churnsignal.webhook.pages.filters import NO_CATEGORY, NO_TOPIC, Filters
+from churnsignal.webhook.pages.tickets import ticket_url
+
+CHART_TOPICS = (*TOPICS, NO_TOPIC)
+# Chinese first, English beside it, as on the notes.
+TOPIC_NAMES = {"QUALITY": "质量 quality", "LOGISTICS": "物流 logistics", "REFUND": "退款 refund",
+               "SERVICE": "服务 service", "PRICE": "价格 price", "COMPETITOR": "竞品 competitor",
+               "OTHER": "其他 other"}
+Across = Literal["source", "channel", "category"]
+
+
+@dataclass
+class Table:
+    """A figure: ``columns`` and ``rows`` for the export, ``chart`` for the page's chart."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+    chart: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"columns": self.columns, "rows": self.rows, "chart": self.chart}
+
+    def csv(self) -> str:
+        """The rows as CSV, with a byte-order mark so that spreadsheet programs read the Chinese as UTF-8."""
+        out = io.StringIO()
+        out.write("\ufeff")
+        writer = csv.writer(out)
+        writer.writerow(self.columns)
+        writer.writerows([[_cell(value) for value in row] for row in self.rows])
+        return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    # A spreadsheet runs a cell that starts with = + - @ (or a tab or return before one) as a formula.
+    if isinstance(value, str) and len(value) > 1 and value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + value
+    return "" if value is None else value
+
+
+def complaint_topics(entities: dict[str, Any] | None) -> tuple[str, ...]:
+    """A complaint's topics on the charts: its entity topics, or ``OTHER`` when it names none."""
+    return topics(entities or {}) or (NO_TOPIC,)
+
+
+def volume(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Complaints per topic per day or week; a complaint about two topics counts for each."""
+    counts: Counter[tuple[date, str]] = Counter()
+    for created_at, entities in session.execute(_complaints(filters, settings)):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[filters.bucket(created_at), topic] += 1
+    buckets, shown = filters.buckets(), _shown_topics(filters)
+    rows = [[b.isoformat(), t, counts[b, t]] for b in buckets for t in shown]
+    series = [{"name": t, "data": [counts[b, t] for b in buckets]} for t in shown]
+    return Table(["bucket", "topic", "complaints"], rows,
+                 {"buckets": [b.isoformat() for b in buckets], "series": series})
+
+
+def negative_share(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Of the customer turns the sentiment read, the share that are complaints, per day or week."""
+    read: Counter[date] = Counter()
+    turns = _scoped(select(Event.created_at), filters).where(Event.author == CUSTOMER, Event.negative_prob.is_not(None))
+    for (created_at,) in session.execute(turns):
+        read[filters.bucket(created_at)] += 1
+    complaints: Counter[date] = Counter()
+    for created_at, entities in session.execute(_complaints(filters, settings)):
+        if _kept(filters, complaint_topics(entities)):
+            complaints[filters.bucket(created_at)] += 1
+    buckets = filters.buckets()
+    shares = [round(complaints[b] / read[b], 4) if read[b] else None for b in buckets]
+    rows = [[b.isoformat(), read[b], complaints[b], share] for b, share in zip(buckets, shares)]
+    return Table(["bucket", "customer_turns", "complaints", "negative_share"], rows,
+                 {"buckets": [b.isoformat() for b in buckets], "share": shares,
+                  "turns": [read[b] for b in buckets], "complaints": [complaints[b] for b in buckets]})
+
+
+def heatmap(session: Session, filters: Filters, settings: Settings, across: Across) -> Table:
+    """Complaints per topic and helpdesk, channel or product category over the whole range.
+
+    A complaint's product category is that of its customer's latest order before it: what
+    they were buying when they complained.
+    """
+    column = {"source": Event.source, "channel": Event.channel, "category": _category_label()}[across]
+    counts: Counter[tuple[str, str]] = Counter()
+    query = _scoped(select(column, Event.entities), filters).where(*_complaint(settings))
+    for value, entities in session.execute(query):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[topic, value] += 1
+    columns = sorted({value for _topic, value in counts})
+    shown = _shown_topics(filters)
+    rows = [[t, c, counts[t, c]] for t in shown for c in columns]
+    cells = [[x, y, counts[t, c]] for y, t in enumerate(shown) for x, c in enumerate(columns)]
+    return Table(["topic", across, "complaints"], rows,
+                 {"across": across, "columns": columns, "topics": list(shown), "cells": cells,
+                  "max": max(counts.values(), default=0)})
+
+
+def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Customers scored at each tier, and alerts raised at each tier, per day or week.
+
+    A score or an alert is about the message that triggered the scoring: that message's
+    helpdesk, channel, topics and product category are the ones the filters test.
+    """
+    names = [t.name for t in settings.fusion.tiers if filters.tier in (None, t.name)]
+    scored: dict[tuple[date, str], set[str]] = {}
+    scores = (select(RiskScore.scored_at, RiskScore.customer_id, RiskScore.tier, Event.source, Event.channel,
+                     Event.entities)
+              .outerjoin(Event, Event.id == RiskScore.event_id)
+              .where(RiskScore.scored_at >= filters.start, RiskScore.scored_at < filters.end,
+                     RiskScore.tier.in_(names)))
+    for scored_at, customer_id, tier, source, channel, entities in session.execute(_by_category(scores, filters)):
+        if _about(filters, source, channel, entities):
+            scored.setdefault((filters.bucket(scored_at), tier), set()).add(customer_id)
+    alerted: Counter[tuple[date, str]] = Counter()
+    alerts = (select(Alert.created_at, Alert.tier, Alert.source, Event.channel, Event.entities)
+              .join(RiskScore, RiskScore.id == Alert.score_id)
+              .outerjoin(Event, Event.id == RiskScore.event_id)
+              .where(Alert.created_at >= filters.start, Alert.created_at < filters.end, Alert.tier.in_(names)))
+    for created_at, tier, source, channel, entities in session.execute(_by_category(alerts, filters)):
+        if _about(filters, source, channel, entities):
+            alerted[filters.bucket(created_at), tier] += 1
+    buckets = filters.buckets()
+    rows = [[b.isoformat(), t, len(scored.get((b, t), ())), alerted[b, t]] for b in buckets for t in names]
+    return Table(["bucket", "tier", "customers_scored", "alerts_raised"], rows,
+                 {"buckets": [b.isoformat() for b in buckets], "tiers": names,
+                  "customers": [{"name": t, "data": [len(scored.get((b, t), ())) for b in buckets]} for t in names],
+                  "alerts": [{"name": t, "data": [alerted[b, t] for b in buckets]} for t in names]})
+
+
+def outcomes(session: Session, filters: Filters, settings: Settings) -> Table:
+    """Of the customers alerted in the range: how many were handled (in time), how many ordered again.
+
+    A customer counts once, under the tier of their first alert in the range. Handled: an
+    agent marked one of their alerts in the range handled (badge or workspace); in time: by
+    that alert's due time. Ordered again: a paid order after that first alert, up to now.
+    """
+    names = [t.name for t in settings.fusion.tiers if filters.tier in (None, t.name)]
+    alerts = (select(Alert, Event.channel, Event.entities)
+              .join(RiskScore, RiskScore.id == Alert.score_id)
+              .outerjoin(Event, Event.id == RiskScore.event_id)
+              .where(Alert.created_at >= filters.start, Alert.created_at < filters.end, Alert.tier.in_(names))
+              .order_by(Alert.created_at, Alert.id))
+    first: dict[str, Alert] = {}
+    alert_ids: dict[int, str] = {}
+    for alert, channel, entities in session.execute(_by_category(alerts, filters)):
+        if _about(filters, alert.source, channel, entities):
+            first.setdefault(alert.customer_id, alert)
+            alert_ids[alert.id] = alert.customer_id
+    handled: set[str] = set()
+    in_time: set[str] = set()
+    for alert_id, handled_at, due_at in session.execute(
+            select(AlertHandling.alert_id, AlertHandling.handled_at, Alert.due_at)
+            .join(Alert, Alert.id == AlertHandling.alert_id).where(AlertHandling.alert_id.in_(list(alert_ids)))):
+        handled.add(alert_ids[alert_id])
+        if handled_at <= due_at:
+            in_time.add(alert_ids[alert_id])
+    reordered = {customer for customer, ordered_at in session.execute(
+        select(Order.customer_id, Order.ordered_at).where(Order.customer_id.in_(first), Order.status == "paid"))
+        if ordered_at > first[customer].created_at}
+    rows = []
+    for tier in names:
+        customers = {c for c, alert in first.items() if alert.tier == tier}
+        rows.append([tier, len(customers), len(customers & handled), len(customers & in_time),
+                     len(customers & reordered)])
+    return Table(["tier", "customers_alerted", "handled", "handled_in_time", "ordered_again"], rows,
+                 {"tiers": names, "measures": ["customers_alerted", "handled", "handled_in_time", "ordered_again"],
+                  "values": [row[1:] for row in rows]})
+
+
+ALERT_COLUMNS = ("alert_id", "created_at", "tier", "churn_prob", "status", "source", "ticket_id", "ticket_url",
+                 "customer", "action", "due_at", "handled_by", "handled_at", "handled_via", "in_time")
+
+
+def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 500) -> list[dict[str, Any]]:
+    """The alerts raised in the range, newest first, each with who marked it handled, when and from where."""
+    query = (select(Alert, Event.channel, Event.entities)
+             .join(RiskScore, RiskScore.id == Alert.score_id)
+             .outerjoin(Event, Event.id == RiskScore.event_id)
+             .where(Alert.created_at >= filters.start, Alert.created_at < filters.end)
+             .order_by(Alert.created_at.desc(), Alert.id.desc()))
+    if filters.tier:
+        query = query.where(Alert.tier == filters.tier)
+    found = [alert for alert, channel, entities in session.execute(_by_category(query, filters))
+             if _about(filters, alert.source, channel, entities)][:limit]
+    handlings: dict[int, AlertHandling] = {}
+    for handling in session.scalars(select(AlertHandling).where(AlertHandling.alert_id.in_([a.id for a in found]))
+                                    .order_by(AlertHandling.handled_at)):
+        handlings.setdefault(handling.alert_id, handling)
+    rows = []
+    for alert in found:
+        handling = handlings.get(alert.id)
+        rows.append({"alert_id": alert.id, "created_at": _iso(alert.created_at), "tier": alert.tier,
+                     "churn_prob": round(alert.churn_prob, 3), "status": alert.status, "source": alert.source,
+                     "ticket_id": alert.ticket_id, "ticket_url": ticket_url(alert.source, alert.ticket_id,
+                                                                             settings.helpdesks),
+                     "customer": mask_pii(alert.customer_id).text, "action": alert.action.get("zh"),
+                     "due_at": _iso(alert.due_at), "handled_by": handling.handled_by if handling else None,
+                     "handled_at": _iso(handling.handled_at) if handling else None,
+                     "handled_via": handling.via if handling else None,
+                     "in_time": handling.handled_at <= alert.due_at if handling else None})
+    return rows
+
+
+def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
+    """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
+    found: list[dict[str, Any]] = []
+    query = (_scoped(select(Event), filters).where(*_complaint(settings))
+             .order_by(Event.created_at.desc(), Event.id.desc()))
+    for event in session.scalars(query.execution_options(yield_per=500)):
+        shown = complaint_topics(event.entities)
+        if not _kept(filters, shown):
+            continue
+        found.append({"event_id": event.id, "created_at": _iso(event.created_at),
+                      "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
+                      "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
+                      # Customer ids may be emails or phone numbers; shown masked like the text.
+                      "customer": mask_pii(event.customer_id).text,
+                      "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text})
+        if len(found) >= limit:
+            break
+    return found
+
+
+def daily_complaints(session: Session, filters: Filters, settings: Settings,
+                     days_before: int) -> dict[str, Counter[date]]:
+    """Complaints per topic per day, from ``days_before`` days before the range to its end."""
+    wider = replace(filters, since=filters.since - timedelta(days=days_before), by="day")
+    counts: dict[str, Counter[date]] = {topic: Counter() for topic in _shown_topics(filters)}
+    for created_at, entities in session.execute(_complaints(wider, settings)):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[topic][filters.day(created_at)] += 1
+    return counts
+
+
+def spike_rows(session: Session, filters: Filters, settings: Settings) -> list[dict[str, Any]]:
+    """Every spike in the range (``webhook/pages/spikes.py`` states the rule), with up to three example messages."""
+    daily = daily_complaints(session, filters, settings, spikes.BASELINE_DAYS)
+    rows = []
+    for spike in spikes.find_spikes(daily, filters.days()):
+        day = replace(filters, since=spike.day, until=spike.day, topic=spike.topic)
+        rows.append({"topic": spike.topic, "day": spike.day.isoformat(), "count": spike.count,
+                     "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
+                     "ratio": None if spike.ratio is None else round(spike.ratio, 1),
+                     "p_value": float(f"{spike.p_value:.3g}"),
+                     "examples": [m["text"] for m in messages(session, day, settings, limit=3)]})
+    return rows
+
+
+def spike_table(rows: list[dict[str, Any]]) -> Table:
+    columns = ["day", "topic", "count", "baseline", "rise", "ratio", "p_value", "examples"]
+    return Table(columns, [[r[c] if c != "examples" else " | ".join(r[c]) for c in columns] for r in rows],
+                 {"spikes": rows})
+
+
+def choices(session: Session) -> dict[str, list[str]]:
+    """The helpdesks, channels and product categories the store knows, for the filter menus."""
+    return {"sources": list(session.scalars(select(Event.source).distinct().order_by(Event.source))),
+            "channels": list(session.scalars(select(Event.channel).distinct().order_by(Event.channel))),
+            "categories": [NO_CATEGORY, *session.scalars(select(Order.category).distinct()
+                                                         .where(Order.category.is_not(None), Order.category != "")
+                                                         .order_by(Order.category))]}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    """Stored naive UTC as ISO 8601 with a Z, to the second."""
+    return None if moment is None else moment.isoformat(timespec="seconds") + "Z"
+
+
+def _complaint(settings: Settings) -> tuple:
+    # is_complaint in SQL; the upper bound leaves NaN out (PostgreSQL orders NaN above every number).
+    return (Event.author == CUSTOMER, Event.negative_prob >= negative_from(settings), Event.negative_prob <= 1.0)
+
+
+def _complaints(filters: Filters, settings: Settings) -> Select:
+    return _scoped(select(Event.created_at, Event.entities), filters).where(
+        *_complaint(settings))
+
+
+def _scoped(query: Select, filters: Filters) -> Select:
+    """``query`` over events limited to the filters' range, helpdesk, channel, tier and category."""
+    query = query.where(Event.created_at >= filters.start, Event.created_at < filters.end)
+    if filters.source:
+        query = query.where(Event.source == filters.source)
+    if filters.channel:
+        query = query.where(Event.channel == filters.channel)
+    if filters.tier:
+        # A message's tier is its customer's latest.
+        query = query.where(Event.customer_id.in_(select(Customer.customer_id).where(Customer.tier == filters.tier)))
+    return _by_category(query, filters)
+
+
+def _category_label() -> ColumnElement[str]:
+    """The product category of a message: its customer's latest order at or before it; ``-`` with none."""
+    latest = (select(Order.category)
+              .where(Order.customer_id == Event.customer_id, Order.ordered_at <= Event.created_at)
+              .order_by(Order.ordered_at.desc(), Order.id.desc()).limit(1)
+              .correlate(Event).scalar_subquery())
+    return func.coalesce(func.nullif(latest, ""), NO_CATEGORY)
+
+
+def _by_category(query: Select, filters: Filters) -> Select:
+    """``query``, over events or joined to the triggering event, kept to the filters' product category."""
+    return query if filters.category is None else query.where(_category_label() == filters.category)
+
+
+def _kept(filters: Filters, found: tuple[str, ...]) -> tuple[str, ...]:
+    return found if filters.topic is None else tuple(t for t in found if t == filters.topic)
+
+
+def _shown_topics(filters: Filters) -> tuple[str, ...]:
+    return CHART_TOPICS if filters.topic is None else (filters.topic,)
+
+
+def _about(filters: Filters, source: str | None, channel: str | None, entities: dict[str, Any] | None) -> bool:
+    """Whether a score's or alert's triggering message passes the helpdesk, channel and topic filters."""
+    return ((filters.source is None or source == filters.source)
+            and (filters.channel is None or channel == filters.channel)
+            and (filters.topic is None or filters.topic in complaint_topics(entities)))
+
