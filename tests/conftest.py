@@ -249,6 +249,16 @@ SEED_TEXTS = {
     "PRICE": "刚买就降价，太坑了",
     "COMPETITOR": "京东上便宜多了，以后不在这买了",
 }
+# The word the entity pipeline marks in each seed text (events.entity_spans), with its label.
+SEED_ENTITIES = {"快递": "LOGISTICS", "退款": "REFUND", "质量": "QUALITY", "客服": "SERVICE", "降价": "PRICE",
+                 "京东": "COMPETITOR"}
+
+
+def seed_spans(text: str) -> list[dict] | None:
+    """Where :data:`SEED_ENTITIES` stand in ``text``, as the worker stores them; None where none does."""
+    spans = [{"start": text.index(word), "end": text.index(word) + len(word), "label": label}
+             for word, label in SEED_ENTITIES.items() if word in text]
+    return spans or None
 
 
 def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
@@ -282,7 +292,7 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
                           channel=channels[number % len(channels)], text=text, created_at=at, received_at=at,
                           status="analysed" if author == "customer" else "stored", queued_at=at, analysed_at=at,
                           negative_prob=prob, negative_word_share=0.1 if prob is not None else None,
-                          entities=entities)
+                          entities=entities, entity_spans=seed_spans(text) if author == "customer" else None)
             session.add(event)
             return event
 

@@ -311,6 +311,33 @@ def test_the_drill_down_shows_masked_text_sentiment_and_the_ticket_link(qa):
     assert "负面 negative 0." in page
 
 
+def test_the_drill_down_marks_each_stored_entity_with_the_one_highlighter(qa):
+    page = qa.get("/qa/messages?topic=LOGISTICS&source=zendesk").text
+    shown = page.count('class="message"')
+    # Every seeded logistics complaint's span covers 快递: each message marks that word, and only it.
+    assert shown and page.count('<mark class="entity entity-LOGISTICS">快递</mark>') == shown
+    assert page.count('<mark class="entity') == shown
+
+
+def test_the_drill_down_marks_exactly_the_spanned_word_and_escapes_the_rest(qa, seeded_store):
+    text = "<b>耳机</b>坏了 & 快递<script>alert(1)</script>"
+    start = text.index("快递")
+    with seeded_store.session() as session:
+        session.add(Event(delivery_id=1, source="spans", external_id="spans1", ticket_id="s1", customer_id="c1",
+                          author="customer", channel="chat", text=text, created_at=utcnow(), received_at=utcnow(),
+                          status="analysed", negative_prob=0.9, entities={"LOGISTICS": 1},
+                          entity_spans=[{"start": start, "end": start + 2, "label": "LOGISTICS"},
+                                        {"start": 0, "end": 3, "label": 'X" onmouseover="alert(1)'}]))
+    page = qa.get("/qa/messages?source=spans").text
+    assert ('&lt;b&gt;耳机&lt;/b&gt;坏了 &amp; <mark class="entity entity-LOGISTICS">快递</mark>'
+            '&lt;script&gt;alert(1)&lt;/script&gt;') in page
+    assert "<script>alert" not in page and "onmouseover" not in page
+
+
+def test_spike_examples_mark_their_entities(qa):
+    assert '<mark class="entity entity-LOGISTICS">快递</mark>' in qa.get("/qa/spikes").text
+
+
 def test_csv_exports_hold_the_json_rows(qa):
     for figure in ("volume", "negative-share", "heatmap-channel", "heatmap-category", "tiers", "outcomes", "alerts",
                    "spikes", "messages"):

@@ -62,6 +62,8 @@ def test_csv_and_html_hold_the_same_figures(configured):
     assert sum(int(row["complaints"]) for row in share) == len(expected)
     page = report("--since", since, "--until", until, "--format", "html").output
     assert page.startswith("<!doctype html>") and f"<strong>投诉 complaints</strong>: {len(expected)} " in page
+    # The burst's example, its entity marked by the pages' one highlighter.
+    assert '<mark class="entity entity-LOGISTICS">快递</mark>' in page and '<mark class="pii">[PHONE]</mark>' in page
 
 
 def test_posting_sends_a_wecom_markdown_message(configured, recorder, tmp_path):

@@ -26,6 +26,7 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'se
 
 def init_app(app: Flask, settings: Settings) -> None:
     """Sessions, CSRF and the pages' blueprints on ``app``."""
+    from churnsignal.webhook.highlight import highlighted
     from churnsignal.webhook.pages import login, qa
 
     if settings.qa.secret_key is not None:
@@ -41,6 +42,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         WTF_CSRF_TIME_LIMIT=None,
     )
     csrf.init_app(app)
+    # Every stored message on every page goes through the one highlighter.
+    app.add_template_filter(highlighted)
     app.register_blueprint(login.blueprint)
     app.register_blueprint(qa.blueprint)
 

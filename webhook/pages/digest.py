@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from churnsignal.config import Settings
 from churnsignal.store import Store
+from churnsignal.webhook.highlight import highlighted
 from churnsignal.webhook.pages import trends
 from churnsignal.webhook.pages.filters import Filters, today_in
 from churnsignal.webhook.pages.trends import CHART_TOPICS, TOPIC_NAMES, Table
@@ -90,7 +91,7 @@ def markdown(digest: Digest) -> str:
     spikes = digest.figures["spikes"].chart["spikes"]
     lines += ["", "## 突增 spikes"] + ([
         f"- {s['day']} {TOPIC_NAMES[s['topic']]}: {s['count']} (基线 baseline {s['baseline']}/day, +{s['rise']}, "
-        f"p={s['p_value']})" + (f" — 「{s['examples'][0]}」" if s["examples"] else "") for s in spikes]
+        f"p={s['p_value']})" + (f" — 「{s['examples'][0]['text']}」" if s["examples"] else "") for s in spikes]
         or ["- 无 none"])
     return "\n".join(lines) + "\n"
 
@@ -98,6 +99,7 @@ def markdown(digest: Digest) -> str:
 def html(digest: Digest) -> str:
     environment = Environment(loader=PackageLoader("churnsignal.webhook", "templates"),
                               autoescape=select_autoescape(["html"]))
+    environment.filters["highlighted"] = highlighted
     complaints, turns = digest.complaints()
     complaints_before, turns_before = digest.complaints(previous=True)
     return environment.get_template("report.html").render(

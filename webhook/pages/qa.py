@@ -7,18 +7,15 @@ in the query string. The pages only read the store, but for one form: marking an
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
-from markupsafe import Markup, escape
 from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
-from churnsignal.nlp.masking import KINDS
 from churnsignal.webhook.app import service
 from churnsignal.store import Alert, AlertHandling, utcnow
 from churnsignal.webhook.pages import csrf, secure_headers, spikes, trends
@@ -38,15 +35,6 @@ def _checked_forms() -> None:
 # Newest first, at most this many on a page (the page says so) and in an export of messages or alerts.
 MESSAGES_SHOWN = 200
 EXPORTED = 10_000
-# What nlp.masking puts where personal data was ([PHONE], [EMAIL], ...).
-_PLACEHOLDER = re.compile(r"\[(?:" + "|".join(kind.upper() for kind in KINDS) + r")\]")
-
-
-@blueprint.app_template_filter("highlight_masked")
-def highlight_masked(text: str) -> Markup:
-    """Masked text, escaped, with each personal-data placeholder marked so a reader sees what was removed."""
-    return Markup(_PLACEHOLDER.sub(lambda m: Markup('<mark class="pii">{}</mark>').format(m.group()),
-                                   str(escape(text))))
 
 
 @blueprint.get("/")

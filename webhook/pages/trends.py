@@ -243,7 +243,8 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
                       "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
                       # Customer ids may be emails or phone numbers; shown masked like the text.
                       "customer": mask_pii(event.customer_id).text,
-                      "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text})
+                      "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text,
+                      "entity_spans": event.entity_spans})
         if len(found) >= limit:
             break
     return found
@@ -270,13 +271,15 @@ def spike_rows(session: Session, filters: Filters, settings: Settings) -> list[d
                      "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
                      "ratio": None if spike.ratio is None else round(spike.ratio, 1),
                      "p_value": float(f"{spike.p_value:.3g}"),
-                     "examples": [m["text"] for m in messages(session, day, settings, limit=3)]})
+                     "examples": [{"text": m["text"], "entity_spans": m["entity_spans"]}
+                                  for m in messages(session, day, settings, limit=3)]})
     return rows
 
 
 def spike_table(rows: list[dict[str, Any]]) -> Table:
     columns = ["day", "topic", "count", "baseline", "rise", "ratio", "p_value", "examples"]
-    return Table(columns, [[r[c] if c != "examples" else " | ".join(r[c]) for c in columns] for r in rows],
+    return Table(columns, [[r[c] if c != "examples" else " | ".join(e["text"] for e in r[c]) for c in columns]
+                           for r in rows],
                  {"spikes": rows})
 
 
