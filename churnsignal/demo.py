@@ -10,8 +10,9 @@ What it does, in the order a deployment would:
    messages through the real webhook endpoints of Zendesk, Chatwoot, Freshdesk and a
    generic helpdesk, each signed as that helpdesk signs;
 4. shows each alert as it lands on a ticket in the stand-in, then a summary;
-5. prints the QA workspace's address with a login made for this run and, unless told not
-   to (``--no-serve``), keeps everything serving until interrupted.
+5. prints the QA workspace's address with a login made for this run, and a signed link to
+   the agent's risk badge of its riskiest alerted ticket, and, unless told not to
+   (``--no-serve``), keeps everything serving until interrupted.
 """
 
 from __future__ import annotations
@@ -40,11 +41,14 @@ from sqlalchemy import func, select
 
 from churnsignal.config import Settings
 from churnsignal.store import Alert, Event, RiskScore, Store, utcnow
+from churnsignal.webhook.badge_links import BadgeLink, sign_link
 
 # Helpdesks the replayed customers are spread over, round robin.
 SOURCES = ("zendesk", "chatwoot", "freshdesk", "zammad", "generic:shopline")
 # Messages replayed per customer: their last ones before the as-of date.
 HISTORY_DAYS = 120
+# How long the printed badge link works: a day, since the demo may be left serving.
+BADGE_LINK_SECONDS = 24 * 3600
 GENERIC_MAPPING = {
     "event_id": "message.id", "ticket_id": "conversation.id", "text": "message.body",
     "created_at": "message.sent_at", "author_role": "message.from.role",
@@ -96,13 +100,14 @@ def run(options: DemoOptions, echo: Callable[[str], None] = click.echo) -> dict:
             echo(click.style("4/4 alerts arriving at the helpdesk stand-in", bold=True))
             # The store the web app and the worker use: SQLite in the work folder, unless
             # CHURNSIGNAL_SERVICE__DATABASE_URL points the whole demo at PostgreSQL.
-            store = Store(_settings_from(config).service.database())
+            settings = _settings_from(config)
+            store = Store(settings.service.database())
             summary = _watch(store, standin, sent, options.timeout, echo)
+            badge = riskiest_badge_link(store, settings)
             store.dispose()
             summary["api_example"] = _api_example(base, token, summary.get("example_customer"))
             _print_summary(summary, echo)
-            echo(click.style("the QA workspace", bold=True))
-            echo(f"    {base}/qa/    login: {login.name} / {login.password}")
+            print_pages(base, login, badge, echo)
             if options.keep_serving:
                 _serve_until_interrupted(echo)
     return summary
@@ -180,6 +185,29 @@ class DemoLogin:
                 "secret_key": secrets.token_hex(32), "secure_cookies": False}
 
 
+def riskiest_badge_link(store: Store, settings: Settings) -> BadgeLink | None:
+    """A signed link to the badge of the ticket with the riskiest alert (the latest of equals);
+    None when the run raised no alert."""
+    with store.session() as session:
+        alert = session.scalar(select(Alert).order_by(Alert.churn_prob.desc(), Alert.created_at.desc(),
+                                                      Alert.id.desc()).limit(1))
+    if alert is None:
+        return None
+    return sign_link(settings.badge.secret, alert.source, alert.ticket_id, BADGE_LINK_SECONDS)
+
+
+def print_pages(base: str, login: DemoLogin, badge: BadgeLink | None, echo) -> None:
+    """Where to look once the replay is over: the QA workspace with its login, and an agent's badge."""
+    echo(click.style("the pages", bold=True))
+    echo(f"    QA workspace 质检工作台: {base}/qa/    login: {login.name} / {login.password}")
+    if badge is None:
+        echo("    risk badge 风险徽章: no alert was raised, so no ticket has a badge to show")
+    else:
+        echo(f"    risk badge 风险徽章:     {base}{badge.path()}")
+        echo(f"        ({badge.source} ticket {badge.ticket}; a signed link, valid for "
+             f"{BADGE_LINK_SECONDS // 3600} h, as a helpdesk would put it in its sidebar)")
+
+
 def _serve_until_interrupted(echo) -> None:
     echo("    serving until interrupted (Ctrl-C)")
     try:
@@ -190,13 +218,14 @@ def _serve_until_interrupted(echo) -> None:
 
 
 def _write_config(workdir: Path, standin, model_path: Path, qa: dict | None = None) -> tuple[Path, str]:
-    """The one YAML file the web app and the worker read: fresh secrets, the stand-in's address
-    and, given ``qa``, the QA workspace's settings."""
+    """The one YAML file the web app and the worker read: fresh secrets, the stand-in's address,
+    the risk badge on and, given ``qa``, the QA workspace's settings."""
     token = secrets.token_urlsafe(24)
     config = {
         "service": {"data_dir": str(workdir), "api_token": token, "requeue_after_seconds": 30},
         "alerts": {"model_path": str(model_path), "cooldown_hours": 24},
         "identity": {"pepper": secrets.token_hex(32)},
+        "badge": {"enabled": True, "secret": secrets.token_hex(32)},
         "fusion": {"cache_dir": str(workdir / "cache")},
         "helpdesks": {
             "zendesk": {"signing_secret": secrets.token_hex(16), "base_url": standin.url("zendesk"),

@@ -384,18 +384,38 @@ def test_an_unknown_figure_is_a_404(qa):
     assert qa.get("/qa/data/volume.xml").status_code == 404
 
 
-def test_the_demo_login_opens_the_workspace(seeded_store, tmp_path):
-    from churnsignal.demo import DemoLogin, _settings_from, _write_config
+def test_the_demo_prints_a_login_that_opens_the_workspace_and_a_badge_link_that_opens(seeded_store, tmp_path):
+    from churnsignal.demo import DemoLogin, _settings_from, _write_config, print_pages, riskiest_badge_link
     from churnsignal.webhook.standin import StandIn
 
     login = DemoLogin.make()
     with StandIn() as standin:
         config, _token = _write_config(tmp_path, standin, tmp_path / "model.zip", qa=login.settings())
-    client = create_app(_settings_from(config), store=seeded_store).test_client()
-    answer = client.post("/login", data={"name": login.name, "password": login.password,
-                                         "csrf_token": csrf_token(client)})
+    settings = _settings_from(config)
+    printed: list[str] = []
+    print_pages("http://127.0.0.1:8000", login, riskiest_badge_link(seeded_store, settings), printed.append)
+    text = "\n".join(printed)
+    name, password = re.search(r"http://127\.0\.0\.1:8000/qa/ +login: (\S+) / (\S+)", text).groups()
+    badge_path = re.search(r"risk badge \S+ +http://127\.0\.0\.1:8000(/badge\?\S+)", text).group(1)
+
+    client = create_app(settings, store=seeded_store).test_client()
+    answer = client.post("/login", data={"name": name, "password": password, "csrf_token": csrf_token(client)})
     assert answer.status_code == 302 and client.get("/qa/data/volume.json").status_code == 200
     assert login.password not in config.read_text()
+    with seeded_store.session() as session:
+        riskiest = max(session.scalars(select(Alert)), key=lambda a: (a.churn_prob, a.created_at, a.id))
+    badge = create_app(settings, store=seeded_store).test_client().get(badge_path)
+    assert badge.status_code == 200 and f"ticket={riskiest.ticket_id}&" in badge_path
+    assert 'class="tier ' in badge.text and "预警记录 / Alert history" in badge.text
+
+
+def test_a_demo_without_alerts_says_there_is_no_badge(store, tmp_path):
+    from churnsignal.demo import DemoLogin, print_pages, riskiest_badge_link
+
+    printed: list[str] = []
+    settings = Settings(badge={"enabled": True, "secret": "b" * 32})
+    print_pages("http://127.0.0.1:8000", DemoLogin.make(), riskiest_badge_link(store, settings), printed.append)
+    assert "no alert was raised" in "\n".join(printed)
 
 
 def test_days_are_counted_in_the_configured_time_zone(seeded_store, pages_settings, page_users):
