@@ -97,6 +97,12 @@ def test_clicking_a_heat_map_cell_opens_the_messages_behind_it(logged_in, live_a
     assert logged_in.locator(".scope .count").inner_text() == str(count)
     first = logged_in.locator(".message").first
     assert first.locator(".topic").count() >= 1 and "负面 negative" in first.locator(".sentiment").inner_text()
+    # Each stored entity span is marked, visibly, around exactly the words the store's spans cover.
+    marks = logged_in.locator(".message mark.entity")
+    assert marks.count() == sum(len(e.entity_spans or []) for e in expected) > 0
+    assert set(marks.all_inner_texts()) == {e.text[s["start"]:s["end"]] for e in expected for s in e.entity_spans or []}
+    expect(marks.first).to_be_visible()
+    assert marks.first.evaluate("m => getComputedStyle(m).backgroundColor") not in ("rgba(0, 0, 0, 0)", "transparent")
     logged_in.screenshot(path=shots / "qa-drill-down.png", full_page=True)
 
 
