@@ -27,6 +27,6 @@ vendor:
 	mkdir -p $(ECHARTS)
 	cp node_modules/echarts/dist/echarts.min.js node_modules/echarts/LICENSE node_modules/echarts/NOTICE $(ECHARTS)/
 
-# The browser tests, keeping their screenshots for docs/qa.md.
+# The browser tests, keeping their screenshots for docs/qa.md and docs/agents.md.
 screenshots: $(VENV)/.installed
-	CHURNSIGNAL_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_qa_browser.py
+	CHURNSIGNAL_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_qa_browser.py tests/test_badge_browser.py

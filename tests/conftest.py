@@ -430,6 +430,14 @@ def page(browser):
     context.close()
 
 
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where browser tests put their screenshots: ``$CHURNSIGNAL_SCREENSHOTS`` when set (``make
+    screenshots`` points it at docs/images, for docs/qa.md and docs/agents.md), else the test's temporary folder."""
+    folder = Path(os.environ.get("CHURNSIGNAL_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
 
 @pytest.fixture
 def logged_in(page, live_app):

@@ -3,19 +3,18 @@
 A host page on another origin plays Chatwoot: it frames the dashboard app and answers its
 ``chatwoot-dashboard-app:fetch-info`` with the ``appContext`` JSON string, as Chatwoot's
 DashboardApp/Frame.vue does. The service runs for real (werkzeug, a thread) on SQLite.
-Set ``CHURNSIGNAL_SCREENSHOT_DIR`` to keep the screenshot (docs/images holds the one in docs/agents.md).
+The browser and its pages are the shared ones (tests/conftest.py); ``make screenshots`` keeps
+the screenshot for docs/agents.md in docs/images, as it does the QA workspace's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -27,7 +26,6 @@ from churnsignal.store import Alert, AlertHandling, Customer, Delivery, Event, R
 from churnsignal.webhook.app import create_app
 from churnsignal.webhook.badge_links import sign_app_key, sign_link
 
-CHROMIUM = os.environ.get("CHURNSIGNAL_CHROMIUM", "/usr/bin/chromium")
 SECRET = SecretStr("browser-badge-secret-" + "z" * 32)
 CONVERSATION = "77"
 AGENT = "李雷"
@@ -44,19 +42,6 @@ function send() { frame.contentWindow.postMessage(JSON.stringify(context), "*");
 frame.addEventListener("load", send);
 window.onmessage = function (e) { if (e.data === "chatwoot-dashboard-app:fetch-info") { send(); } };
 </script>"""
-
-
-@pytest.fixture
-def chromium():
-    """Debian's Chromium, never a browser download."""
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium is needed at {CHROMIUM} (apt-get install -y chromium; .ci/run installs it)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def _serve(app) -> Iterator[str]:
@@ -132,11 +117,14 @@ def seed(store: Store) -> None:
         delivery = Delivery(source="chatwoot", received_at=now, body="{}")
         session.add(delivery)
         session.flush()
+        text = "耳机坏了，打[PHONE]也没人接，质量太差"
         event = Event(delivery_id=delivery.id, source="chatwoot", external_id="m1", ticket_id=CONVERSATION,
                       customer_id="c-42", author="customer", channel="chat",
-                      text="耳机坏了，打[PHONE]也没人接，质量太差", created_at=now - timedelta(hours=1),
+                      text=text, created_at=now - timedelta(hours=1),
                       received_at=now, status="analysed", negative_prob=0.96, negative_word_share=0.3,
-                      entities={"QUALITY": 1, "SERVICE": 1})
+                      entities={"QUALITY": 1, "SERVICE": 1},
+                      entity_spans=[{"start": text.index(word), "end": text.index(word) + len(word), "label": label}
+                                    for word, label in (("没人接", "SERVICE"), ("质量", "QUALITY"))])
         session.add(event)
         session.flush()
         score = score_row(event.id, "red", 0.83)
@@ -167,23 +155,23 @@ def host_page(app_url: str) -> str:
     return HOST_PAGE % {"app_url": app_url, "context": json.dumps(context, ensure_ascii=False)}
 
 
-def test_the_chatwoot_app_shows_the_badge_and_records_handled(chromium, hosts, service_url, badge_store):
+def test_the_chatwoot_app_shows_the_badge_and_records_handled(page, hosts, service_url, badge_store, shots):
     from playwright.sync_api import expect
 
     trusted, _ = hosts
     seed(badge_store)
     trusted.page = host_page(f"{service_url}/badge/chatwoot?key={sign_app_key(SECRET, 'chatwoot', 600)}")
-    page = chromium.new_page(viewport={"width": 900, "height": 740})
+    page.set_viewport_size({"width": 900, "height": 740})
     page.goto(trusted.origin)
     badge = page.frame_locator("#dashboard-app--frame-0-0").frame_locator("#badge-frame")
     expect(badge.locator(".tier")).to_have_text("red", timeout=15_000)
     expect(badge.locator(".prob")).to_have_text("83%")
     expect(badge.locator(".reasons")).to_contain_text("1 complaint still awaiting a reply")
     expect(badge.locator("mark.pii").first).to_have_text("[PHONE]")
+    expect(badge.locator("mark.entity-QUALITY")).to_have_text("质量")
+    expect(badge.locator("mark.entity-SERVICE")).to_have_text("没人接")
     expect(badge.locator(".who")).to_contain_text(AGENT)
-    screenshots = os.environ.get("CHURNSIGNAL_SCREENSHOT_DIR")
-    if screenshots:
-        page.screenshot(path=str(Path(screenshots) / "badge-chatwoot.png"))
+    page.screenshot(path=shots / "badge-chatwoot.png")
 
     badge.locator("#handled").click()
     expect(badge.locator(".handled")).to_contain_text(AGENT, timeout=10_000)
@@ -199,13 +187,12 @@ def test_the_chatwoot_app_shows_the_badge_and_records_handled(chromium, hosts, s
     expect(badge.locator(".prob")).to_have_text("41%")
 
 
-def test_a_context_from_another_origin_is_ignored(chromium, hosts, service_url, badge_store):
+def test_a_context_from_another_origin_is_ignored(page, hosts, service_url, badge_store):
     from playwright.sync_api import expect
 
     _, stranger = hosts
     seed(badge_store)
     stranger.page = host_page(f"{service_url}/badge/chatwoot?key={sign_app_key(SECRET, 'chatwoot', 600)}")
-    page = chromium.new_page()
     page.goto(stranger.origin)
     app = page.frame_locator("#dashboard-app--frame-0-0")
     expect(app.locator("#waiting")).to_be_visible(timeout=10_000)
@@ -215,9 +202,8 @@ def test_a_context_from_another_origin_is_ignored(chromium, hosts, service_url, 
     expect(app.locator("#badge-frame")).to_be_hidden()
 
 
-def test_an_expired_or_forged_link_is_refused_in_the_browser(chromium, service_url, badge_store):
+def test_an_expired_or_forged_link_is_refused_in_the_browser(page, service_url, badge_store):
     seed(badge_store)
-    page = chromium.new_page()
     expired = sign_link(SECRET, "chatwoot", CONVERSATION, 60, by=AGENT, now=time.time() - 120)
     answer = page.goto(service_url + expired.path())
     assert answer.status == 403

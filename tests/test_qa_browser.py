@@ -1,30 +1,20 @@
 """The QA workspace in a real browser (Debian's Chromium, driven by Playwright): the login,
 charts whose drawn numbers equal the store's, a drill-down from a chart cell, a CSV export.
 
-Screenshots go to ``$CHURNSIGNAL_SCREENSHOTS`` when it is set (``make screenshots`` points it
-at docs/images, for docs/qa.md), else to the test's temporary folder.
+Screenshots go to the ``shots`` folder (tests/conftest.py): docs/images under ``make screenshots``,
+for docs/qa.md.
 """
 
 import csv
 import io
-import os
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from churnsignal.nlp.complaints import is_complaint, topics
 from churnsignal.store import Event, utcnow
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    folder = Path(os.environ.get("CHURNSIGNAL_SCREENSHOTS") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def complaints_in_window(live_app, days: int = 28) -> list[Event]:
