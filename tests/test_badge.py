@@ -173,6 +173,19 @@ def test_the_page_shows_the_risk_masked_and_framed_only_by_the_helpdesk(client, 
     assert response.headers["Referrer-Policy"] == "no-referrer"
 
 
+def test_the_badge_pages_use_the_shared_layout_compact_and_both_stylesheets(client, store):
+    seed(store)
+    refused = client.get(sign_link(SECRET, "zendesk", "T1", 60, now=time.time() - 120).path())
+    for answer in (client.get(sign_link(SECRET, "zendesk", "T1", 60).path()), refused,
+                   client.get(f"/badge/chatwoot?key={sign_app_key(SECRET, 'chatwoot', 60)}")):
+        page = answer.get_data(as_text=True)
+        assert '<body class="compact">' in page
+        assert page.index("/static/css/pages.css") < page.index("/static/badge/badge.css")
+        # No QA menu, login or footer inside a helpdesk's sidebar.
+        assert "site-header" not in page and "/qa/" not in page and "site-footer" not in page
+        assert f"frame-ancestors 'self' {HELPDESK}" in answer.headers["Content-Security-Policy"]
+
+
 def test_text_stored_unmasked_is_still_shown_masked(client, store):
     seed(store, text="我的邮箱 someone@example.com，手机 13912345678，退款呢？")
     page = client.get(sign_link(SECRET, "zendesk", "T1", 60).path()).get_data(as_text=True)
