@@ -235,17 +235,22 @@ def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
     """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
     found: list[dict[str, Any]] = []
-    query = (_scoped(select(Event), filters).where(*_complaint(settings))
-             .order_by(Event.created_at.desc(), Event.id.desc()))
-    for event in session.scalars(query.execution_options(yield_per=500)):
+    # Columns, not ORM objects: an export reads up to 10,000 rows, and building objects was most of its time.
+    query = (_scoped(select(Event.id, Event.created_at, Event.source, Event.channel, Event.ticket_id,
+                            Event.customer_id, Event.negative_prob, Event.entities, Event.text), filters)
+             .where(*_complaint(settings)).order_by(Event.created_at.desc(), Event.id.desc()))
+    masked: dict[str, str] = {}
+    for event in session.execute(query.execution_options(yield_per=500)):
         shown = complaint_topics(event.entities)
         if not _kept(filters, shown):
             continue
+        if event.customer_id not in masked:
+            # Customer ids may be emails or phone numbers; shown masked like the text.
+            masked[event.customer_id] = mask_pii(event.customer_id).text
         found.append({"event_id": event.id, "created_at": _iso(event.created_at),
                       "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
                       "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
-                      # Customer ids may be emails or phone numbers; shown masked like the text.
-                      "customer": mask_pii(event.customer_id).text,
+                      "customer": masked[event.customer_id],
                       "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text})
         if len(found) >= limit:
             break
