@@ -240,7 +240,8 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
                             Event.customer_id, Event.negative_prob, Event.entities, Event.text), filters)
              .where(*_complaint(settings)).order_by(Event.created_at.desc(), Event.id.desc()))
     masked: dict[str, str] = {}
-    for event in session.execute(query.execution_options(yield_per=500)):
+    # Small batches: a spike's three examples need a few rows, not the first 500 of its day.
+    for event in session.execute(query.execution_options(yield_per=100)):
         shown = complaint_topics(event.entities)
         if not _kept(filters, shown):
             continue
