@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select
 
 from churnsignal.cli import main
 from churnsignal.config import Settings, get_settings
+from churnsignal.nlp.complaints import is_complaint
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import DailyRollup, Delivery, Event, utcnow
 from churnsignal.webhook.pages import rollups, trends
@@ -175,3 +176,21 @@ def test_the_rebuild_command_recounts_the_configured_store(configured):
     assert answer.exit_code == 2 and "--since" in answer.output
     assert CliRunner().invoke(main, ["qa", "rebuild-rollups"]).exit_code == 0
     assert rolled(seeded_store) == expected
+
+
+@pytest.mark.parametrize("narrower", [{}, {"topic": "LOGISTICS"}, {"topic": "PRICE", "source": "zendesk"}])
+def test_the_drill_down_reads_the_newest_complaints_batch_after_batch(seeded_store, narrower):
+    settings = Settings()
+    today = utcnow().date()
+    filters = Filters(since=today - timedelta(days=39), until=today, **narrower)
+    with seeded_store.session() as session:
+        events = session.scalars(select(Event)).all()
+        expected = [e.id for e in sorted(events, key=lambda e: (e.created_at, e.id), reverse=True)
+                    if is_complaint(e.author, e.negative_prob, settings)
+                    and filters.start <= e.created_at < filters.end and filters.source in (None, e.source)
+                    and filters.topic in (None, *rollups.complaint_topics(e.entities))]
+        # Several batches of 50 (ties in time among the spike's messages included), and all of them.
+        for limit in (3, 120, 10_000):
+            shown = [m["event_id"] for m in trends.messages(session, filters, settings, limit=limit)]
+            assert shown == expected[:limit]
+    assert len(expected) > (120 if not narrower else 3)

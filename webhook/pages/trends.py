@@ -17,11 +17,12 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
@@ -238,10 +239,9 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
     # Columns, not ORM objects: an export reads up to 10,000 rows, and building objects was most of its time.
     query = (_scoped(select(Event.id, Event.created_at, Event.source, Event.channel, Event.ticket_id,
                             Event.customer_id, Event.negative_prob, Event.entities, Event.text), filters)
-             .where(*_complaint(settings)).order_by(Event.created_at.desc(), Event.id.desc()))
+             .where(*_complaint(settings)))
     masked: dict[str, str] = {}
-    # Small batches: a spike's three examples need a few rows, not the first 500 of its day.
-    for event in session.execute(query.execution_options(yield_per=100)):
+    for event in _newest_first(session, query, batch=min(max(limit, 50), 1000)):
         shown = complaint_topics(event.entities)
         if not _kept(filters, shown):
             continue
@@ -256,6 +256,24 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
         if len(found) >= limit:
             break
     return found
+
+
+def _newest_first(session: Session, query: Select, batch: int) -> Iterator[Row]:
+    """The events ``query`` selects (with ``id`` and ``created_at``), newest first, ``batch`` at a time.
+
+    Each batch is a LIMIT after the last row seen, which the database answers by walking the
+    time index backwards; one unlimited ORDER BY made PostgreSQL sort every complaint in the
+    range before the first row, when a page needs only the newest 200 (or a spike three).
+    """
+    newest = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(batch)
+    rows = session.execute(newest).all()
+    while rows:
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        rows = session.execute(newest.where(or_(Event.created_at < last.created_at, and_(
+            Event.created_at == last.created_at, Event.id < last.id)))).all()
 
 
 def daily_complaints(session: Session, filters: Filters, settings: Settings, days_before: int,
