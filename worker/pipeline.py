@@ -58,8 +58,9 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     the queue: an event analysed by two workers at once is counted by one of them.
     """
     with store.session() as session:
-        pending = session.scalars(select(Event).where(Event.id.in_(event_ids),
-                                                      Event.status.in_(_WAITING))).all()
+        # In id order: two workers on overlapping batches then lock their rows in one order.
+        pending = session.scalars(select(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
+                                  .order_by(Event.id)).all()
         rows = [(e.id, e.author, e.text) for e in pending]
     if not rows:
         return []
