@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Row, Select, and_, or_, select
+from sqlalchemy import Row, Select, or_, select
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
@@ -272,8 +272,9 @@ def _newest_first(session: Session, query: Select, batch: int) -> Iterator[Row]:
         if len(rows) < batch:
             return
         last = rows[-1]
-        rows = session.execute(newest.where(or_(Event.created_at < last.created_at, and_(
-            Event.created_at == last.created_at, Event.id < last.id)))).all()
+        # The first bound is one the index can start from; the second skips the rows already read.
+        rows = session.execute(newest.where(Event.created_at <= last.created_at, or_(
+            Event.created_at < last.created_at, Event.id < last.id))).all()
 
 
 def daily_complaints(session: Session, filters: Filters, settings: Settings, days_before: int,
