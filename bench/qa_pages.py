@@ -127,8 +127,9 @@ def fill(store: Store, messages: int, days: int) -> None:
         session.add(delivery)
         session.flush()
         delivery_id = delivery.id
-    bulk(store, Customer.__table__, [{"customer_id": f"c{n}", "churn_prob": 0.5, "tier": TIERS[n % 3] if n % 2 else None,
-                                      "scored_at": now} for n in range(CUSTOMERS)])
+    # Half the customers at a tier (the tier filter's), half below every tier.
+    bulk(store, Customer.__table__, [{"customer_id": f"c{n}", "churn_prob": 0.5, "scored_at": now,
+                                      "tier": TIERS[n % 3] if n % 2 else None} for n in range(CUSTOMERS)])
     bulk(store, Order.__table__, [
         {"order_id": f"o{n}-{k}", "customer_id": f"c{n}", "amount": 59.0, "status": "paid",
          "ordered_at": first - timedelta(days=30) if k == 0 else first + timedelta(minutes=rng.randrange(days * 1440)),
