@@ -862,7 +862,7 @@ def report(since: datetime | None, until: datetime | None, fmt: str, out: Path |
 
 @main.group()
 def qa() -> None:
-    """The QA workspace's logins (see docs/qa.md)."""
+    """The QA workspace's logins and roll-ups (see docs/qa.md)."""
 
 
 @qa.command("hash-password")
@@ -874,6 +874,27 @@ def qa_hash_password(password: str) -> None:
     if len(password) < 12:
         raise click.UsageError("a password of at least 12 characters, please")
     click.echo(hash_password(password))
+
+
+@qa.command("rebuild-rollups")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day to recount, in qa.timezone [default: every day].")
+def qa_rebuild_rollups(since: datetime | None) -> None:
+    """Recount the trend views' daily roll-ups from the stored messages.
+
+    For messages stored before the roll-ups existed, and after a change of qa.timezone or
+    sentiment.neutral_high (or orders imported for moments before messages already counted).
+    Workers may keep running: one that counts a message meanwhile waits for the recount.
+    """
+    from churnsignal.webhook.pages import rollups
+
+    settings = _settings()
+    store = _store(settings)
+    try:
+        rows = rollups.rebuild(store, settings, since.date() if since else None)
+    finally:
+        store.dispose()
+    click.echo(f"{rows} roll-up rows recounted" + (f" from {since.date()}" if since else ""), err=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +189,31 @@ class AlertHandling(Base):
     handled_at: Mapped[datetime]
     # badge (a helpdesk sidebar) or qa (the workspace)
     via: Mapped[str] = mapped_column(String(40))
+
+
+class DailyRollup(Base):
+    """What the QA workspace's trend views count, per day and per what they filter and break down by.
+
+    Kept by the worker in the transaction that stores each message's analysis, so a page
+    sums a few rows per day instead of reading every message; ``churnsignal qa
+    rebuild-rollups`` recomputes them from the events. ``day`` is the message's day in
+    ``qa.timezone`` and ``category`` its customer's latest product category at that moment
+    (``-``: none), both as they were when counted. ``topic`` is a complaint topic (or ``OTHER``)
+    whose row counts only ``complaints`` (a complaint about two topics in each), or ``""``,
+    the row of every message: ``messages`` processed, ``customer_turns`` the sentiment read,
+    and ``complaints`` counted once each.
+    """
+
+    __tablename__ = "daily_rollups"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(16), primary_key=True)
+    messages: Mapped[int]
+    customer_turns: Mapped[int]
+    complaints: Mapped[int]
 
 
 class Store:

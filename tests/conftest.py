@@ -261,15 +261,17 @@ def seed_spans(text: str) -> list[dict] | None:
     return spans or None
 
 
-def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
-    """Forty days of analysed support traffic, scores and alerts, up to ``now`` (UTC).
+def seed_trends(store, now: datetime | None = None, seed: int = 0, settings=None) -> None:
+    """Forty days of analysed support traffic, scores and alerts, up to ``now`` (UTC), and its daily roll-ups.
 
     Four helpdesks, three channels, every topic, calm turns and complaints, agent replies
     (never complaints), one complaint without a topic, customers at every tier, and a
     LOGISTICS spike three days ago: what the QA views and the badge read. Numbers are drawn
     from ``seed``; tests compute what they expect from the store, never from this function.
     """
+    from churnsignal.config import Settings
     from churnsignal.store import Alert, AlertHandling, Customer, Delivery, Event, Order, RiskScore, utcnow
+    from churnsignal.webhook.pages import rollups
 
     rng = random.Random(seed)
     now = now or utcnow()
@@ -346,6 +348,8 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0) -> None:
                               amount=99.0, status="paid"))
         session.add(Order(order_id="o-refund", customer_id="c1", ordered_at=now - timedelta(hours=1), amount=-99.0,
                           status="refunded"))
+    # Stored directly, not through the worker: counted into the roll-ups as for an existing store.
+    rollups.rebuild(store, settings or Settings())
 
 
 @pytest.fixture

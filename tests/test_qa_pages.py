@@ -15,6 +15,7 @@ from churnsignal.config import Settings
 from churnsignal.nlp.complaints import is_complaint, topics
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore, utcnow
 from churnsignal.webhook.app import create_app
+from churnsignal.webhook.pages import rollups
 
 
 @pytest.fixture
@@ -427,6 +428,8 @@ def test_days_are_counted_in_the_configured_time_zone(seeded_store, pages_settin
         session.add(Event(delivery_id=1, source="tz", external_id="tz1", ticket_id="t", customer_id="c1",
                           author="customer", channel="chat", text="太慢了", created_at=evening, received_at=evening,
                           status="analysed", negative_prob=0.9, entities={"LOGISTICS": 1}))
+    # Roll-ups counted in UTC days are recounted in the zone's days, as docs/qa.md says to.
+    rollups.rebuild(seeded_store, settings)
     client = create_app(settings, store=seeded_store).test_client()
     name, (_role, password) = next(iter(page_users.items()))
     client.post("/login", data={"name": name, "password": password, "csrf_token": csrf_token(client)})
@@ -450,3 +453,11 @@ def test_marking_an_alert_handled_records_who_once(qa, seeded_store, page_users)
         [row] = session.scalars(select(AlertHandling).where(AlertHandling.alert_id == alert_id)).all()
     assert (row.handled_by, row.via) == (next(iter(page_users)), "qa")
     assert qa.post("/qa/alerts/999999/handled", data={"csrf_token": token}).status_code == 404
+
+
+def test_pages_say_where_their_figures_come_from(qa):
+    assert qa.get("/qa/data/volume.json").json["from"] == "daily_rollups"
+    assert qa.get("/qa/data/heatmap-channel.json?tier=red").json["from"] == "events"
+    assert qa.get("/qa/data/tiers.json").json["from"] == "events"
+    assert "sum the daily roll-ups" in qa.get("/qa/").text
+    assert "count the stored messages" in qa.get("/qa/?tier=red").text

@@ -7,7 +7,8 @@ the fusion model. Both are idempotent: running them twice stores the same thing.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +23,10 @@ from churnsignal.fusion.scoring import score_details
 from churnsignal.fusion.text import analyse_events
 from churnsignal.nlp.complaints import TOPICS
 from churnsignal.store import Alert, Event, Order, RiskScore, Store, utcnow
+from churnsignal.webhook.pages import rollups
 
+# Events the worker has yet to process.
+_WAITING = ("received", "queued")
 # Helpdesk channels that are not the fusion model's chat/review read as tickets.
 _CHANNELS = {"chat": "chat", "review": "review"}
 
@@ -49,33 +53,46 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     """Analyse the customer messages among ``event_ids`` not analysed yet; returns the events now done.
 
     Agent and bot messages are marked ``stored``: they are not customer signal (agent
-    reply times still count, through the fusion features).
+    reply times still count, through the fusion features). The QA workspace's daily roll-ups
+    count each message in the same transaction, and only where this call moved it out of
+    the queue: an event analysed by two workers at once is counted by one of them.
     """
     with store.session() as session:
-        pending = session.scalars(select(Event).where(Event.id.in_(event_ids),
-                                                      Event.status.in_(("received", "queued")))).all()
+        # In id order: two workers on overlapping batches then lock their rows in one order.
+        pending = session.scalars(select(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
+                                  .order_by(Event.id)).all()
         rows = [(e.id, e.author, e.text) for e in pending]
     if not rows:
         return []
     messages = pd.DataFrame([{"id": i, "author": "customer", "text": t} for i, a, t in rows if a == "customer"])
     now = utcnow()
+    moved: list[int] = []
     with store.session() as session:
         if not messages.empty:
             analysed = analyse_events(messages, settings)
             for row in analysed.itertuples():
                 counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
-                session.execute(update(Event).where(Event.id == row.id).values(
+                done = session.execute(update(Event).where(Event.id == row.id, Event.status.in_(_WAITING)).values(
                     status="analysed", analysed_at=now, negative_prob=float(row.negative_prob),
                     negative_word_share=float(row.negative_word_share), entities=counts,
                     entity_spans=row.entity_spans))
+                if done.rowcount == 1:
+                    moved.append(row.id)
             # Whitespace-only messages carry no signal; they are done too.
             blank = set(messages["id"]) - set(analysed["id"])
-            if blank:
-                session.execute(update(Event).where(Event.id.in_(blank)).values(status="stored", analysed_at=now))
-        others = [i for i, a, _ in rows if a != "customer"]
-        if others:
-            session.execute(update(Event).where(Event.id.in_(others)).values(status="stored", analysed_at=now))
+            moved += _mark_stored(session, blank, now)
+        moved += _mark_stored(session, [i for i, a, _ in rows if a != "customer"], now)
+        rollups.count(session, moved, settings)
     return [i for i, _, _ in rows]
+
+
+def _mark_stored(session: Session, event_ids: Iterable[int], now: datetime) -> list[int]:
+    """Mark still-waiting events ``stored``; returns those this call moved."""
+    event_ids = list(event_ids)
+    if not event_ids:
+        return []
+    return list(session.scalars(update(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
+                                .values(status="stored", analysed_at=now).returning(Event.id)))
 
 
 def score_customer(store: Store, customer_id: str, event_id: int, settings: Settings) -> RiskScore | None:

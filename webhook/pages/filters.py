@@ -55,12 +55,10 @@ class Filters:
 
     def day(self, stored: datetime) -> date:
         """The day a stored (naive UTC) moment falls on, in the zone."""
-        if self.zone == "UTC":
-            return stored.date()
-        return stored.replace(tzinfo=UTC).astimezone(ZoneInfo(self.zone)).date()
+        return day_in(self.zone, stored)
 
     def _stored(self, day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=ZoneInfo(self.zone)).astimezone(UTC).replace(tzinfo=None)
+        return first_moment(self.zone, day)
 
     def days(self) -> list[date]:
         return [self.since + timedelta(days=n) for n in range((self.until - self.since).days + 1)]
@@ -100,6 +98,18 @@ def parse(args: MultiDict, settings: Settings) -> Filters:
     by = _choice(args, "by", ("day", "week")) or "day"
     return Filters(since=since, until=until, source=_text(args, "source"), channel=_text(args, "channel"),
                    topic=topic, tier=tier, category=_text(args, "category"), by=by, zone=settings.qa.timezone)
+
+
+def day_in(zone: str, stored: datetime) -> date:
+    """The day a stored (naive UTC) moment falls on in ``zone``: the pages' days and the roll-ups' are one."""
+    if zone == "UTC":
+        return stored.date()
+    return stored.replace(tzinfo=UTC).astimezone(ZoneInfo(zone)).date()
+
+
+def first_moment(zone: str, day: date) -> datetime:
+    """The first moment of ``day`` in ``zone``, as the naive UTC the store holds."""
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(zone)).astimezone(UTC).replace(tzinfo=None)
 
 
 def today_in(zone: str) -> date:

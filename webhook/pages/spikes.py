@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+import numpy as np
 from scipy.stats import poisson
 
 BASELINE_DAYS = 28
@@ -43,8 +44,17 @@ class Spike:
 
 def is_spike(count: int, baseline: float) -> tuple[bool, float]:
     """Whether ``count`` is a spike against a mean daily ``baseline``, and its tail probability."""
-    p_value = float(poisson.sf(count - 1, baseline)) if baseline > 0 else (0.0 if count > 0 else 1.0)
-    return count >= MIN_COUNT and p_value < P_VALUE, p_value
+    [p_value] = tail_probabilities(np.array([count]), np.array([baseline]))
+    return bool(count >= MIN_COUNT and p_value < P_VALUE), float(p_value)
+
+
+def tail_probabilities(counts: np.ndarray, baselines: np.ndarray) -> np.ndarray:
+    """``P(X >= count | Poisson(baseline))`` for each pair; with no baseline, 0 for any complaint and 1 for none.
+
+    One call for a topic's whole range: a year of days is one array, not 365 calls into scipy.
+    """
+    rates = np.where(baselines > 0, baselines, 1.0)
+    return np.where(baselines > 0, poisson.sf(counts - 1, rates), np.where(counts > 0, 0.0, 1.0))
 
 
 def find_spikes(daily: dict[str, Counter[date]], days: list[date]) -> list[Spike]:
@@ -54,9 +64,11 @@ def find_spikes(daily: dict[str, Counter[date]], days: list[date]) -> list[Spike
     """
     found = []
     for topic, counts in daily.items():
-        for day in days:
-            baseline = sum(counts[day - timedelta(days=n)] for n in range(1, BASELINE_DAYS + 1)) / BASELINE_DAYS
-            spike, p_value = is_spike(counts[day], baseline)
-            if spike:
-                found.append(Spike(topic, day, counts[day], baseline, p_value))
+        observed = np.array([counts[day] for day in days])
+        baselines = np.array([sum(counts[day - timedelta(days=n)] for n in range(1, BASELINE_DAYS + 1))
+                              for day in days]) / BASELINE_DAYS
+        p_values = tail_probabilities(observed, baselines)
+        for day, count, baseline, p_value in zip(days, observed, baselines, p_values):
+            if count >= MIN_COUNT and p_value < P_VALUE:
+                found.append(Spike(topic, day, int(count), float(baseline), float(p_value)))
     return sorted(found, key=lambda s: (-s.rise, s.day, s.topic))

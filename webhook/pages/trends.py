@@ -1,10 +1,12 @@
 """The QA workspace's figures, computed from the store under one set of :class:`Filters`.
 
 A complaint is what ``nlp.complaints`` says it is: a customer's turn the sentiment reads as
-negative; its topics are ``nlp.complaints.topics`` of its stored entity labels. The database
-selects the turns (time range, helpdesk, channel, the customer's tier, the product category
-they last bought); topics are read from each turn's entities here, with the same function the
-fusion features use.
+negative; its topics are ``nlp.complaints.topics`` of its stored entity labels. The trend
+views (volume, negative share, heat maps, spikes) sum the daily roll-ups
+(``webhook/pages/rollups.py``), which count by these same definitions; under a tier filter,
+and for ``basis="events"``, they read the events: the database selects the turns (time range,
+helpdesk, channel, the customer's tier, the product category they last bought) and topics are
+read from each turn's entities here, with the same function the fusion features use.
 
 Every figure is a :class:`Table`: the rows a CSV export writes, and the same numbers shaped
 for its chart.
@@ -15,19 +17,21 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import Row, Select, or_, select
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
-from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, topics
+from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
-from churnsignal.webhook.pages import spikes
+from churnsignal.webhook.pages import rollups, spikes
 from churnsignal.webhook.pages.filters import NO_CATEGORY, NO_TOPIC, Filters
+from churnsignal.webhook.pages.rollups import EVENTS, Basis, category_label, complaint_topics
 from churnsignal.webhook.pages.tickets import ticket_url
 
 CHART_TOPICS = (*TOPICS, NO_TOPIC)
@@ -40,14 +44,18 @@ Across = Literal["source", "channel", "category"]
 
 @dataclass
 class Table:
-    """A figure: ``columns`` and ``rows`` for the export, ``chart`` for the page's chart."""
+    """A figure: ``columns`` and ``rows`` for the export, ``chart`` for the page's chart.
+
+    ``basis``: where its numbers were read, the daily roll-ups or the events.
+    """
 
     columns: list[str]
     rows: list[list[Any]]
     chart: dict[str, Any]
+    basis: Basis = EVENTS
 
     def as_json(self) -> dict[str, Any]:
-        return {"columns": self.columns, "rows": self.rows, "chart": self.chart}
+        return {"columns": self.columns, "rows": self.rows, "chart": self.chart, "from": self.basis}
 
     def csv(self) -> str:
         """The rows as CSV, with a byte-order mark so that spreadsheet programs read the Chinese as UTF-8."""
@@ -66,61 +74,57 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def complaint_topics(entities: dict[str, Any] | None) -> tuple[str, ...]:
-    """A complaint's topics on the charts: its entity topics, or ``OTHER`` when it names none."""
-    return topics(entities or {}) or (NO_TOPIC,)
-
-
-def volume(session: Session, filters: Filters, settings: Settings) -> Table:
+def volume(session: Session, filters: Filters, settings: Settings, basis: Basis | None = None) -> Table:
     """Complaints per topic per day or week; a complaint about two topics counts for each."""
+    basis = basis or rollups.basis_for(filters)
     counts: Counter[tuple[date, str]] = Counter()
-    for created_at, entities in session.execute(_complaints(filters, settings)):
-        for topic in _kept(filters, complaint_topics(entities)):
-            counts[filters.bucket(created_at), topic] += 1
+    for (day, topic), n in _complaint_days(session, filters, settings, basis).items():
+        counts[filters.bucket(day), topic] += n
     buckets, shown = filters.buckets(), _shown_topics(filters)
     rows = [[b.isoformat(), t, counts[b, t]] for b in buckets for t in shown]
     series = [{"name": t, "data": [counts[b, t] for b in buckets]} for t in shown]
     return Table(["bucket", "topic", "complaints"], rows,
-                 {"buckets": [b.isoformat() for b in buckets], "series": series})
+                 {"buckets": [b.isoformat() for b in buckets], "series": series}, basis)
 
 
-def negative_share(session: Session, filters: Filters, settings: Settings) -> Table:
+def negative_share(session: Session, filters: Filters, settings: Settings, basis: Basis | None = None) -> Table:
     """Of the customer turns the sentiment read, the share that are complaints, per day or week."""
+    basis = basis or rollups.basis_for(filters)
     read: Counter[date] = Counter()
-    turns = _scoped(select(Event.created_at), filters).where(Event.author == CUSTOMER, Event.negative_prob.is_not(None))
-    for (created_at,) in session.execute(turns):
-        read[filters.bucket(created_at)] += 1
     complaints: Counter[date] = Counter()
-    for created_at, entities in session.execute(_complaints(filters, settings)):
-        if _kept(filters, complaint_topics(entities)):
-            complaints[filters.bucket(created_at)] += 1
+    turns_per_day, complaints_per_day = _turn_days(session, filters, settings, basis)
+    for day, n in turns_per_day.items():
+        read[filters.bucket(day)] += n
+    for day, n in complaints_per_day.items():
+        complaints[filters.bucket(day)] += n
     buckets = filters.buckets()
     shares = [round(complaints[b] / read[b], 4) if read[b] else None for b in buckets]
     rows = [[b.isoformat(), read[b], complaints[b], share] for b, share in zip(buckets, shares)]
     return Table(["bucket", "customer_turns", "complaints", "negative_share"], rows,
                  {"buckets": [b.isoformat() for b in buckets], "share": shares,
-                  "turns": [read[b] for b in buckets], "complaints": [complaints[b] for b in buckets]})
+                  "turns": [read[b] for b in buckets], "complaints": [complaints[b] for b in buckets]},
+                 basis)
 
 
-def heatmap(session: Session, filters: Filters, settings: Settings, across: Across) -> Table:
+def heatmap(session: Session, filters: Filters, settings: Settings, across: Across,
+            basis: Basis | None = None) -> Table:
     """Complaints per topic and helpdesk, channel or product category over the whole range.
 
     A complaint's product category is that of its customer's latest order before it: what
     they were buying when they complained.
     """
-    column = {"source": Event.source, "channel": Event.channel, "category": _category_label()}[across]
-    counts: Counter[tuple[str, str]] = Counter()
-    query = _scoped(select(column, Event.entities), filters).where(*_complaint(settings))
-    for value, entities in session.execute(query):
-        for topic in _kept(filters, complaint_topics(entities)):
-            counts[topic, value] += 1
+    basis = basis or rollups.basis_for(filters)
+    if basis == rollups.ROLLUPS:
+        counts = rollups.complaints_across(session, filters, across)
+    else:
+        counts = _complaints_across(session, filters, settings, across)
     columns = sorted({value for _topic, value in counts})
     shown = _shown_topics(filters)
     rows = [[t, c, counts[t, c]] for t in shown for c in columns]
     cells = [[x, y, counts[t, c]] for y, t in enumerate(shown) for x, c in enumerate(columns)]
     return Table(["topic", across, "complaints"], rows,
                  {"across": across, "columns": columns, "topics": list(shown), "cells": cells,
-                  "max": max(counts.values(), default=0)})
+                  "max": max(counts.values(), default=0)}, basis)
 
 
 def tiers(session: Session, filters: Filters, settings: Settings) -> Table:
@@ -232,17 +236,23 @@ def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
     """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
     found: list[dict[str, Any]] = []
-    query = (_scoped(select(Event), filters).where(*_complaint(settings))
-             .order_by(Event.created_at.desc(), Event.id.desc()))
-    for event in session.scalars(query.execution_options(yield_per=500)):
+    # Columns, not ORM objects: an export reads up to 10,000 rows, and building objects was most of its time.
+    query = (_scoped(select(Event.id, Event.created_at, Event.source, Event.channel, Event.ticket_id,
+                            Event.customer_id, Event.negative_prob, Event.entities, Event.text,
+                            Event.entity_spans), filters)
+             .where(*_complaint(settings)))
+    masked: dict[str, str] = {}
+    for event in _newest_first(session, query, batch=min(max(limit, 50), 1000)):
         shown = complaint_topics(event.entities)
         if not _kept(filters, shown):
             continue
+        if event.customer_id not in masked:
+            # Customer ids may be emails or phone numbers; shown masked like the text.
+            masked[event.customer_id] = mask_pii(event.customer_id).text
         found.append({"event_id": event.id, "created_at": _iso(event.created_at),
                       "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
                       "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
-                      # Customer ids may be emails or phone numbers; shown masked like the text.
-                      "customer": mask_pii(event.customer_id).text,
+                      "customer": masked[event.customer_id],
                       "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text,
                       "entity_spans": event.entity_spans})
         if len(found) >= limit:
@@ -250,20 +260,43 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
     return found
 
 
-def daily_complaints(session: Session, filters: Filters, settings: Settings,
-                     days_before: int) -> dict[str, Counter[date]]:
+def _newest_first(session: Session, query: Select, batch: int) -> Iterator[Row]:
+    """The events ``query`` selects (with ``id`` and ``created_at``), newest first, ``batch`` at a time.
+
+    Each batch is a LIMIT after the last row seen, which the database answers by walking the
+    time index backwards; one unlimited ORDER BY made PostgreSQL sort every complaint in the
+    range before the first row, when a page needs only the newest 200 (or a spike three).
+    """
+    newest = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(batch)
+    rows = session.execute(newest).all()
+    while rows:
+        yield from rows
+        if len(rows) < batch:
+            return
+        last = rows[-1]
+        # The first bound is one the index can start from; the second skips the rows already read.
+        rows = session.execute(newest.where(Event.created_at <= last.created_at, or_(
+            Event.created_at < last.created_at, Event.id < last.id))).all()
+
+
+def daily_complaints(session: Session, filters: Filters, settings: Settings, days_before: int,
+                     basis: Basis | None = None) -> dict[str, Counter[date]]:
     """Complaints per topic per day, from ``days_before`` days before the range to its end."""
     wider = replace(filters, since=filters.since - timedelta(days=days_before), by="day")
     counts: dict[str, Counter[date]] = {topic: Counter() for topic in _shown_topics(filters)}
-    for created_at, entities in session.execute(_complaints(wider, settings)):
-        for topic in _kept(filters, complaint_topics(entities)):
-            counts[topic][filters.day(created_at)] += 1
+    for (day, topic), n in _complaint_days(session, wider, settings, basis or rollups.basis_for(filters)).items():
+        counts[topic][day] += n
     return counts
 
 
-def spike_rows(session: Session, filters: Filters, settings: Settings) -> list[dict[str, Any]]:
-    """Every spike in the range (``webhook/pages/spikes.py`` states the rule), with up to three example messages."""
-    daily = daily_complaints(session, filters, settings, spikes.BASELINE_DAYS)
+def spike_rows(session: Session, filters: Filters, settings: Settings,
+               basis: Basis | None = None) -> list[dict[str, Any]]:
+    """Every spike in the range (``webhook/pages/spikes.py`` states the rule), with up to three example messages.
+
+    The daily counts come from ``basis`` (the roll-ups unless a tier is chosen); the examples
+    are read from the events.
+    """
+    daily = daily_complaints(session, filters, settings, spikes.BASELINE_DAYS, basis)
     rows = []
     for spike in spikes.find_spikes(daily, filters.days()):
         day = replace(filters, since=spike.day, until=spike.day, topic=spike.topic)
@@ -284,9 +317,9 @@ def spike_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def choices(session: Session) -> dict[str, list[str]]:
-    """The helpdesks, channels and product categories the store knows, for the filter menus."""
-    return {"sources": list(session.scalars(select(Event.source).distinct().order_by(Event.source))),
-            "channels": list(session.scalars(select(Event.channel).distinct().order_by(Event.channel))),
+    """The helpdesks, channels (of the messages counted in the roll-ups) and product categories, for the menus."""
+    return {"sources": rollups.known(session, "source"),
+            "channels": rollups.known(session, "channel"),
             "categories": [NO_CATEGORY, *session.scalars(select(Order.category).distinct()
                                                          .where(Order.category.is_not(None), Order.category != "")
                                                          .order_by(Order.category))]}
@@ -307,6 +340,45 @@ def _complaints(filters: Filters, settings: Settings) -> Select:
         *_complaint(settings))
 
 
+def _complaint_days(session: Session, filters: Filters, settings: Settings,
+                    basis: Basis) -> Counter[tuple[date, str]]:
+    """Complaints per day and topic (one about two topics in each), kept to the topic filter."""
+    if basis == rollups.ROLLUPS:
+        return rollups.complaints_per_day(session, filters)
+    counts: Counter[tuple[date, str]] = Counter()
+    for created_at, entities in session.execute(_complaints(filters, settings)):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[filters.day(created_at), topic] += 1
+    return counts
+
+
+def _turn_days(session: Session, filters: Filters, settings: Settings,
+               basis: Basis) -> tuple[Counter[date], Counter[date]]:
+    """Customer turns the sentiment read, and complaints (each once) kept to the topic filter, per day."""
+    if basis == rollups.ROLLUPS:
+        return rollups.turns_per_day(session, filters)
+    read: Counter[date] = Counter()
+    turns = _scoped(select(Event.created_at), filters).where(Event.author == CUSTOMER, Event.negative_prob.is_not(None))
+    for (created_at,) in session.execute(turns):
+        read[filters.day(created_at)] += 1
+    complaints: Counter[date] = Counter()
+    for created_at, entities in session.execute(_complaints(filters, settings)):
+        if _kept(filters, complaint_topics(entities)):
+            complaints[filters.day(created_at)] += 1
+    return read, complaints
+
+
+def _complaints_across(session: Session, filters: Filters, settings: Settings,
+                       across: Across) -> Counter[tuple[str, str]]:
+    column = {"source": Event.source, "channel": Event.channel, "category": category_label()}[across]
+    counts: Counter[tuple[str, str]] = Counter()
+    query = _scoped(select(column, Event.entities), filters).where(*_complaint(settings))
+    for value, entities in session.execute(query):
+        for topic in _kept(filters, complaint_topics(entities)):
+            counts[topic, value] += 1
+    return counts
+
+
 def _scoped(query: Select, filters: Filters) -> Select:
     """``query`` over events limited to the filters' range, helpdesk, channel, tier and category."""
     query = query.where(Event.created_at >= filters.start, Event.created_at < filters.end)
@@ -320,18 +392,9 @@ def _scoped(query: Select, filters: Filters) -> Select:
     return _by_category(query, filters)
 
 
-def _category_label() -> ColumnElement[str]:
-    """The product category of a message: its customer's latest order at or before it; ``-`` with none."""
-    latest = (select(Order.category)
-              .where(Order.customer_id == Event.customer_id, Order.ordered_at <= Event.created_at)
-              .order_by(Order.ordered_at.desc(), Order.id.desc()).limit(1)
-              .correlate(Event).scalar_subquery())
-    return func.coalesce(func.nullif(latest, ""), NO_CATEGORY)
-
-
 def _by_category(query: Select, filters: Filters) -> Select:
     """``query``, over events or joined to the triggering event, kept to the filters' product category."""
-    return query if filters.category is None else query.where(_category_label() == filters.category)
+    return query if filters.category is None else query.where(category_label() == filters.category)
 
 
 def _kept(filters: Filters, found: tuple[str, ...]) -> tuple[str, ...]:
