@@ -35,7 +35,7 @@ from churnsignal.config import Settings
 from churnsignal.nlp.complaints import TOPICS
 from churnsignal.store import Alert, Customer, Delivery, Event, Order, RiskScore, Store, utcnow
 from churnsignal.webhook.app import create_app
-from churnsignal.webhook.pages import rollups
+from churnsignal import rollups
 from churnsignal.webhook.pages.login import hash_password
 
 SOURCES = ("zendesk", "chatwoot", "freshdesk", "generic:shop")

@@ -886,7 +886,7 @@ def qa_rebuild_rollups(since: datetime | None) -> None:
     sentiment.neutral_high (or orders imported for moments before messages already counted).
     Workers may keep running: one that counts a message meanwhile waits for the recount.
     """
-    from churnsignal.webhook.pages import rollups
+    from churnsignal import rollups
 
     settings = _settings()
     store = _store(settings)

@@ -271,7 +271,7 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0, settings=None
     """
     from churnsignal.config import Settings
     from churnsignal.store import Alert, AlertHandling, Customer, Delivery, Event, Order, RiskScore, utcnow
-    from churnsignal.webhook.pages import rollups
+    from churnsignal import rollups
 
     rng = random.Random(seed)
     now = now or utcnow()

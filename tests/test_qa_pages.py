@@ -15,7 +15,7 @@ from churnsignal.config import Settings
 from churnsignal.nlp.complaints import is_complaint, topics
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore, utcnow
 from churnsignal.webhook.app import create_app
-from churnsignal.webhook.pages import rollups
+from churnsignal import rollups
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from churnsignal.config import Settings, get_settings
 from churnsignal.nlp.complaints import is_complaint
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import DailyRollup, Delivery, Event, utcnow
-from churnsignal.webhook.pages import rollups, trends
+from churnsignal import rollups
+from churnsignal.webhook.pages import rollup_views, trends
 from churnsignal.webhook.pages.filters import Filters
 from churnsignal.worker import pipeline
 
@@ -50,8 +51,8 @@ def test_every_trend_view_reads_the_same_numbers_from_the_rollups_as_from_the_ev
     with seeded_store.session() as session:
         for narrower in FILTERS:
             filters = Filters(since=today - timedelta(days=days - 1), until=today, **narrower)
-            from_rollups = figures(session, filters, settings, rollups.ROLLUPS)
-            assert from_rollups == figures(session, filters, settings, rollups.EVENTS), narrower
+            from_rollups = figures(session, filters, settings, rollup_views.ROLLUPS)
+            assert from_rollups == figures(session, filters, settings, rollup_views.EVENTS), narrower
             if not narrower:
                 assert sum(n for *_, n in from_rollups["volume"]["rows"]) > 100
 
@@ -61,12 +62,12 @@ def test_days_in_the_configured_zone_and_a_changed_threshold_are_recounted(seede
     today = utcnow().date()
     filters = Filters(since=today - timedelta(days=30), until=today, zone="Asia/Shanghai")
     with seeded_store.session() as session:
-        stale = figures(session, filters, shanghai, rollups.ROLLUPS)
-        assert stale != figures(session, filters, shanghai, rollups.EVENTS)
+        stale = figures(session, filters, shanghai, rollup_views.ROLLUPS)
+        assert stale != figures(session, filters, shanghai, rollup_views.EVENTS)
     rollups.rebuild(seeded_store, shanghai)
     with seeded_store.session() as session:
-        assert figures(session, filters, shanghai, rollups.ROLLUPS) == figures(session, filters, shanghai,
-                                                                               rollups.EVENTS)
+        assert figures(session, filters, shanghai, rollup_views.ROLLUPS) == figures(session, filters, shanghai,
+                                                                               rollup_views.EVENTS)
 
 
 def test_a_rebuild_since_a_day_recounts_that_day_and_after_only(seeded_store):
@@ -85,8 +86,8 @@ def test_under_a_tier_filter_the_views_read_the_events(seeded_store):
     today = utcnow().date()
     filters = Filters(since=today - timedelta(days=27), until=today, tier="red")
     with seeded_store.session() as session:
-        assert trends.volume(session, filters, Settings()).basis == rollups.EVENTS
-        assert trends.volume(session, replace(filters, tier=None), Settings()).basis == rollups.ROLLUPS
+        assert trends.volume(session, filters, Settings()).basis == rollup_views.EVENTS
+        assert trends.volume(session, replace(filters, tier=None), Settings()).basis == rollup_views.ROLLUPS
 
 
 def queued(store, texts: list[tuple[str, str]], days_ago: int = 0) -> list[int]:

@@ -23,7 +23,7 @@ from churnsignal.fusion.scoring import score_details
 from churnsignal.fusion.text import analyse_events
 from churnsignal.nlp.complaints import TOPICS
 from churnsignal.store import Alert, Event, Order, RiskScore, Store, utcnow
-from churnsignal.webhook.pages import rollups
+from churnsignal import rollups
 
 # Events the worker has yet to process.
 _WAITING = ("received", "queued")

@@ -1,14 +1,15 @@
 """The filters every QA view honours, read once from the query string.
 
 Days are days in ``qa.timezone`` (a team in China counts from midnight in Shanghai, not in
-London); stored times are naive UTC and are converted here, in one place. ``until`` is the
+London); stored times are naive UTC and are converted by ``churnsignal.rollups.day_in`` and
+``first_moment``, the one place the worker's roll-ups convert them too. ``until`` is the
 last day shown, included. Values that cannot be a filter are a 400 that names the parameter.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -18,11 +19,8 @@ from werkzeug.exceptions import BadRequest
 
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import TOPICS
+from churnsignal.rollups import NO_CATEGORY, NO_TOPIC, day_in, first_moment
 
-# Complaints the entity extractor found no topic in: a topic of their own on the charts.
-NO_TOPIC = "OTHER"
-# The product category of a message whose customer had no order (with a category) before it.
-NO_CATEGORY = "-"
 DEFAULT_DAYS = 28
 MAX_DAYS = 366
 Bucket = Literal["day", "week"]
@@ -98,18 +96,6 @@ def parse(args: MultiDict, settings: Settings) -> Filters:
     by = _choice(args, "by", ("day", "week")) or "day"
     return Filters(since=since, until=until, source=_text(args, "source"), channel=_text(args, "channel"),
                    topic=topic, tier=tier, category=_text(args, "category"), by=by, zone=settings.qa.timezone)
-
-
-def day_in(zone: str, stored: datetime) -> date:
-    """The day a stored (naive UTC) moment falls on in ``zone``: the pages' days and the roll-ups' are one."""
-    if zone == "UTC":
-        return stored.date()
-    return stored.replace(tzinfo=UTC).astimezone(ZoneInfo(zone)).date()
-
-
-def first_moment(zone: str, day: date) -> datetime:
-    """The first moment of ``day`` in ``zone``, as the naive UTC the store holds."""
-    return datetime.combine(day, time.min, tzinfo=ZoneInfo(zone)).astimezone(UTC).replace(tzinfo=None)
 
 
 def today_in(zone: str) -> date:

@@ -3,7 +3,7 @@
 A complaint is what ``nlp.complaints`` says it is: a customer's turn the sentiment reads as
 negative; its topics are ``nlp.complaints.topics`` of its stored entity labels. The trend
 views (volume, negative share, heat maps, spikes) sum the daily roll-ups
-(``webhook/pages/rollups.py``), which count by these same definitions; under a tier filter,
+(``churnsignal/rollups.py``), which count by these same definitions; under a tier filter,
 and for ``basis="events"``, they read the events: the database selects the turns (time range,
 helpdesk, channel, the customer's tier, the product category they last bought) and topics are
 read from each turn's entities here, with the same function the fusion features use.
@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from
 from churnsignal.nlp.masking import mask_pii
+from churnsignal.rollups import NO_CATEGORY, NO_TOPIC, category_label, complaint_topics
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
-from churnsignal.webhook.pages import rollups, spikes
-from churnsignal.webhook.pages.filters import NO_CATEGORY, NO_TOPIC, Filters
-from churnsignal.webhook.pages.rollups import EVENTS, Basis, category_label, complaint_topics
+from churnsignal.webhook.pages import rollup_views, spikes
+from churnsignal.webhook.pages.filters import Filters
+from churnsignal.webhook.pages.rollup_views import EVENTS, Basis
 from churnsignal.webhook.pages.tickets import ticket_url
 
 CHART_TOPICS = (*TOPICS, NO_TOPIC)
@@ -76,7 +77,7 @@ def _cell(value: Any) -> Any:
 
 def volume(session: Session, filters: Filters, settings: Settings, basis: Basis | None = None) -> Table:
     """Complaints per topic per day or week; a complaint about two topics counts for each."""
-    basis = basis or rollups.basis_for(filters)
+    basis = basis or rollup_views.basis_for(filters)
     counts: Counter[tuple[date, str]] = Counter()
     for (day, topic), n in _complaint_days(session, filters, settings, basis).items():
         counts[filters.bucket(day), topic] += n
@@ -89,7 +90,7 @@ def volume(session: Session, filters: Filters, settings: Settings, basis: Basis 
 
 def negative_share(session: Session, filters: Filters, settings: Settings, basis: Basis | None = None) -> Table:
     """Of the customer turns the sentiment read, the share that are complaints, per day or week."""
-    basis = basis or rollups.basis_for(filters)
+    basis = basis or rollup_views.basis_for(filters)
     read: Counter[date] = Counter()
     complaints: Counter[date] = Counter()
     turns_per_day, complaints_per_day = _turn_days(session, filters, settings, basis)
@@ -113,9 +114,9 @@ def heatmap(session: Session, filters: Filters, settings: Settings, across: Acro
     A complaint's product category is that of its customer's latest order before it: what
     they were buying when they complained.
     """
-    basis = basis or rollups.basis_for(filters)
-    if basis == rollups.ROLLUPS:
-        counts = rollups.complaints_across(session, filters, across)
+    basis = basis or rollup_views.basis_for(filters)
+    if basis == rollup_views.ROLLUPS:
+        counts = rollup_views.complaints_across(session, filters, across)
     else:
         counts = _complaints_across(session, filters, settings, across)
     columns = sorted({value for _topic, value in counts})
@@ -284,7 +285,7 @@ def daily_complaints(session: Session, filters: Filters, settings: Settings, day
     """Complaints per topic per day, from ``days_before`` days before the range to its end."""
     wider = replace(filters, since=filters.since - timedelta(days=days_before), by="day")
     counts: dict[str, Counter[date]] = {topic: Counter() for topic in _shown_topics(filters)}
-    for (day, topic), n in _complaint_days(session, wider, settings, basis or rollups.basis_for(filters)).items():
+    for (day, topic), n in _complaint_days(session, wider, settings, basis or rollup_views.basis_for(filters)).items():
         counts[topic][day] += n
     return counts
 
@@ -318,8 +319,8 @@ def spike_table(rows: list[dict[str, Any]]) -> Table:
 
 def choices(session: Session) -> dict[str, list[str]]:
     """The helpdesks, channels (of the messages counted in the roll-ups) and product categories, for the menus."""
-    return {"sources": rollups.known(session, "source"),
-            "channels": rollups.known(session, "channel"),
+    return {"sources": rollup_views.known(session, "source"),
+            "channels": rollup_views.known(session, "channel"),
             "categories": [NO_CATEGORY, *session.scalars(select(Order.category).distinct()
                                                          .where(Order.category.is_not(None), Order.category != "")
                                                          .order_by(Order.category))]}
@@ -343,8 +344,8 @@ def _complaints(filters: Filters, settings: Settings) -> Select:
 def _complaint_days(session: Session, filters: Filters, settings: Settings,
                     basis: Basis) -> Counter[tuple[date, str]]:
     """Complaints per day and topic (one about two topics in each), kept to the topic filter."""
-    if basis == rollups.ROLLUPS:
-        return rollups.complaints_per_day(session, filters)
+    if basis == rollup_views.ROLLUPS:
+        return rollup_views.complaints_per_day(session, filters)
     counts: Counter[tuple[date, str]] = Counter()
     for created_at, entities in session.execute(_complaints(filters, settings)):
         for topic in _kept(filters, complaint_topics(entities)):
@@ -355,8 +356,8 @@ def _complaint_days(session: Session, filters: Filters, settings: Settings,
 def _turn_days(session: Session, filters: Filters, settings: Settings,
                basis: Basis) -> tuple[Counter[date], Counter[date]]:
     """Customer turns the sentiment read, and complaints (each once) kept to the topic filter, per day."""
-    if basis == rollups.ROLLUPS:
-        return rollups.turns_per_day(session, filters)
+    if basis == rollup_views.ROLLUPS:
+        return rollup_views.turns_per_day(session, filters)
     read: Counter[date] = Counter()
     turns = _scoped(select(Event.created_at), filters).where(Event.author == CUSTOMER, Event.negative_prob.is_not(None))
     for (created_at,) in session.execute(turns):

@@ -1,10 +1,11 @@
-"""The daily roll-ups behind the trend views: counted as the worker analyses, summed by the pages.
+"""The daily roll-ups the QA trend views sum: counted as the worker analyses, recounted on demand.
 
 Reading every message of a year for each chart takes seconds at a million messages; summing
 a few rows per day does not. :class:`~churnsignal.store.DailyRollup` holds, per day (in
 ``qa.timezone``), helpdesk, channel, product category and complaint topic, what the volume,
 negative-share, heat-map and spike views count, by the same definitions they apply to the
-events (``nlp.complaints``, :func:`complaint_topics`, :func:`category_label`).
+events (``nlp.complaints``, :func:`complaint_topics`, :func:`category_label`). The worker
+writes them and the pages read them (``webhook/pages/rollup_views.py``), so they live below both.
 
 Each message is counted once: the worker adds it in the transaction that moves it out of
 ``received``/``queued``, and only if that update changed its row, so a message analysed twice,
@@ -14,16 +15,15 @@ workers adding to the same rows lock them in the same order (no deadlock on Post
 A roll-up keeps the day, category and complaint line of the moment it was counted. After a
 change of ``qa.timezone`` or ``sentiment.neutral_high``, or orders imported for moments
 before messages already counted, ``churnsignal qa rebuild-rollups`` recounts them from the
-events. The tier filter (a customer's *latest* tier) cannot be rolled up: under it the views
-read the events.
+events.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
-from datetime import date
-from typing import Any, Literal
+from datetime import UTC, date, datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,11 +32,11 @@ from sqlalchemy.orm import Session
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import CUSTOMER, is_complaint, topics
 from churnsignal.store import DailyRollup, Event, Order, Store
-from churnsignal.webhook.pages.filters import NO_CATEGORY, NO_TOPIC, Filters, day_in, first_moment
 
-Basis = Literal["daily_rollups", "events"]
-ROLLUPS: Basis = "daily_rollups"
-EVENTS: Basis = "events"
+# Complaints the entity extractor found no topic in: a topic of their own on the charts.
+NO_TOPIC = "OTHER"
+# The product category of a message whose customer had no order (with a category) before it.
+NO_CATEGORY = "-"
 # The topic of a roll-up's row of every message (the others count one topic's complaints).
 ALL = ""
 KEY = ("day", "source", "channel", "category", "topic")
@@ -45,6 +45,18 @@ COUNTS = ("messages", "customer_turns", "complaints")
 PROCESSED = ("analysed", "stored")
 
 Key = tuple[date, str, str, str, str]
+
+
+def day_in(zone: str, stored: datetime) -> date:
+    """The day a stored (naive UTC) moment falls on in ``zone``: the pages' days and the roll-ups' are one."""
+    if zone == "UTC":
+        return stored.date()
+    return stored.replace(tzinfo=UTC).astimezone(ZoneInfo(zone)).date()
+
+
+def first_moment(zone: str, day: date) -> datetime:
+    """The first moment of ``day`` in ``zone``, as the naive UTC the store holds."""
+    return datetime.combine(day, time.min, tzinfo=ZoneInfo(zone)).astimezone(UTC).replace(tzinfo=None)
 
 
 def complaint_topics(entities: dict[str, Any] | None) -> tuple[str, ...]:
@@ -59,11 +71,6 @@ def category_label() -> ColumnElement[str]:
               .order_by(Order.ordered_at.desc(), Order.id.desc()).limit(1)
               .correlate(Event).scalar_subquery())
     return func.coalesce(func.nullif(latest, ""), NO_CATEGORY)
-
-
-def basis_for(filters: Filters) -> Basis:
-    """Where a trend view reads under ``filters``: the roll-ups, unless a tier is chosen."""
-    return EVENTS if filters.tier else ROLLUPS
 
 
 def count(session: Session, event_ids: list[int], settings: Settings) -> None:
@@ -113,54 +120,9 @@ def tally(messages: Iterable[tuple], settings: Settings) -> dict[Key, list[int]]
     return counts
 
 
-def complaints_per_day(session: Session, filters: Filters) -> Counter[tuple[date, str]]:
-    """Complaints per day and topic (one about two topics in each), under the filters."""
-    query = _scoped(select(DailyRollup.day, DailyRollup.topic, func.sum(DailyRollup.complaints)), filters)
-    query = query.where(DailyRollup.topic == filters.topic if filters.topic else DailyRollup.topic != ALL)
-    return Counter({(day, topic): n for day, topic, n in session.execute(query.group_by(DailyRollup.day,
-                                                                                        DailyRollup.topic)) if n})
-
-
-def turns_per_day(session: Session, filters: Filters) -> tuple[Counter[date], Counter[date]]:
-    """Customer turns the sentiment read, and complaints (each once), per day under the filters."""
-    per_day = (DailyRollup.day,)
-    turns = _scoped(select(*per_day, func.sum(DailyRollup.customer_turns)), filters).where(DailyRollup.topic == ALL)
-    complaints = _scoped(select(*per_day, func.sum(DailyRollup.complaints)), filters).where(
-        DailyRollup.topic == (filters.topic or ALL))
-    return (Counter({day: n for day, n in session.execute(turns.group_by(*per_day)) if n}),
-            Counter({day: n for day, n in session.execute(complaints.group_by(*per_day)) if n}))
-
-
-def complaints_across(session: Session, filters: Filters, across: str) -> Counter[tuple[str, str]]:
-    """Complaints per topic and helpdesk, channel or product category over the filters' range."""
-    column = getattr(DailyRollup, across)
-    query = _scoped(select(DailyRollup.topic, column, func.sum(DailyRollup.complaints)), filters)
-    query = query.where(DailyRollup.topic == filters.topic if filters.topic else DailyRollup.topic != ALL)
-    return Counter({(topic, value): n for topic, value, n in session.execute(query.group_by(DailyRollup.topic, column))
-                    if n})
-
-
-def known(session: Session, column: str) -> list[str]:
-    """The helpdesks or channels of the messages counted, for the filter menus."""
-    values = getattr(DailyRollup, column)
-    return list(session.scalars(select(values).distinct().order_by(values)))
-
-
 def _counted() -> Select:
     return select(Event.created_at, Event.source, Event.channel, category_label(), Event.author, Event.negative_prob,
                   Event.entities).where(Event.status.in_(PROCESSED))
-
-
-def _scoped(query: Select, filters: Filters) -> Select:
-    """``query`` over the roll-ups limited to the filters' days, helpdesk, channel and category."""
-    query = query.where(DailyRollup.day >= filters.since, DailyRollup.day <= filters.until)
-    if filters.source:
-        query = query.where(DailyRollup.source == filters.source)
-    if filters.channel:
-        query = query.where(DailyRollup.channel == filters.channel)
-    if filters.category is not None:
-        query = query.where(DailyRollup.category == filters.category)
-    return query
 
 
 def _rows(counts: dict[Key, list[int]]) -> list[dict[str, Any]]:
