@@ -145,6 +145,38 @@ def recorder() -> Iterator:
         server.stop()
 
 
+# --- Stand-in helpdesk APIs: a Flask app served for one test, and the session that calls it. ---
+
+from collections.abc import Callable
+
+import requests
+from flask import Flask
+from werkzeug.serving import make_server
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    """The session outbound calls, pulls and read-backs are made with."""
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flask], str]]:
+    """Serve a stand-in helpdesk's Flask app on a free local port for one test: its base URL."""
+    servers = []
+
+    def start(app: Flask) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
 # --- A fusion model for tests that run the worker's scoring in process. ---
 
 
@@ -391,8 +423,6 @@ class LiveApp:
 @pytest.fixture
 def live_app(pages_settings, tmp_path: Path) -> Iterator[LiveApp]:
     """The web app on a free local port, in a thread, over a migrated SQLite store seeded by :func:`seed_trends`."""
-    from werkzeug.serving import make_server
-
     from churnsignal.store import Store
     from churnsignal.webhook.app import create_app
 

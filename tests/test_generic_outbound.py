@@ -7,8 +7,6 @@ The stand-in is a helpdesk whose private notes are follow-ups: ``POST /api/follo
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -16,7 +14,6 @@ import pytest
 import requests
 from flask import Flask, jsonify, request
 from pydantic import ValidationError
-from werkzeug.serving import make_server
 
 from churnsignal.config import TEMPLATE_FIELDS, GenericHelpdeskSettings, HelpdeskSettings
 from churnsignal.webhook import helpdesks
@@ -53,8 +50,8 @@ class FollowUps:
         app.add_url_rule("/api/tickets/<ticket>/tags/", view_func=self._tags, methods=["POST"])
         app.add_url_rule("/api/v1/ticket_articles", view_func=self._zammad, methods=["POST"])
         app.add_url_rule("/api/v1/tags/add", view_func=self._zammad, methods=["POST"])
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.base = f"http://127.0.0.1:{self._server.server_port}"
+        self.app = app
+        self.base = ""  # where the fixture serves it
 
     def _followups(self) -> Any:
         auth = request.authorization
@@ -89,24 +86,12 @@ class FollowUps:
             return jsonify(id=len(self.followups)), 201
         return jsonify(ok=True, ticket=ticket), 201 if kind == "ticket_articles" else 200
 
-    def __enter__(self) -> FollowUps:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-
 
 @pytest.fixture
-def helpdesk() -> Iterator[FollowUps]:
-    with FollowUps() as server:
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+def helpdesk(serve) -> FollowUps:
+    server = FollowUps()
+    server.base = serve(server.app)
+    return server
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -24,7 +23,6 @@ import requests
 from flask import Flask, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from churnsignal.config import Settings
 from churnsignal.store import Delivery, Event
@@ -59,8 +57,8 @@ class SessionDesk:
         app.add_url_rule("/api/notes", view_func=self._note, methods=["POST"])
         app.before_request(self._scripted)
         self.notes: list[dict[str, Any]] = []
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.base = f"http://127.0.0.1:{self._server.server_port}"
+        self.app = app
+        self.base = ""  # where the fixture serves it
 
     def _scripted(self) -> Any:
         self.requests.append((request.path, request.args.to_dict()))
@@ -93,24 +91,12 @@ class SessionDesk:
         self.notes.append(request.get_json())
         return jsonify(id=len(self.notes)), 201
 
-    def __enter__(self) -> SessionDesk:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-
 
 @pytest.fixture
-def desk() -> Iterator[SessionDesk]:
-    with SessionDesk() as server:
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+def desk(serve) -> SessionDesk:
+    server = SessionDesk()
+    server.base = serve(server.app)
+    return server
 
 
 @pytest.fixture(autouse=True)

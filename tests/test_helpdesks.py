@@ -101,12 +101,6 @@ def standin():
         yield server
 
 
-@pytest.fixture
-def http():
-    with requests.Session() as session:
-        yield session
-
-
 # ====================================================================== registry
 
 def test_registry_gives_each_adapter_its_source_name():

@@ -9,9 +9,7 @@ session's messages are listed, and a note is added to a ticket.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +18,6 @@ import requests
 from flask import Flask, jsonify, request
 from pydantic import ValidationError
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from churnsignal.config import HelpdeskSettings, QuerySignature, Settings
 from churnsignal.store import Event
@@ -50,8 +47,8 @@ class Udesk:
         app.add_url_rule("/open_api_v1/im/sessions/<int:session>/messages", view_func=self._messages)
         app.add_url_rule("/open_api_v1/tickets/<int:ticket>/replies", view_func=self._note, methods=["POST"])
         app.before_request(self._signed)
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.base = f"http://127.0.0.1:{self._server.server_port}"
+        self.app = app
+        self.base = ""  # where the fixture serves it
 
     def _signed(self) -> Any:
         query = request.args.to_dict()
@@ -72,24 +69,12 @@ class Udesk:
         self.notes.append({"ticket": ticket} | request.get_json())
         return jsonify(code=1000), 200
 
-    def __enter__(self) -> Udesk:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-
 
 @pytest.fixture
-def udesk() -> Iterator[Udesk]:
-    with Udesk() as server:
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
+def udesk(serve) -> Udesk:
+    server = Udesk()
+    server.base = serve(server.app)
+    return server
 
 
 @pytest.fixture(autouse=True)
