@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +25,10 @@ SECRET = "zammad-shared-secret"
 
 
 @pytest.fixture
-def desk() -> Iterator[SessionDesk]:
-    with SessionDesk() as server:
-        yield server
+def desk(serve) -> SessionDesk:
+    server = SessionDesk()
+    server.base = serve(server.app)
+    return server
 
 
 @pytest.fixture
