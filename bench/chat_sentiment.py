@@ -3,8 +3,8 @@
     python bench/chat_sentiment.py --baseline runs/sentiment-0.1.0
 
 Scores ``bench/data/chat_gold_test.jsonl`` (287 turns labelled by the guide in
-model_cards/sentiment.md) with the shipped model (with and without each turn's dialogue
-context), the 0.1.0 model it was adapted from, and the strongest n-gram trained on the
+model_cards/sentiment.md) with the shipped model (each turn read after the turns before it,
+as the worker reads it, and read alone), the 0.1.0 model it was adapted from, and the strongest n-gram trained on the
 same data as the shipped BERT (its n-gram half: char 1–4 + word 1–2 TF-IDF and logistic
 regression on reviews, chat gold train and labelled questions). Prints one
 JSON object: AUC of ``negative_prob`` for negative against the rest, per-class
@@ -72,8 +72,8 @@ def main() -> None:
     model = SentimentModel(args.model or shipped_model_dir())
     settings = get_settings()
     rows = {
-        "shipped": figures(y, model.probabilities(texts), settings),
-        "shipped_with_context": figures(y, model.probabilities(texts, [e.context for e in test]), settings),
+        "shipped_in_dialogue": figures(y, model.probabilities(texts, [e.turns for e in test]), settings),
+        "shipped_alone": figures(y, model.probabilities(texts), settings),
         "baseline_0.1.0": figures(y, SentimentModel(args.baseline).probabilities(texts), BAND_0_1_0),
     }
     if model.ngram is not None:

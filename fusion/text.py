@@ -2,8 +2,8 @@
 
 Scoring the same history again (a new ``--as-of``, evaluation after training) must not
 run the BERT again over every message, so each message's signals are cached on disk,
-keyed by a hash of the text, the versions of the models that read it and the cache's own
-format. The cache holds no text, only numbers, entity counts and entity positions, so it
+keyed by a hash of the text, the turns before it on its ticket (the sentiment reads them),
+the versions of the models that read it and the cache's own format. The cache holds no text, only numbers, entity counts and entity positions, so it
 holds no personal data either; the masked text a reason quotes is masked again on every
 read (a regular expression, not a model).
 """
@@ -25,9 +25,9 @@ from churnsignal.config import Settings
 from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
 BATCH = 256
-# Part of every cache key: entries written in another format (before entity positions, 1)
-# are never read as this one.
-CACHE_FORMAT = 2
+# Part of every cache key: entries written in another format (1: before entity positions,
+# 2: before the turns before a message) are never read as this one.
+CACHE_FORMAT = 3
 
 
 def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -36,7 +36,9 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (``nlp/complaints.py``),
     ``masked_text``, ``entity_spans`` (``{"start", "end", "label"}`` offsets into ``text`` as
     given, see ``nlp.analysis.stored_spans``) and one mention-count column per topic in
-    ``TOPICS``. Agent messages are not customer signal: they are not analysed (their signals
+    ``TOPICS``. Each customer message is read after the turns before it on its ticket
+    (:func:`ticket_contexts`), so ``events`` should hold a ticket's earlier turns too: a
+    worker and a later scoring of the same history then read a message alike. Agent messages are not customer signal: they are not analysed (their signals
     are empty) and are kept only for when they were written, which is how slow first
     responses are seen. Bot messages, our own alert notes among them, are dropped, except for
     the ticket status one carries (``ticket_status``: a helpdesk reports a resolved
@@ -46,14 +48,15 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 
     written = (events["author"] == "customer") & (events["text"].str.strip() != "")
     messages = events[written].copy()
+    contexts = ticket_contexts(events)[written]
     versions = json.dumps(model_versions(settings), sort_keys=True)
-    keys = [hashlib.sha256(f"{CACHE_FORMAT}\n{versions}\n{text}".encode()).hexdigest() for text in messages["text"]]
+    keys = [_key(versions, text, turns) for text, turns in zip(messages["text"], contexts)]
     with closing(_open_cache(settings.fusion.cache_dir)) as cache:
         signals = _cached(cache, keys)
         missing = sorted({k for k in keys if k not in signals})
-        texts = dict(zip(keys, messages["text"]))
+        read = dict(zip(keys, zip(messages["text"], contexts)))
         for batch in _batches(missing, "analysing messages"):
-            fresh = _analyse([texts[k] for k in batch], settings)
+            fresh = _analyse([read[k][0] for k in batch], settings, [read[k][1] for k in batch])
             cache.executemany("INSERT OR REPLACE INTO signals VALUES (?, ?)",
                               [(k, json.dumps(s)) for k, s in zip(batch, fresh)])
             cache.commit()
@@ -76,11 +79,36 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return pd.concat([messages, replies]).sort_index()
 
 
-def _analyse(texts: list[str], settings: Settings) -> list[dict]:
+def ticket_contexts(events: pd.DataFrame) -> pd.Series:
+    """Per row, the ``(author, text)`` turns before it on its ticket, oldest first.
+
+    A ticket is a customer's ``ticket_id``; its turns are the customer's and the agents'
+    (bots' are not conversation), in time order, the last ``CONTEXT_TURNS`` kept: what the
+    sentiment model reads (``nlp/sentiment.py``). A row without a ticket (a review) has
+    None: it is read alone, not as a first turn.
+    """
+    from churnsignal.nlp.sentiment import CONTEXT_TURNS
+
+    turns: list[tuple[tuple[str, str], ...] | None] = [None] * len(events)
+    rows = events.reset_index(drop=True)
+    said = rows[rows["ticket_id"].notna() & rows["author"].isin(("customer", "agent"))]
+    for _, ticket in said.sort_values("created_at", kind="stable").groupby(["customer_id", "ticket_id"], sort=False):
+        history = list(zip(ticket["author"], ticket["text"]))
+        for k, position in enumerate(ticket.index):
+            turns[position] = tuple(history[max(0, k - CONTEXT_TURNS):k])
+    return pd.Series(turns, index=events.index, dtype=object)
+
+
+def _key(versions: str, text: str, turns: tuple[tuple[str, str], ...] | None) -> str:
+    before = "alone" if turns is None else "\n".join(["turns", *(f"{author}\t{said}" for author, said in turns)])
+    return hashlib.sha256(f"{CACHE_FORMAT}\n{versions}\n{text}\n\x1f{before}".encode()).hexdigest()
+
+
+def _analyse(texts: list[str], settings: Settings, contexts: list[tuple[tuple[str, str], ...] | None]) -> list[dict]:
     from churnsignal.nlp.analysis import analyse, stored_spans
 
     out = []
-    for text, result in zip(texts, analyse(texts, settings)):
+    for text, result in zip(texts, analyse(texts, settings, contexts)):
         mentions = Counter(e["label"] for e in result["entities"])
         out.append({"negative_prob": result["sentiment"]["negative_prob"],
                     "negative_word_share": result["negative_word_share"],

@@ -68,9 +68,9 @@ def sentiment_label(probs: dict[str, float], settings: Settings) -> str:
     return "positive" if probs["negative"] < settings.sentiment.neutral_low else "neutral"
 
 
-def context_text(turns: Sequence[tuple[str, str]]) -> str:
-    """The turns before a message as the model reads them: ``author: text``, oldest first, masked."""
-    return " ".join(f"{author}: {masked_text(text).text}" for author, text in turns if text.strip())
+def masked_turns(turns: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The turns before a message as the model reads them: ``(author, masked text)``, oldest first."""
+    return [(author, masked_text(text).text) for author, text in turns if text.strip()]
 
 
 def sentiment_model(settings: Settings) -> SentimentModel:
@@ -88,12 +88,13 @@ def model_versions(settings: Settings | None = None) -> dict[str, dict]:
 
 
 def analyse(texts: Sequence[str], settings: Settings | None = None,
-            contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[dict[str, Any]]:
+            contexts: Sequence[Sequence[tuple[str, str]] | None] | None = None) -> list[dict[str, Any]]:
     """Analyse a batch of support messages; one result dict per text, same order.
 
     ``contexts``, when given, holds for each text the ``(author, text)`` turns before it in
-    its ticket (oldest first): the sentiment then reads the message in its dialogue, so
-    "还没到" after two days of waiting reads differently from a first question.
+    its ticket (oldest first), or None for a text read alone: the sentiment then reads the message in its dialogue, so
+    "还没到" after a complaint about a late parcel reads differently from a first question
+    (``SentimentModel.probabilities``).
 
     Raises ``TypeError`` for a non-string item; empty or whitespace-only texts get a
     result whose ``sentiment`` is ``None`` and an ``error`` saying why, so a batch is
@@ -106,7 +107,7 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
     masked = [masked_text(text) for text in texts]
     readable = [i for i, m in enumerate(masked) if m.text]
     model = sentiment_model(settings)
-    context = [context_text(contexts[i]) for i in readable] if contexts is not None else None
+    context = [None if contexts[i] is None else masked_turns(contexts[i]) for i in readable] if contexts is not None else None
     probs = model.probabilities([masked[i].text for i in readable], context)
     pipeline = entities.load(settings.entities.model_dir)
     docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)

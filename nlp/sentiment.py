@@ -25,6 +25,8 @@ from transformers.utils import logging as transformers_logging
 
 from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
+# The turns before a message that are read with it: as many as the chat gold set's labellers saw.
+from churnsignal.nlp.support_chat import CONTEXT_TURNS
 
 BLEND = "blend.json"
 CARD = "churnsignal.json"
@@ -63,29 +65,79 @@ class Blend:
 class ClassBlend:
     """A multinomial logistic regression over the BERT's class log-probabilities, the
     n-gram log-odds, and the n-gram's interactions with the BERT's neutral probability and
-    with the text's length.
+    with the text's length; with ``context``, also over what the customer said earlier in
+    the ticket (:func:`earlier_features`).
 
     The interactions are what let one blend serve reviews and chat: the n-gram, strong on
     reviews, reads many calm questions as negative, and the BERT's neutral probability and
-    the length (a chat turn is short, a review long) say how far to listen to it. Fitted on
-    a dev slice holding reviews and chat; it also calibrates the probabilities.
+    the length (a chat turn is short, a review long) say how far to listen to it. The
+    earlier turns are what make "看了吗" chasing after a complaint and a question after a
+    question. Fitted on a dev slice holding reviews and chat; it also calibrates the
+    probabilities.
     """
 
     classes: tuple[str, ...]
     coef: tuple[tuple[float, ...], ...]
     intercept: tuple[float, ...]
+    context: bool = False
 
     @staticmethod
-    def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray) -> np.ndarray:
+    def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray,
+                 earlier: np.ndarray | None = None) -> np.ndarray:
+        """One row per text; ``earlier`` (from :func:`earlier_features`) adds its columns."""
         neutral = np.exp(bert[:, classes.index("neutral")])
         size = np.log1p(np.asarray(lengths, dtype=np.float64))
-        return np.column_stack([bert, ngram, ngram * neutral, size, ngram * size])
+        columns = [bert, ngram, ngram * neutral, size, ngram * size]
+        return np.column_stack(columns if earlier is None else [*columns, earlier])
 
     def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str],
-                      lengths: np.ndarray) -> dict[str, np.ndarray]:
-        z = self.features(bert, ngram, classes, lengths) @ np.asarray(self.coef).T + np.asarray(self.intercept)
+                      lengths: np.ndarray, earlier: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``earlier`` is read only by a blend fitted with context; none means no earlier turns."""
+        if self.context and earlier is None:
+            earlier = no_context(len(bert))
+        z = (self.features(bert, ngram, classes, lengths, earlier if self.context else None) @ np.asarray(self.coef).T
+             + np.asarray(self.intercept))
         p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
         return {name: p[:, i] for i, name in enumerate(self.classes)}
+
+
+# Columns of earlier_features: whether the turns before were given at all, the strongest
+# BERT and n-gram negative log-odds among the customer's earlier turns, and how many
+# there were.
+EARLIER_COLUMNS = 4
+
+
+def earlier_turns(turns: Sequence[tuple[str, str]]) -> list[str]:
+    """The customer's own texts among the last ``CONTEXT_TURNS`` turns before a message.
+
+    Only the customer's: an agent's apology says the agent is polite, not that this
+    customer is unhappy (measured: the agent's last turn did not help on chat dev).
+    """
+    return [text for author, text in list(turns)[-CONTEXT_TURNS:] if author == "customer" and text.strip()]
+
+
+def earlier_features(bert_logits: np.ndarray, ngram: np.ndarray, owners: Sequence[int],
+                     given: Sequence[bool]) -> np.ndarray:
+    """Per message, from the scores of the customer's earlier turns (``owners[i]`` is the
+    message turn ``i`` came before): whether its turns were given at all, max BERT
+    log-odds, max n-gram log-odds, log(1 + turns); zeros for a message with none. A
+    message read alone (``given`` false) and the first turn of a session are not the same
+    thing: the first says the customer has said nothing before."""
+    out = np.zeros((len(given), EARLIER_COLUMNS))
+    out[:, 0] = np.asarray(given, dtype=np.float64)
+    out[:, 1] = out[:, 2] = -np.inf
+    for i, owner in enumerate(owners):
+        out[owner, 1] = max(out[owner, 1], bert_logits[i])
+        out[owner, 2] = max(out[owner, 2], ngram[i])
+        out[owner, 3] += 1
+    out[np.isinf(out)] = 0.0
+    out[:, 3] = np.log1p(out[:, 3])
+    return out
+
+
+def no_context(count: int) -> np.ndarray:
+    """:func:`earlier_features` of messages read without the turns before them."""
+    return np.zeros((count, EARLIER_COLUMNS))
 
 
 def read_blend(path: Path) -> Blend | ClassBlend | None:
@@ -93,7 +145,8 @@ def read_blend(path: Path) -> Blend | ClassBlend | None:
         return None
     fields = json.loads(path.read_text())
     if "classes" in fields:
-        return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]))
+        return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]),
+                          bool(fields.get("context", False)))
     return Blend(**fields)
 
 
@@ -123,7 +176,7 @@ class SentimentModel:
     when the model has those classes)."""
 
     def __init__(self, directory: Path, *, max_tokens: int = 128, batch_size: int = 64,
-                 negative_label: int | None = None, quantize: bool = True, context_tokens: int = 48) -> None:
+                 negative_label: int | None = None, quantize: bool = True) -> None:
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise ModelLoadError(f"{directory}: not a model directory (no config.json); expected what save_pretrained writes")
@@ -138,7 +191,7 @@ class SentimentModel:
         self.classes = _class_names(model, directory, negative_label)
         self.negative_index = self.classes.index("negative")
         self.model = _int8(model.eval()) if quantize else model.eval()
-        self.max_tokens, self.batch_size, self.context_tokens = max_tokens, batch_size, context_tokens
+        self.max_tokens, self.batch_size = max_tokens, batch_size
         self.ngram = NgramSentiment.load(directory) if (directory / NGRAM_CONFIG).is_file() else None
         self.blend = read_blend(directory / BLEND) if self.ngram is not None else None
         if isinstance(self.blend, ClassBlend) and "neutral" not in self.classes:
@@ -151,15 +204,17 @@ class SentimentModel:
     def has_neutral(self) -> bool:
         return "neutral" in self.classes
 
+    @property
+    def reads_context(self) -> bool:
+        """Whether the turns before a message change its probabilities (a blend fitted with them)."""
+        return isinstance(self.blend, ClassBlend) and self.blend.context
+
     @torch.inference_mode()
-    def bert_log_probs(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+    def bert_log_probs(self, texts: Sequence[str]) -> np.ndarray:
         """BERT class log-probabilities per text, shape (texts, classes).
 
         Long texts are split into overlapping windows whose log-probabilities are
-        averaged, so a ticket is read whole. A context (the turns before a chat turn,
-        oldest first) is read after the turn as a second segment, newest tokens kept, for
-        turns that fit one window; the model was trained to read turns both with and
-        without one.
+        averaged, so a ticket is read whole.
         """
         if not texts:
             return np.zeros((0, len(self.classes)), dtype=np.float32)
@@ -167,49 +222,56 @@ class SentimentModel:
                              stride=int(self.max_tokens * WINDOW_OVERLAP), return_overflowing_tokens=True)
         owners = np.asarray(enc["overflow_to_sample_mapping"])
         ids = [list(i) for i in enc["input_ids"]]
-        segments = [[0] * len(i) for i in ids]
-        if contexts is not None:
-            self._add_contexts(ids, segments, owners, contexts)
         window = np.empty((len(ids), len(self.classes)), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk], "token_type_ids": [segments[i] for i in chunk]},
-                                       return_tensors="pt")
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
             logits = self.model(**batch).logits
             window[chunk] = torch.log_softmax(logits.float(), dim=-1).numpy()
         sums = np.stack([np.bincount(owners, weights=window[:, k], minlength=len(texts)) for k in range(window.shape[1])], 1)
         mean = sums / np.bincount(owners, minlength=len(texts))[:, None]
         return (mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32)
 
-    def _add_contexts(self, ids: list[list[int]], segments: list[list[int]], owners: np.ndarray,
-                      contexts: Sequence[str]) -> None:
-        if len(contexts) != len(set(owners.tolist())):
-            raise ValueError(f"{len(contexts)} contexts for {len(set(owners.tolist()))} texts")
-        windows_per_text = np.bincount(owners)
-        for i, owner in enumerate(owners):
-            if windows_per_text[owner] == 1 and contexts[owner]:
-                extra = self.tokenizer(contexts[owner], add_special_tokens=False)["input_ids"][-self.context_tokens:]
-                extra.append(self.tokenizer.sep_token_id)
-                ids[i].extend(extra)
-                segments[i].extend([1] * len(extra))
-
-    def bert_logits(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+    def bert_logits(self, texts: Sequence[str]) -> np.ndarray:
         """BERT log-odds of negative against every other class, per text."""
-        log_probs = self.bert_log_probs(texts, contexts)
+        return self._logits(self.bert_log_probs(texts))
+
+    def _logits(self, log_probs: np.ndarray) -> np.ndarray:
         others = np.delete(log_probs, self.negative_index, axis=1)
         return (log_probs[:, self.negative_index] - np.logaddexp.reduce(others, axis=1)).astype(np.float32)
 
-    def probabilities(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def probabilities(self, texts: Sequence[str],
+                      contexts: Sequence[Sequence[tuple[str, str]] | None] | None = None) -> dict[str, np.ndarray]:
         """Calibrated class probabilities: always ``negative``; ``neutral`` and ``positive``
-        too when the model has those classes. Without a blend, the BERT's own."""
-        bert = self.bert_log_probs(texts, contexts)
-        if self.blend is not None:
-            lengths = np.array([len(t) for t in texts])
-            return self.blend.probabilities(bert, self.ngram.decision_function(texts), self.classes, lengths)
-        return {name: np.exp(bert[:, i]) for i, name in enumerate(self.classes) if name != "other"}
+        too when the model has those classes. Without a blend, the BERT's own.
 
-    def negative_probs(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
+        ``contexts``, when given, holds for each text the ``(author, text)`` turns before it
+        in its ticket, oldest first, or None for a text read alone. A blend fitted with
+        context reads the customer's own turns among the last ``CONTEXT_TURNS``
+        (:func:`earlier_turns`); other models ignore them.
+        """
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        if not self.reads_context or contexts is None:
+            contexts = [None] * len(texts)
+        earlier = [[] if turns is None else earlier_turns(turns) for turns in contexts]
+        owners = [i for i, turns in enumerate(earlier) for _ in turns]
+        read = [*texts, *(t for turns in earlier for t in turns)]
+        bert = self.bert_log_probs(read)
+        if self.blend is None:
+            return {name: np.exp(bert[:len(texts), i]) for i, name in enumerate(self.classes) if name != "other"}
+        ngram = self.ngram.decision_function(read)
+        n = len(texts)
+        lengths = np.array([len(t) for t in texts])
+        if isinstance(self.blend, ClassBlend):
+            given = [turns is not None for turns in contexts]
+            before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, given)
+            return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before)
+        return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
+
+    def negative_probs(self, texts: Sequence[str],
+                       contexts: Sequence[Sequence[tuple[str, str]] | None] | None = None) -> np.ndarray:
         return self.probabilities(texts, contexts)["negative"]
 
 

@@ -70,10 +70,10 @@ def test_every_stage_writes_its_output(trained: tuple[Path, Path, Path, ChatReci
 def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_path: Path) -> None:
     work, base, support, recipe = trained
     card = assemble(work, base, None, support, tmp_path / "out", recipe, name="tiny", version="t")
-    assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat"]["texts"] > 0
+    assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat in dialogue"]["texts"] > 0
     model = SentimentModel(tmp_path / "out")
-    assert isinstance(model.blend, ClassBlend) and model.has_neutral
-    probs = model.probabilities(["这个什么时候发货", "太差了"], ["customer: 你好", ""])
+    assert isinstance(model.blend, ClassBlend) and model.has_neutral and model.reads_context
+    probs = model.probabilities(["这个什么时候发货", "太差了"], [[("customer", "你好")], []])
     np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
 
 

@@ -89,23 +89,29 @@ def test_positions_carried_back_from_the_text_the_model_read(text: str) -> None:
 
 
 def test_analysis_cached_before_positions_is_read_again(tmp_path: Path, monkeypatch) -> None:
-    """An entry of the old format (no positions) under the old key must not be taken for this one."""
+    """Entries of the old formats (no positions; no turns before the message) under their
+    keys must not be taken for this one."""
     from churnsignal.nlp import analysis
 
     versions = {"stand-in": {"version": "1"}}
     monkeypatch.setattr(analysis, "model_versions", lambda settings: versions)
-    monkeypatch.setattr(fusion_text, "_analyse", lambda texts, settings: [
+    monkeypatch.setattr(fusion_text, "_analyse", lambda texts, settings, _contexts: [
         {"negative_prob": 0.9, "negative_word_share": 0.0, "labels": {"LOGISTICS": 1},
          "spans": [{"start": 0, "end": 2, "label": "LOGISTICS"}]} for _ in texts])
     settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
     message = "快递没到"
-    old_key = hashlib.sha256(f"{json.dumps(versions, sort_keys=True)}\n{message}".encode()).hexdigest()
+    dumped = json.dumps(versions, sort_keys=True)
+    no_positions = hashlib.sha256(f"{dumped}\n{message}".encode()).hexdigest()
+    no_turns = hashlib.sha256(f"2\n{dumped}\n{message}".encode()).hexdigest()
     (tmp_path / "cache").mkdir()
     with sqlite3.connect(tmp_path / "cache" / "analysis.sqlite") as cache:
         cache.execute("CREATE TABLE signals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        cache.execute("INSERT INTO signals VALUES (?, ?)", (old_key, json.dumps(
+        cache.execute("INSERT INTO signals VALUES (?, ?)", (no_positions, json.dumps(
             {"negative_prob": 0.1, "negative_word_share": 0.0, "labels": {}})))
-    events = pd.DataFrame([{"author": "customer", "text": message}])
+        cache.execute("INSERT INTO signals VALUES (?, ?)", (no_turns, json.dumps(
+            {"negative_prob": 0.2, "negative_word_share": 0.0, "labels": {}, "spans": []})))
+    events = pd.DataFrame([{"customer_id": "c", "created_at": pd.Timestamp("2026-11-01"), "ticket_id": None,
+                            "author": "customer", "text": message}])
     analysed = fusion_text.analyse_events(events, settings)
     assert analysed["entity_spans"].tolist() == [[{"start": 0, "end": 2, "label": "LOGISTICS"}]]
     assert analysed["negative_prob"].tolist() == [0.9]

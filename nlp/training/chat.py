@@ -28,7 +28,7 @@ from churnsignal.nlp.corpus import load_labelled
 from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.normalize import normalize
-from churnsignal.nlp.sentiment import BLEND, CARD, ClassBlend, SentimentModel
+from churnsignal.nlp.sentiment import BLEND, CARD, ClassBlend, SentimentModel, earlier_features, earlier_turns, no_context
 from churnsignal.nlp.support_text import support_corpus
 from churnsignal.nlp.training.sentiment import (
     CHECKPOINT,
@@ -73,12 +73,14 @@ class ChatRecipe:
 
 @dataclass(frozen=True)
 class Example:
-    """One fine-tuning text; ``label`` indexes ``LABELS``; ``context`` is the turns before it."""
+    """One fine-tuning text; ``label`` indexes ``LABELS``; ``turns`` are the ``(author, text)``
+    turns before it, and ``context`` the same as the fine-tune reads them (one string)."""
 
     text: str
     label: int
     source: str
     context: str = ""
+    turns: tuple[tuple[str, str], ...] = ()
 
 
 def is_chat_dev(text: str) -> bool:
@@ -106,8 +108,14 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 def gold_examples(rows: Sequence[dict]) -> list[Example]:
-    return [Example(normalize(r["text"]), LABELS.index(r["label"]), "chat",
-                    normalize(" ".join(r.get("context", [])))) for r in rows]
+    return [Example(normalize(r["text"]), LABELS.index(r["label"]), "chat", normalize(" ".join(r.get("context", []))),
+                    tuple(_turn(t) for t in r.get("context", []))) for r in rows]
+
+
+def _turn(line: str) -> tuple[str, str]:
+    """``"customer: 还没到"`` → ``("customer", "还没到")``, as the gold set stores context."""
+    author, _, text = line.partition(": ")
+    return author, normalize(text)
 
 
 def held_out_texts(corpus_dir: Path | None) -> list[str]:
@@ -252,21 +260,35 @@ def dev_examples(corpus_dir: Path | None) -> list[Example]:
 
 def fit_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[ClassBlend, dict]:
     """Multinomial logistic regression on dev, the chat turns weighted to count as much as
-    the reviews together, so a few hundred chat turns are not drowned by thousands of reviews."""
+    the reviews together, so a few hundred chat turns are not drowned by thousands of reviews.
+
+    Each chat turn is in twice, half weight each: read with what the customer said before
+    it in the session (:func:`~churnsignal.nlp.sentiment.earlier_features`) and read alone,
+    so the blend serves callers who have the dialogue and callers who do not. Reviews are
+    read alone. The figures are the chat turns read with their dialogue.
+    """
     from sklearn.linear_model import LogisticRegression
 
-    texts = [e.text for e in dev]
-    bert = model.bert_log_probs(texts)
-    ngram = model.ngram.decision_function(texts)
+    chat = [e for e in dev if e.source == "chat"]
+    texts = [e.text for e in dev] + [e.text for e in chat]
+    earlier = [earlier_turns(e.turns) for e in chat]
+    flat = [t for turns in earlier for t in turns]
+    owners = [i for i, turns in enumerate(earlier) for _ in turns]
+    bert, ngram = model.bert_log_probs(texts), model.ngram.decision_function(texts)
+    before = np.vstack([no_context(len(dev)), earlier_features(model.bert_logits(flat), model.ngram.decision_function(flat),
+                                                               owners, [True] * len(chat))])
     lengths = np.array([len(t) for t in texts])
-    x, y = ClassBlend.features(bert, ngram, model.classes, lengths), np.array([e.label for e in dev])
-    sources = np.array(["chat" if e.source == "chat" else "reviews" for e in dev])
-    weight = np.array([(sources == "reviews").sum() / (sources == s).sum() for s in sources])
+    x = ClassBlend.features(bert, ngram, model.classes, lengths, before)
+    y = np.array([e.label for e in dev] + [e.label for e in chat])
+    sources = np.array(["chat" if e.source == "chat" else "reviews" for e in dev] + ["chat in dialogue"] * len(chat))
+    reviews = (sources == "reviews").sum()
+    weight = np.where(sources == "reviews", 1.0, reviews / (2 * len(chat)))
     stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, y, sample_weight=weight)
     blend = ClassBlend(tuple(LABELS[c] for c in stack.classes_), tuple(map(tuple, stack.coef_.tolist())),
-                       tuple(stack.intercept_.tolist()))
-    negative = blend.probabilities(bert, ngram, model.classes, lengths)["negative"]
-    figures = {source: _dev_figures(y[sources == source], negative[sources == source]) for source in ("reviews", "chat")}
+                       tuple(stack.intercept_.tolist()), context=True)
+    negative = blend.probabilities(bert, ngram, model.classes, lengths, before)["negative"]
+    figures = {source: _dev_figures(y[sources == source], negative[sources == source])
+               for source in ("reviews", "chat", "chat in dialogue")}
     return blend, figures
 
 

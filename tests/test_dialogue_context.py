@@ -1,0 +1,97 @@
+"""A customer's turn is read after the turns before it on its ticket: by ``analyse``, by the
+worker, and by scoring later, alike.
+
+The worker tests read with the shipped models on SQLite and on the real PostgreSQL (the
+``store`` fixture).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from churnsignal.config import Settings
+from churnsignal.fusion.text import analyse_events, ticket_contexts
+from churnsignal.nlp.analysis import analyse
+from churnsignal.store import Delivery, Event, utcnow
+from churnsignal.worker import pipeline
+
+COMPLAINT = "我的快递三天了怎么还没有发货，到底怎么回事"
+REPLY = "亲，非常抱歉，已经帮您催促仓库了"
+CHASING = "还没到"
+
+
+def add(store, rows: list[tuple[str, str, str]], status: str = "queued") -> list[int]:
+    """Events (ticket, author, text), a minute apart, in order."""
+    now = utcnow()
+    with store.session() as session:
+        delivery = Delivery(source="zendesk", received_at=now, body="{}")
+        session.add(delivery)
+        session.flush()
+        events = [Event(delivery_id=delivery.id, source="zendesk", external_id=f"x{now.timestamp()}-{n}", ticket_id=ticket,
+                        customer_id="c-1", author=author, channel="chat", text=text,
+                        created_at=now - timedelta(minutes=30 - n), received_at=now, status=status)
+                  for n, (ticket, author, text) in enumerate(rows)]
+        session.add_all(events)
+        session.flush()
+        return [e.id for e in events]
+
+
+def probs(store, ids: list[int]) -> list[float]:
+    with store.session() as session:
+        return [session.get(Event, i).negative_prob for i in ids]
+
+
+def test_the_shipped_model_reads_a_chasing_turn_after_a_complaint() -> None:
+    alone, first, after = (r["sentiment"]["negative_prob"] for r in
+                           analyse([CHASING, CHASING, CHASING], contexts=[[], [("agent", "您好")], [("customer", COMPLAINT), ("agent", REPLY)]]))
+    assert after > first
+
+
+def test_the_worker_reads_each_turn_after_the_earlier_turns_of_its_ticket(store, tmp_path: Path) -> None:
+    settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
+    # The complaint was analysed in an earlier batch; the chasing turn comes now, on its ticket
+    # and, alone, on another ticket of the same customer.
+    earlier = add(store, [("T1", "customer", COMPLAINT), ("T1", "agent", REPLY)])
+    pipeline.analyse(store, earlier, settings)
+    chasing, elsewhere = add(store, [("T1", "customer", CHASING), ("T2", "customer", CHASING)])
+    pipeline.analyse(store, [chasing, elsewhere], settings)
+    in_dialogue, alone = (r["sentiment"]["negative_prob"] for r in
+                          analyse([CHASING, CHASING], settings, [[("customer", COMPLAINT), ("agent", REPLY)], []]))
+    assert probs(store, [chasing, elsewhere]) == pytest.approx([in_dialogue, alone], abs=1e-4)
+    assert in_dialogue > alone
+    # Scoring reads the customer's stored history later: the same reading, from the cache.
+    with store.session() as session:
+        history = pipeline.support_events(session, "c-1")
+    again = analyse_events(history, settings)
+    assert sorted(again.loc[again["author"] == "customer", "negative_prob"].round(4)) == pytest.approx(
+        sorted(p for p in probs(store, [earlier[0], chasing, elsewhere])), abs=1e-4)
+
+
+def test_turns_queued_together_are_read_in_their_order(store, tmp_path: Path) -> None:
+    settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
+    ids = add(store, [("T1", "customer", COMPLAINT), ("T1", "agent", REPLY), ("T1", "customer", CHASING)])
+    pipeline.analyse(store, ids, settings)
+    expected = [r["sentiment"]["negative_prob"] for r in
+                analyse([COMPLAINT, CHASING], settings, [[], [("customer", COMPLAINT), ("agent", REPLY)]])]
+    complaint, _, chasing = probs(store, ids)
+    assert [complaint, chasing] == pytest.approx(expected, abs=1e-4)
+
+
+def test_ticket_contexts_keep_the_last_turns_of_customer_and_agent_per_ticket() -> None:
+    at = pd.Timestamp("2026-11-01 10:00")
+    rows = [("c", "T", "customer", "一", 0), ("c", "T", "bot", "系统消息", 1), ("c", "T", "agent", "二", 2),
+            ("c", "U", "customer", "别的工单", 3), ("d", "T", "customer", "别的客户", 4),
+            ("c", "T", "customer", "三", 5), ("c", "T", "agent", "四", 6), ("c", "T", "customer", "五", 7),
+            ("c", None, "customer", "没有工单", 8), ("c", "T", "customer", "零", -1)]
+    events = pd.DataFrame([{"customer_id": c, "ticket_id": t, "author": a, "text": x, "created_at": at + pd.Timedelta(minutes=m)}
+                           for c, t, a, x, m in rows]).iloc[::-1]  # out of time order on purpose
+    turns = ticket_contexts(events).sort_index().tolist()
+    assert turns[9] == () and turns[3] == () and turns[4] == () and turns[8] is None  # no ticket: read alone
+    assert turns[0] == (("customer", "零"),) and turns[2] == (("customer", "零"), ("customer", "一"))
+    assert turns[7] == (("customer", "一"), ("agent", "二"), ("customer", "三"), ("agent", "四"))
+    assert turns[5] == (("customer", "零"), ("customer", "一"), ("agent", "二"))
