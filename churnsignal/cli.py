@@ -881,7 +881,7 @@ def qa_hash_password(password: str) -> None:
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
               help="First day to recount, in qa.timezone [default: every day].")
 def qa_rebuild_rollups(since: datetime | None) -> None:
-    """Recount the trend views' daily roll-ups from the stored messages.
+    """Recount the trend views' roll-ups (daily, and per customer for the tier filter) from the stored messages.
 
     For messages stored before the roll-ups existed, and after a change of qa.timezone or
     sentiment.neutral_high (or orders imported for moments before messages already counted).
@@ -895,7 +895,8 @@ def qa_rebuild_rollups(since: datetime | None) -> None:
         rows = rollups.rebuild(store, settings, since.date() if since else None)
     finally:
         store.dispose()
-    click.echo(f"{rows} roll-up rows recounted" + (f" from {since.date()}" if since else ""), err=True)
+    click.echo(f"{rows.daily} daily and {rows.customers} per-customer roll-up rows recounted"
+               + (f" from {since.date()}" if since else ""), err=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,13 @@ Each message is counted once: the worker adds it in the transaction that moves i
 or by two workers at once, is counted by whichever moved it. Upserts go in key order, so two
 workers adding to the same rows lock them in the same order (no deadlock on PostgreSQL).
 
+The same counts are kept per customer (:class:`~churnsignal.store.CustomerRollup`), for the
+tier filter: a customer's *latest* tier changes, so it is not in any roll-up; the views sum
+the rows of the customers at that tier now. Both are written by one call in one
+transaction, the daily rows first and then the customers', each in key order, and recounted
+together; when an identity link moves a provisional customer's messages to the real
+customer, :func:`move_customer` moves their rows with them.
+
 A roll-up keeps the day, category and complaint line of the moment it was counted. After a
 change of ``qa.timezone`` or ``sentiment.neutral_high``, or orders imported for moments
 before messages already counted, ``churnsignal qa rebuild-rollups`` recounts them from the
@@ -20,9 +27,11 @@ events.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, Select, delete, func, insert, select, text
@@ -31,7 +40,7 @@ from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import CUSTOMER, is_complaint, topics
-from churnsignal.store import DailyRollup, Event, Order, Store
+from churnsignal.store import Base, CustomerRollup, DailyRollup, Event, Order, Store
 
 # Complaints the entity extractor found no topic in: a topic of their own on the charts.
 NO_TOPIC = "OTHER"
@@ -41,10 +50,32 @@ NO_CATEGORY = "-"
 ALL = ""
 KEY = ("day", "source", "channel", "category", "topic")
 COUNTS = ("messages", "customer_turns", "complaints")
+CUSTOMER_KEY = ("customer_id", *KEY)
+# What the views sum under a tier filter; the per-customer rows hold only customer turns read.
+CUSTOMER_COUNTS = ("customer_turns", "complaints")
 # Statuses of the messages the worker has processed (and so counted).
 PROCESSED = ("analysed", "stored")
+# Rows per INSERT of a recount.
+BATCH = 10_000
 
 Key = tuple[date, str, str, str, str]
+CustomerKey = tuple[str, date, str, str, str, str]
+
+
+@dataclass
+class Tally:
+    """Roll-up counts: ``daily`` per :data:`KEY` (:data:`COUNTS`), ``customers`` per :data:`CUSTOMER_KEY`
+    (:data:`CUSTOMER_COUNTS`)."""
+
+    daily: dict[Key, list[int]] = field(default_factory=dict)
+    customers: dict[CustomerKey, list[int]] = field(default_factory=dict)
+
+
+class Recounted(NamedTuple):
+    """Rows a recount wrote: daily, and per customer."""
+
+    daily: int
+    customers: int
 
 
 def day_in(zone: str, stored: datetime) -> date:
@@ -76,67 +107,102 @@ def category_label() -> ColumnElement[str]:
 def count(session: Session, event_ids: list[int], settings: Settings) -> None:
     """Add messages this transaction just moved out of the queue to the roll-ups."""
     if event_ids:
-        _upsert(session, tally(session.execute(_counted().where(Event.id.in_(event_ids))), settings))
+        counts = tally(session.execute(_counted().where(Event.id.in_(event_ids))), settings)
+        # The daily rows, then the customers': every writer takes them in this one order.
+        _upsert(session, DailyRollup, KEY, COUNTS, counts.daily)
+        _upsert(session, CustomerRollup, CUSTOMER_KEY, CUSTOMER_COUNTS, counts.customers)
 
 
-def rebuild(store: Store, settings: Settings, since: date | None = None) -> int:
-    """Recount the roll-ups of ``since`` (a day in ``qa.timezone``) and later, all with None; returns the rows.
+def move_customer(session: Session, old: str, new: str) -> None:
+    """Add ``old``'s per-customer rows to ``new``'s: an identity link just moved their messages.
 
-    One transaction that first takes the table for itself: a worker counting a message
+    Called after the messages moved, in that transaction. The delete returns the rows it
+    removed, so rows a worker or a recount committed meanwhile are moved too, not lost. The
+    rows keep the category they were counted with (``-``: a provisional customer has no
+    orders), as the daily rows do; a recount reads the customer's orders.
+    """
+    gone = session.execute(delete(CustomerRollup).where(CustomerRollup.customer_id == old).returning(
+        *(getattr(CustomerRollup, name) for name in KEY + CUSTOMER_COUNTS))).all()
+    moved: dict[CustomerKey, list[int]] = {}
+    for *key, turns, complaints in gone:
+        moved[(new, *key)] = [turns, complaints]
+    _upsert(session, CustomerRollup, CUSTOMER_KEY, CUSTOMER_COUNTS, moved)
+
+
+def rebuild(store: Store, settings: Settings, since: date | None = None) -> Recounted:
+    """Recount the roll-ups of ``since`` (a day in ``qa.timezone``) and later, all with None.
+
+    One transaction that first takes both tables for itself: a worker counting a message
     meanwhile waits, then adds to the recounted rows, which did not see its message.
     """
     with store.session() as session:
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(text("LOCK TABLE daily_rollups IN EXCLUSIVE MODE"))
-        clear, messages = delete(DailyRollup), _counted()
+            # In the order the worker writes them (see count).
+            session.execute(text("LOCK TABLE daily_rollups, customer_rollups IN EXCLUSIVE MODE"))
+        messages = _counted()
         if since is not None:
-            clear = clear.where(DailyRollup.day >= since)
             messages = messages.where(Event.created_at >= first_moment(settings.qa.timezone, since))
-        # On SQLite the delete takes the write lock before the events are read.
-        session.execute(clear)
+        # On SQLite the first delete takes the write lock before the events are read.
+        for table in (DailyRollup, CustomerRollup):
+            session.execute(delete(table) if since is None else delete(table).where(table.day >= since))
         counts = tally(session.execute(messages.execution_options(yield_per=20_000)), settings)
-        rows = _rows(counts)
-        for start in range(0, len(rows), 10_000):
-            session.execute(insert(DailyRollup), rows[start:start + 10_000])
-    return len(rows)
+        return Recounted(_insert(session, DailyRollup, KEY, COUNTS, counts.daily),
+                         _insert(session, CustomerRollup, CUSTOMER_KEY, CUSTOMER_COUNTS, counts.customers))
 
 
-def tally(messages: Iterable[tuple], settings: Settings) -> dict[Key, list[int]]:
-    """Roll-up counts of messages given as (created_at, source, channel, category, author, negative_prob, entities)."""
-    counts: dict[Key, list[int]] = {}
+def tally(messages: Iterable[tuple], settings: Settings) -> Tally:
+    """Roll-up counts of messages given as
+    (customer_id, created_at, source, channel, category, author, negative_prob, entities)."""
+    counts = Tally()
+    daily, customers = counts.daily, counts.customers
     zone = settings.qa.timezone
-    for created_at, source, channel, category, author, negative_prob, entities in messages:
-        day = day_in(zone, created_at)
-        every = counts.setdefault((day, source, channel, category, ALL), [0, 0, 0])
+    for customer_id, created_at, source, channel, category, author, negative_prob, entities in messages:
+        key = (day_in(zone, created_at), source, channel, category)
+        every = daily.setdefault((*key, ALL), [0, 0, 0])
         every[0] += 1
         # The turns the negative share divides by: a customer's, with a probability (the views' test).
         if author != CUSTOMER or negative_prob is None:
             continue
         every[1] += 1
+        mine = customers.setdefault((customer_id, *key, ALL), [0, 0])
+        mine[0] += 1
         if is_complaint(author, negative_prob, settings):
             every[2] += 1
+            mine[1] += 1
             for topic in complaint_topics(entities):
-                counts.setdefault((day, source, channel, category, topic), [0, 0, 0])[2] += 1
+                daily.setdefault((*key, topic), [0, 0, 0])[2] += 1
+                customers.setdefault((customer_id, *key, topic), [0, 0])[1] += 1
     return counts
 
 
 def _counted() -> Select:
-    return select(Event.created_at, Event.source, Event.channel, category_label(), Event.author, Event.negative_prob,
-                  Event.entities).where(Event.status.in_(PROCESSED))
+    return select(Event.customer_id, Event.created_at, Event.source, Event.channel, category_label(), Event.author,
+                  Event.negative_prob, Event.entities).where(Event.status.in_(PROCESSED))
 
 
-def _rows(counts: dict[Key, list[int]]) -> list[dict[str, Any]]:
+def _rows(names: tuple[str, ...], counts: dict[tuple, list[int]]) -> Iterator[dict[str, Any]]:
     # In key order: concurrent upserts then lock shared rows in one order.
-    return [dict(zip(KEY + COUNTS, (*key, *values))) for key, values in sorted(counts.items())]
+    for key, values in sorted(counts.items()):
+        yield dict(zip(names, (*key, *values)))
 
 
-def _upsert(session: Session, counts: dict[Key, list[int]]) -> None:
+def _insert(session: Session, table: type[Base], key: tuple[str, ...], columns: tuple[str, ...],
+            counts: dict[tuple, list[int]]) -> int:
+    """Insert ``counts`` as new rows, ``BATCH`` at a time (a million rows are not all built at once); returns them."""
+    rows = _rows(key + columns, counts)
+    while batch := list(islice(rows, BATCH)):
+        session.execute(insert(table), batch)
+    return len(counts)
+
+
+def _upsert(session: Session, table: type[Base], key: tuple[str, ...], columns: tuple[str, ...],
+            counts: dict[tuple, list[int]]) -> None:
     """Add ``counts`` to the rows they name, creating the rows that do not exist yet."""
     if not counts:
         return
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(DailyRollup)
+    statement = dialect.insert(table)
     statement = statement.on_conflict_do_update(
-        index_elements=list(KEY),
-        set_={name: getattr(DailyRollup, name) + getattr(statement.excluded, name) for name in COUNTS})
-    session.execute(statement, _rows(counts))
+        index_elements=list(key),
+        set_={name: getattr(table, name) + getattr(statement.excluded, name) for name in columns})
+    session.execute(statement, list(_rows(key + columns, counts)))

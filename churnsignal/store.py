@@ -216,6 +216,31 @@ class DailyRollup(Base):
     complaints: Mapped[int]
 
 
+class CustomerRollup(Base):
+    """The daily roll-ups again, per customer: what the trend views count under a tier filter.
+
+    A tier filter keeps the messages of customers whose *latest* tier is that tier, and tiers
+    change, so a roll-up cannot hold the tier: the views sum these rows of the customers at
+    the tier now (a join to ``customers``). Same key as :class:`DailyRollup` with
+    ``customer_id`` first, and only the customer turns the sentiment read (the counts the
+    views sum), kept and recounted with the daily roll-ups. The key is the table itself
+    (``WITHOUT ROWID`` on SQLite), so a customer's days are read in one range, counts
+    included.
+    """
+
+    __tablename__ = "customer_rollups"
+    __table_args__ = {"sqlite_with_rowid": False}
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(80), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    category: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(16), primary_key=True)
+    customer_turns: Mapped[int]
+    complaints: Mapped[int]
+
+
 class Store:
     """An engine and a session factory for one database URL."""
 
@@ -226,7 +251,11 @@ class Store:
         # A database host that drops packets must not hang a web worker: give up connecting
         # after 5 s (the webhook answers 503 and the helpdesk retries). hide_parameters keeps
         # bound values, which may be customer ids or message text, out of error messages.
-        connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+        # prepare_threshold None: psycopg prepares no statement, so PostgreSQL plans each query
+        # for its values. Prepared, a statement run five times gets one generic plan for every
+        # range: after a few four-week drill-downs, a year's under a tier read and sorted every
+        # message of the year for each batch (8 s instead of 0.8 s at a million messages).
+        connect_args = {"connect_timeout": 5, "prepare_threshold": None} if url.startswith("postgresql") else {}
         self.engine: Engine = create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from churnsignal.config import Settings
-from churnsignal.store import Customer, Event, RiskScore, utcnow
+from churnsignal.store import Customer, CustomerRollup, Event, RiskScore, utcnow
 from churnsignal.webhook import helpdesks
 from churnsignal.webhook.app import create_app
 from churnsignal.webhook.helpdesks import Requester, SupportEvent
@@ -62,6 +62,12 @@ def customers_of_events(store) -> list[str]:
         return list(session.scalars(select(Event.customer_id).order_by(Event.id)))
 
 
+def customer_rollups(store) -> dict[tuple, tuple[int, int]]:
+    with store.session() as session:
+        return {(r.customer_id, r.day, r.source, r.channel, r.category, r.topic): (r.customer_turns, r.complaints)
+                for r in session.scalars(select(CustomerRollup))}
+
+
 def buy(client, customer_id: str = "shop-7") -> None:
     now = utcnow()
     orders = [{"order_id": f"o{n}", "customer_id": customer_id, "amount": 120.0 + n,
@@ -79,8 +85,12 @@ def test_linking_moves_earlier_messages_and_rescores_the_customer(client, settin
     assert client.get(f"/api/customers/{ghost}/risk", headers=AUTH).json["churn_prob"] is None
 
     buy(client)
+    counted = customer_rollups(store)
+    assert {key[0] for key in counted} == {ghost}
     assert link(client) == {"linked": 1, "moved_events": 2}
     assert customers_of_events(store) == ["shop-7", "shop-7"]
+    # The tier views' per-customer roll-ups moved with the messages.
+    assert customer_rollups(store) == {("shop-7", *key[1:]): counts for key, counts in counted.items()}
     [(name, [queued])] = running.take_from_broker()
     with store.session() as session:
         latest = session.scalar(select(Event.id).where(Event.external_id == "m2"))

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from churnsignal import rollups
 from churnsignal.config import IdentitySettings
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Alert, Customer, Event, Identity, RiskScore
@@ -163,9 +164,9 @@ def provisional(digest: str) -> str:
 def adopt(session: Session, digest: str, customer_id: str) -> Linked:
     """Move the provisional customer of a key (``hd-`` and its hash) to ``customer_id``.
 
-    Their events, scores and alerts become the real customer's: they are what this person
-    wrote and what was posted about them. The provisional customer's current-risk row is
-    deleted rather than merged, since it described someone without orders; the real
+    Their events, scores, alerts and per-customer roll-ups become the real customer's: they
+    are what this person wrote and what was posted about them. The provisional customer's
+    current-risk row is deleted rather than merged, since it described someone without orders; the real
     customer's latest message goes back to ``received``, so the normal worker path (queued
     now, or by the sweeper if the broker is down) scores them again with everything they
     wrote. Linking again finds nothing left to move and changes nothing.
@@ -188,6 +189,8 @@ def adopt(session: Session, digest: str, customer_id: str) -> Linked:
     if latest is not None:
         session.execute(update(Event).where(Event.id == latest, Event.status.in_(("analysed", "stored")))
                         .values(status="received"))
+    # Last: no event is locked after the roll-up rows (the worker locks events, then roll-ups).
+    rollups.move_customer(session, ghost, customer_id)
     return Linked(digest, moved, latest)
 
 
