@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from test_sentiment_model import tiny_bert
 
 from churnsignal.nlp.sentiment import ClassBlend, SentimentModel
+from churnsignal.nlp.training import chat
 from churnsignal.nlp.training.chat import ChatRecipe, assemble, train_chat_sentiment
 
 QUESTIONS = ["花呗怎么还款", "借呗额度怎么提升", "为什么我的花呗不能用了", "怎么更改绑定的手机号", "微粒贷可以提前还吗"]
@@ -82,3 +84,16 @@ def test_a_finished_run_is_not_trained_again(trained) -> None:
     before = (work / "chat-sentiment" / "model.safetensors").stat().st_mtime_ns
     train_chat_sentiment(work, base, None, support, recipe)
     assert (work / "chat-sentiment" / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_a_folder_with_the_finished_stages_only_needs_the_blend(trained, tmp_path: Path, monkeypatch) -> None:
+    """How 0.2.1 was made from 0.2.0: its BERT and n-gram copied into a folder, the blend fitted again."""
+    work, base, support, recipe = trained
+    again = tmp_path / "again"
+    for stage in ("chat-sentiment", "ngram"):
+        shutil.copytree(work / stage, again / stage)
+    monkeypatch.setattr(chat, "adapt", lambda *args: pytest.fail("masked-LM ran again"))
+    monkeypatch.setattr(chat, "finetune", lambda *args: pytest.fail("fine-tuning ran again"))
+    assert train_chat_sentiment(again, base, None, support, recipe) == again / "chat-sentiment"
+    card = assemble(again, base, None, support, tmp_path / "out", recipe, name="tiny", version="t2")
+    assert SentimentModel(tmp_path / "out").reads_context and card["version"] == "t2"

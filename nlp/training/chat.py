@@ -245,8 +245,14 @@ def fit_ngram(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: Ch
 
 
 def train_chat_sentiment(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> Path:
-    """Run (or resume) the stages; returns the fine-tuned model directory."""
-    tuned = finetune(work, corpus_dir, support_dir, recipe, adapt(work, base, corpus_dir, support_dir, recipe))
+    """Run (or resume) the stages; returns the fine-tuned model directory.
+
+    A stage whose output is in ``work`` is not run again, nor the stages only it needs: a
+    folder holding just a fine-tuned BERT and its n-gram half goes straight to the blend.
+    """
+    tuned = work / "chat-sentiment"
+    if not (tuned / "model.safetensors").exists():
+        finetune(work, corpus_dir, support_dir, recipe, adapt(work, base, corpus_dir, support_dir, recipe))
     fit_ngram(work, corpus_dir, support_dir, recipe)
     return tuned
 
