@@ -87,11 +87,13 @@ def test_ticket_contexts_keep_the_last_turns_of_customer_and_agent_per_ticket() 
     rows = [("c", "T", "customer", "一", 0), ("c", "T", "bot", "系统消息", 1), ("c", "T", "agent", "二", 2),
             ("c", "U", "customer", "别的工单", 3), ("d", "T", "customer", "别的客户", 4),
             ("c", "T", "customer", "三", 5), ("c", "T", "agent", "四", 6), ("c", "T", "customer", "五", 7),
-            ("c", None, "customer", "没有工单", 8), ("c", "T", "customer", "零", -1)]
-    events = pd.DataFrame([{"customer_id": c, "ticket_id": t, "author": a, "text": x, "created_at": at + pd.Timedelta(minutes=m)}
+            ("c", None, "customer", "没有工单", 8), ("c", "T", "customer", "零", -1), ("c", "R", "customer", "评价", 9)]
+    events = pd.DataFrame([{"customer_id": c, "ticket_id": t, "author": a, "text": x, "created_at": at + pd.Timedelta(minutes=m),
+                            "channel": "review" if t == "R" else "chat"}
                            for c, t, a, x, m in rows]).iloc[::-1]  # out of time order on purpose
     turns = ticket_contexts(events).sort_index().tolist()
-    assert turns[9] == () and turns[3] == () and turns[4] == () and turns[8] is None  # no ticket: read alone
+    assert turns[9] == () and turns[3] == () and turns[4] == ()
+    assert turns[8] is None and turns[10] is None  # no ticket, a review: read alone
     assert turns[0] == (("customer", "零"),) and turns[2] == (("customer", "零"), ("customer", "一"))
     assert turns[7] == (("customer", "一"), ("agent", "二"), ("customer", "三"), ("agent", "四"))
     assert turns[5] == (("customer", "零"), ("customer", "一"), ("agent", "二"))

@@ -110,7 +110,7 @@ def test_analysis_cached_before_positions_is_read_again(tmp_path: Path, monkeypa
             {"negative_prob": 0.1, "negative_word_share": 0.0, "labels": {}})))
         cache.execute("INSERT INTO signals VALUES (?, ?)", (no_turns, json.dumps(
             {"negative_prob": 0.2, "negative_word_share": 0.0, "labels": {}, "spans": []})))
-    events = pd.DataFrame([{"customer_id": "c", "created_at": pd.Timestamp("2026-11-01"), "ticket_id": None,
+    events = pd.DataFrame([{"customer_id": "c", "created_at": pd.Timestamp("2026-11-01"), "ticket_id": None, "channel": "chat",
                             "author": "customer", "text": message}])
     analysed = fusion_text.analyse_events(events, settings)
     assert analysed["entity_spans"].tolist() == [[{"start": 0, "end": 2, "label": "LOGISTICS"}]]

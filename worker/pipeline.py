@@ -94,15 +94,17 @@ def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame
     The sentiment reads a message after the turns before it (``fusion.text.ticket_contexts``);
     scoring later reads the customer's whole history the same way, so both see one reading.
     """
-    columns = ["id", "customer_id", "created_at", "text", "ticket_id", "author"]
+    columns = ["id", "customer_id", "created_at", "text", "ticket_id", "author", "channel"]
     tickets = {(m.customer_id, m.ticket_id) for m in messages if m.ticket_id is not None}
     earlier = session.execute(
-        select(Event.id, Event.customer_id, Event.created_at, Event.text, Event.ticket_id, Event.author)
+        select(Event.id, Event.customer_id, Event.created_at, Event.text, Event.ticket_id, Event.author, Event.channel)
         .where(or_(*(and_(Event.customer_id == c, Event.ticket_id == t) for c, t in sorted(tickets))),
                Event.author.in_(("customer", "agent")), Event.id.not_in([m.id for m in messages]),
                Event.created_at <= max(m.created_at for m in messages))).all() if tickets else []
-    rows = [*earlier, *((m.id, m.customer_id, m.created_at, m.text, m.ticket_id, m.author) for m in messages)]
-    return pd.DataFrame(rows, columns=columns)
+    rows = [*earlier, *((m.id, m.customer_id, m.created_at, m.text, m.ticket_id, m.author, m.channel) for m in messages)]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["channel"] = frame["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
+    return frame
 
 
 def _mark_stored(session: Session, event_ids: Iterable[int], now: datetime) -> list[int]:
