@@ -127,9 +127,8 @@ def _parse_line(number: int, raw: bytes) -> dict[str, Any]:
         return {"line": number, "error": f"not JSON: {exc.msg} at column {exc.colno}"}
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         return {"line": number, "error": 'expected an object with a string "text"'}
-    # Without "context" a message is read alone; with an empty one, as the first turn of its ticket.
-    out: dict[str, Any] = {"text": record["text"], "context": _context(record["context"]) if "context" in record else None}
-    if "context" in record and out["context"] is None:
+    out: dict[str, Any] = {"text": record["text"], "context": _context(record.get("context", []))}
+    if out["context"] is None:
         return {"line": number, "error": 'expected "context" to be a list of {"author": ..., "text": ...} objects'}
     if "id" in record:
         out["id"] = record["id"]

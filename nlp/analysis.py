@@ -88,11 +88,11 @@ def model_versions(settings: Settings | None = None) -> dict[str, dict]:
 
 
 def analyse(texts: Sequence[str], settings: Settings | None = None,
-            contexts: Sequence[Sequence[tuple[str, str]] | None] | None = None) -> list[dict[str, Any]]:
+            contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[dict[str, Any]]:
     """Analyse a batch of support messages; one result dict per text, same order.
 
     ``contexts``, when given, holds for each text the ``(author, text)`` turns before it in
-    its ticket (oldest first), or None for a text read alone: the sentiment then reads the message in its dialogue, so
+    its ticket (oldest first): the sentiment then reads the message in its dialogue, so
     "还没到" after a complaint about a late parcel reads differently from a first question
     (``SentimentModel.probabilities``).
 
@@ -107,7 +107,7 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
     masked = [masked_text(text) for text in texts]
     readable = [i for i, m in enumerate(masked) if m.text]
     model = sentiment_model(settings)
-    context = [None if contexts[i] is None else masked_turns(contexts[i]) for i in readable] if contexts is not None else None
+    context = [masked_turns(contexts[i]) for i in readable] if contexts is not None else None
     probs = model.probabilities([masked[i].text for i in readable], context)
     pipeline = entities.load(settings.entities.model_dir)
     docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)

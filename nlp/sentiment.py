@@ -94,17 +94,16 @@ class ClassBlend:
                       lengths: np.ndarray, earlier: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """``earlier`` is read only by a blend fitted with context; none means no earlier turns."""
         if self.context and earlier is None:
-            earlier = no_context(len(bert))
+            earlier = np.zeros((len(bert), EARLIER_COLUMNS))
         z = (self.features(bert, ngram, classes, lengths, earlier if self.context else None) @ np.asarray(self.coef).T
              + np.asarray(self.intercept))
         p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
         return {name: p[:, i] for i, name in enumerate(self.classes)}
 
 
-# Columns of earlier_features: whether the turns before were given at all, the strongest
-# BERT and n-gram negative log-odds among the customer's earlier turns, and how many
-# there were.
-EARLIER_COLUMNS = 4
+# Columns of earlier_features: the strongest BERT and n-gram negative log-odds among the
+# customer's earlier turns, and how many there were.
+EARLIER_COLUMNS = 3
 
 
 def earlier_turns(turns: Sequence[tuple[str, str]]) -> list[str]:
@@ -116,28 +115,23 @@ def earlier_turns(turns: Sequence[tuple[str, str]]) -> list[str]:
     return [text for author, text in list(turns)[-CONTEXT_TURNS:] if author == "customer" and text.strip()]
 
 
-def earlier_features(bert_logits: np.ndarray, ngram: np.ndarray, owners: Sequence[int],
-                     given: Sequence[bool]) -> np.ndarray:
+def earlier_features(bert_logits: np.ndarray, ngram: np.ndarray, owners: Sequence[int], count: int) -> np.ndarray:
     """Per message, from the scores of the customer's earlier turns (``owners[i]`` is the
-    message turn ``i`` came before): whether its turns were given at all, max BERT
-    log-odds, max n-gram log-odds, log(1 + turns); zeros for a message with none. A
-    message read alone (``given`` false) and the first turn of a session are not the same
-    thing: the first says the customer has said nothing before."""
-    out = np.zeros((len(given), EARLIER_COLUMNS))
-    out[:, 0] = np.asarray(given, dtype=np.float64)
-    out[:, 1] = out[:, 2] = -np.inf
+    message turn ``i`` came before): max BERT log-odds, max n-gram log-odds, log(1 + turns).
+
+    A message with no earlier turn gets zeros, whether it opens its ticket or was given
+    alone: only what the customer said before moves a reading (a column telling the two
+    apart added nothing on chat dev and read calm one-message tickets as complaints).
+    """
+    out = np.zeros((count, EARLIER_COLUMNS))
+    out[:, 0] = out[:, 1] = -np.inf
     for i, owner in enumerate(owners):
-        out[owner, 1] = max(out[owner, 1], bert_logits[i])
-        out[owner, 2] = max(out[owner, 2], ngram[i])
-        out[owner, 3] += 1
+        out[owner, 0] = max(out[owner, 0], bert_logits[i])
+        out[owner, 1] = max(out[owner, 1], ngram[i])
+        out[owner, 2] += 1
     out[np.isinf(out)] = 0.0
-    out[:, 3] = np.log1p(out[:, 3])
+    out[:, 2] = np.log1p(out[:, 2])
     return out
-
-
-def no_context(count: int) -> np.ndarray:
-    """:func:`earlier_features` of messages read without the turns before them."""
-    return np.zeros((count, EARLIER_COLUMNS))
 
 
 def read_blend(path: Path) -> Blend | ClassBlend | None:
@@ -242,20 +236,19 @@ class SentimentModel:
         return (log_probs[:, self.negative_index] - np.logaddexp.reduce(others, axis=1)).astype(np.float32)
 
     def probabilities(self, texts: Sequence[str],
-                      contexts: Sequence[Sequence[tuple[str, str]] | None] | None = None) -> dict[str, np.ndarray]:
+                      contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> dict[str, np.ndarray]:
         """Calibrated class probabilities: always ``negative``; ``neutral`` and ``positive``
         too when the model has those classes. Without a blend, the BERT's own.
 
         ``contexts``, when given, holds for each text the ``(author, text)`` turns before it
-        in its ticket, oldest first, or None for a text read alone. A blend fitted with
-        context reads the customer's own turns among the last ``CONTEXT_TURNS``
-        (:func:`earlier_turns`); other models ignore them.
+        in its ticket, oldest first. A blend fitted with context reads the customer's own
+        turns among the last ``CONTEXT_TURNS`` (:func:`earlier_turns`); other models ignore them.
         """
         if contexts is not None and len(contexts) != len(texts):
             raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
         if not self.reads_context or contexts is None:
-            contexts = [None] * len(texts)
-        earlier = [[] if turns is None else earlier_turns(turns) for turns in contexts]
+            contexts = [()] * len(texts)
+        earlier = [earlier_turns(turns) for turns in contexts]
         owners = [i for i, turns in enumerate(earlier) for _ in turns]
         read = [*texts, *(t for turns in earlier for t in turns)]
         bert = self.bert_log_probs(read)
@@ -265,13 +258,12 @@ class SentimentModel:
         n = len(texts)
         lengths = np.array([len(t) for t in texts])
         if isinstance(self.blend, ClassBlend):
-            given = [turns is not None for turns in contexts]
-            before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, given)
+            before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, n)
             return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before)
         return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
 
     def negative_probs(self, texts: Sequence[str],
-                       contexts: Sequence[Sequence[tuple[str, str]] | None] | None = None) -> np.ndarray:
+                       contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> np.ndarray:
         return self.probabilities(texts, contexts)["negative"]
 
 

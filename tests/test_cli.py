@@ -64,12 +64,12 @@ def test_jsonl_lines_may_carry_the_turns_before_them() -> None:
              {"id": "e", "text": "还没到", "context": []}]
     result = invoke("--jsonl", input="".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     out = [json.loads(line) for line in result.stdout.splitlines()]
-    negative = [o.get("sentiment", {}).get("negative_prob") if o.get("sentiment") else None for o in out]
-    # In its dialogue, read alone (no "context"), and as a first turn (an empty one): three readings.
-    assert len({negative[0], negative[1], negative[4]}) == 3
+    negative = [o["sentiment"]["negative_prob"] if o.get("sentiment") else None for o in out]
+    # Read in its dialogue it moves; without "context" or with an empty one it is read alone.
+    assert negative[0] != negative[1]
     # (int8 activations are quantised per batch: a text read in another batch moves a little)
+    assert negative[1] == pytest.approx(negative[4], abs=0.005)
     assert negative[1] == pytest.approx(analyse(["还没到"])[0]["sentiment"]["negative_prob"], abs=0.005)
-    assert negative[4] == pytest.approx(analyse(["还没到"], contexts=[[]])[0]["sentiment"]["negative_prob"], abs=0.005)
     assert [o.get("line") for o in out] == [None, None, 3, 4, None]
     assert all("context" in o["error"] for o in out[2:4])
 

@@ -28,7 +28,7 @@ from churnsignal.nlp.corpus import load_labelled
 from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.normalize import normalize
-from churnsignal.nlp.sentiment import BLEND, CARD, ClassBlend, SentimentModel, earlier_features, earlier_turns, no_context
+from churnsignal.nlp.sentiment import BLEND, CARD, EARLIER_COLUMNS, ClassBlend, SentimentModel, earlier_features, earlier_turns
 from churnsignal.nlp.support_text import support_corpus
 from churnsignal.nlp.training.sentiment import (
     CHECKPOINT,
@@ -281,8 +281,8 @@ def fit_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[ClassBlend
     flat = [t for turns in earlier for t in turns]
     owners = [i for i, turns in enumerate(earlier) for _ in turns]
     bert, ngram = model.bert_log_probs(texts), model.ngram.decision_function(texts)
-    before = np.vstack([no_context(len(dev)), earlier_features(model.bert_logits(flat), model.ngram.decision_function(flat),
-                                                               owners, [True] * len(chat))])
+    before = np.vstack([np.zeros((len(dev), EARLIER_COLUMNS)),
+                        earlier_features(model.bert_logits(flat), model.ngram.decision_function(flat), owners, len(chat))])
     lengths = np.array([len(t) for t in texts])
     x = ClassBlend.features(bert, ngram, model.classes, lengths, before)
     y = np.array([e.label for e in dev] + [e.label for e in chat])
