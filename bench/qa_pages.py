@@ -1,17 +1,22 @@
 """How long the QA workspace's pages take over a large store: N messages, each page and figure timed.
 
     python bench/qa_pages.py [--messages 1000000] [--days 365] [--store sqlite|postgresql]
+                             [--order random|time] [--no-vacuum]
                              [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Fills a fresh store (SQLite in a temporary folder, or a PostgreSQL database created on the
 server of ``--postgres-url`` and dropped afterwards) with ``--messages`` analysed customer and
 agent turns spread over ``--days`` days, four helpdesks and three channels, a third of them
 complaints; customers who ordered in five product categories; scores and alerts for some
-complaints. It bulk-inserts them (PostgreSQL's COPY), counts the roll-ups (daily, and per
-customer) from them as ``churnsignal qa rebuild-rollups`` does, then asks every page and data
-endpoint through the Flask test client, logged in, over the last 28 days and over the whole
-range, and prints one JSON object: seconds per request (best of three), the seconds the fill
-and the recount took, and the roll-up rows it wrote.
+complaints. It bulk-inserts them (PostgreSQL's COPY, then VACUUM ANALYZE), in random order of
+time (the default: a page that reads messages newest first then reads each from anywhere in
+the table) or, with ``--order time``, oldest first, as live traffic is stored as it arrives
+(the same messages either way); ``--no-vacuum`` runs ANALYZE alone, as on a server with
+autovacuum off. It counts the roll-ups (daily, and per customer) from them as
+``churnsignal qa rebuild-rollups`` does, then asks every page and data endpoint through the
+Flask test client, logged in, over the last 28 days and over the whole range, and prints one
+JSON object: seconds per request (best of three), the seconds the fill and the recount took,
+and the roll-up rows it wrote.
 """
 
 from __future__ import annotations
@@ -61,17 +66,21 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--order", choices=("random", "time"), default="random",
+                        help="Store the messages in random order of time, or in order of time as they arrive.")
+    parser.add_argument("--no-vacuum", action="store_true",
+                        help="On PostgreSQL, ANALYZE the filled store without VACUUM (no visibility map).")
     parser.add_argument("--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
                         help="A PostgreSQL server (any database on it) where a scratch database may be created.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, scratch_store(args, Path(scratch)) as store:
         started = time.perf_counter()
-        fill(store, args.messages, args.days)
+        fill(store, args.messages, args.days, args.order)
         if args.store == "postgresql":
-            # The planner's statistics, which autovacuum gathers soon after any bulk load.
-            with store.engine.connect() as connection:
-                connection.execute(text("ANALYZE"))
-                connection.commit()
+            # What autovacuum does soon after any bulk load: the planner's statistics, and the
+            # visibility map, without which an index-only scan reads the table too.
+            with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                connection.execute(text("ANALYZE" if args.no_vacuum else "VACUUM ANALYZE"))
         filled = time.perf_counter() - started
         settings = Settings(service={"data_dir": scratch}, identity={"pepper": "bench-pepper"},
                             qa={"users": [{"name": "bench", "password_hash": hash_password("bench-password")}],
@@ -96,6 +105,7 @@ def main() -> None:
                 joined = path + ("&" if "?" in path else "?") + query if query else path
                 seconds[f"{path} ({period})"] = best_of_three(client, joined)
     print(json.dumps({"bench": "qa_pages", "messages": args.messages, "days": args.days, "store": args.store,
+                      "order": args.order, "vacuum": args.store == "postgresql" and not args.no_vacuum,
                       "fill_seconds": round(filled, 1), "rollup_rows": rows.daily,
                       "customer_rollup_rows": rows.customers,
                       "rebuild_rollups_seconds": round(recounted, 1), "seconds": seconds}, ensure_ascii=False))
@@ -126,11 +136,20 @@ def scratch_store(args: argparse.Namespace, scratch: Path) -> Iterator[Store]:
         admin.dispose()
 
 
-def fill(store: Store, messages: int, days: int) -> None:
-    """``messages`` analysed turns over the last ``days`` days, their customers' orders, some scores and alerts."""
+def fill(store: Store, messages: int, days: int, order: str = "random") -> None:
+    """``messages`` analysed turns over the last ``days`` days, their customers' orders, some scores and alerts.
+
+    ``order``: ``random`` stores them in random order of time, ``time`` oldest first (ids too,
+    as they arrive). The times are drawn apart from the rest, so both hold the same times and
+    the same n-th message apart from its time.
+    """
     rng = random.Random(0)
     now = utcnow()
     first = now - timedelta(days=days)
+    moments = random.Random(1)
+    minutes = [moments.randrange(days * 24 * 60) for _ in range(messages)]
+    if order == "time":
+        minutes.sort(reverse=True)
     with store.session() as session:
         delivery = Delivery(source="bench", received_at=now, body="{}")
         session.add(delivery)
@@ -147,7 +166,7 @@ def fill(store: Store, messages: int, days: int) -> None:
     for start in range(0, messages, BATCH):
         rows = []
         for number in range(start, min(start + BATCH, messages)):
-            at = now - timedelta(minutes=rng.randrange(days * 24 * 60))
+            at = now - timedelta(minutes=minutes[number])
             author = "agent" if number % 4 == 0 else "customer"
             complaint = author == "customer" and rng.random() < 0.45
             row = {"id": number + 1, "delivery_id": delivery_id, "source": SOURCES[number % 4],

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import func, select
 
 from churnsignal.config import Settings
-from churnsignal.store import Customer, CustomerRollup, Event, RiskScore, utcnow
+from churnsignal import rollups
+from churnsignal.store import Customer, CustomerRollup, DailyRollup, Event, RiskScore, utcnow
 from churnsignal.webhook import helpdesks
 from churnsignal.webhook.app import create_app
 from churnsignal.webhook.helpdesks import Requester, SupportEvent
@@ -68,6 +69,12 @@ def customer_rollups(store) -> dict[tuple, tuple[int, int]]:
                 for r in session.scalars(select(CustomerRollup))}
 
 
+def daily_rollups(store) -> dict[tuple, tuple[int, int, int]]:
+    with store.session() as session:
+        return {(r.day, r.source, r.channel, r.category, r.topic): (r.messages, r.customer_turns, r.complaints)
+                for r in session.scalars(select(DailyRollup))}
+
+
 def buy(client, customer_id: str = "shop-7") -> None:
     now = utcnow()
     orders = [{"order_id": f"o{n}", "customer_id": customer_id, "amount": 120.0 + n,
@@ -106,6 +113,31 @@ def test_linking_moves_earlier_messages_and_rescores_the_customer(client, settin
     # What the requester writes now goes to the customer at once.
     assert say(client, settings, 3, "还是没有回复") == 202
     assert customers_of_events(store)[-1] == "shop-7"
+
+
+def test_the_rescore_after_a_link_counts_no_message_twice(client, settings, store, worker):
+    """The message a link queues again is scored, not analysed and counted again: the roll-ups
+    after the rescore are what a recount of the messages gives."""
+    running = worker(settings, store)
+    assert say(client, settings, 1, "快递一个星期都没到") == 202
+    assert say(client, settings, 2, "客服也不回消息，我要退款") == 202
+    running.run()
+    buy(client)
+    daily = daily_rollups(store)
+    with store.session() as session:
+        analysed = {e.external_id: (e.status, e.analysed_at, e.negative_prob) for e in session.scalars(select(Event))}
+    assert link(client)["moved_events"] == 2
+    moved = customer_rollups(store)
+    assert {key[0] for key in moved} == {"shop-7"}
+
+    running.run()
+    assert (daily_rollups(store), customer_rollups(store)) == (daily, moved)
+    with store.session() as session:
+        assert session.scalar(select(func.count()).where(RiskScore.customer_id == "shop-7")) == 1
+        assert {e.external_id: (e.status, e.analysed_at, e.negative_prob)
+                for e in session.scalars(select(Event))} == analysed
+    rollups.rebuild(store, settings)
+    assert (daily_rollups(store), customer_rollups(store)) == (daily, moved)
 
 
 def test_linking_twice_changes_nothing(client, settings, store, worker):

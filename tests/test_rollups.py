@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import String, cast, delete, func, select, update
 
 from churnsignal.cli import main
 from churnsignal.config import Settings, get_settings
@@ -241,19 +241,51 @@ def test_the_rebuild_command_recounts_the_configured_store(configured):
     assert rolled(seeded_store) == expected
 
 
-@pytest.mark.parametrize("narrower", [{}, {"topic": "LOGISTICS"}, {"topic": "PRICE", "source": "zendesk"}])
+def newest_complaints(session, filters: Filters, settings: Settings) -> list[Event]:
+    """The complaints under ``filters``, newest first, read one by one from every event."""
+    tiers = dict(session.execute(select(Customer.customer_id, Customer.tier)).all())
+    return [e for e in sorted(session.scalars(select(Event)).all(), key=lambda e: (e.created_at, e.id), reverse=True)
+            if is_complaint(e.author, e.negative_prob, settings)
+            and filters.start <= e.created_at < filters.end and filters.source in (None, e.source)
+            and filters.channel in (None, e.channel) and filters.tier in (None, tiers.get(e.customer_id))
+            and filters.topic in (None, *rollups.complaint_topics(e.entities))]
+
+
+@pytest.mark.parametrize("narrower", [{}, {"topic": "LOGISTICS"}, {"topic": "PRICE", "source": "zendesk"},
+                                      {"tier": "red"}, {"tier": "blue", "topic": "LOGISTICS"}])
 def test_the_drill_down_reads_the_newest_complaints_batch_after_batch(seeded_store, narrower):
     settings = Settings()
     today = utcnow().date()
     filters = Filters(since=today - timedelta(days=39), until=today, **narrower)
     with seeded_store.session() as session:
-        events = session.scalars(select(Event)).all()
-        expected = [e.id for e in sorted(events, key=lambda e: (e.created_at, e.id), reverse=True)
-                    if is_complaint(e.author, e.negative_prob, settings)
-                    and filters.start <= e.created_at < filters.end and filters.source in (None, e.source)
-                    and filters.topic in (None, *rollups.complaint_topics(e.entities))]
+        expected = [e.id for e in newest_complaints(session, filters, settings)]
         # Several batches of 20 (ties in time among the spike's messages included), and all of them.
         for limit in (3, 120, 10_000):
             shown = [m["event_id"] for m in trends.messages(session, filters, settings, limit=limit)]
             assert shown == expected[:limit]
     assert len(expected) > (120 if not narrower else 3)
+
+
+@pytest.mark.parametrize("narrower", [{}, {"tier": "red"}, {"channel": "chat"}])
+def test_each_spikes_examples_are_the_newest_complaints_of_its_topic_that_day(seeded_store, narrower):
+    """The spikes' days are read together (one statement per batch for them all); each spike
+    still shows the newest three of its own topic and day."""
+    settings = Settings()
+    today = utcnow().date()
+    filters = Filters(since=today - timedelta(days=39), until=today, **narrower)
+    with seeded_store.session() as session:
+        # Texts that say which message they are: the examples show only text and entities.
+        session.execute(update(Event).values(text=Event.text + "#" + cast(Event.id, String)))
+        # Half the customers red: enough of the spikes' complaints to spike at that tier too.
+        session.execute(update(Customer).where(Customer.customer_id.in_(["c0", "c2", "c4", "c6"])).values(tier="red"))
+    with seeded_store.session() as session:
+        found = trends.spike_rows(session, filters, settings)
+        assert found
+        for spike in found:
+            day = date.fromisoformat(spike["day"])
+            expected = newest_complaints(session, replace(filters, since=day, until=day, topic=spike["topic"]),
+                                         settings)[:3]
+            assert [example["text"] for example in spike["examples"]] == [e.text for e in expected]
+            assert len(expected) == min(3, spike["count"])
+    if not narrower:
+        assert len({spike["day"] for spike in found}) > 1

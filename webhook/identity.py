@@ -132,7 +132,8 @@ class Linked:
     key_hash: str
     moved: list[int] = field(default_factory=list)
     # The real customer's latest message, set back to ``received`` so that the worker scores
-    # them again with what was moved; None when nothing moved or none of their messages is a customer's.
+    # them again with what was moved (it keeps its analysis and is not counted again); None
+    # when nothing moved or none of their messages is a customer's.
     rescore: int | None = None
 
 
@@ -169,7 +170,9 @@ def adopt(session: Session, digest: str, customer_id: str) -> Linked:
     current-risk row is deleted rather than merged, since it described someone without orders; the real
     customer's latest message goes back to ``received``, so the normal worker path (queued
     now, or by the sweeper if the broker is down) scores them again with everything they
-    wrote. Linking again finds nothing left to move and changes nothing.
+    wrote. The worker knows it by its ``analysed_at``: it marks it done again without
+    analysing it or adding it to the roll-ups a second time (``worker/pipeline.py``, analyse).
+    Linking again finds nothing left to move and changes nothing.
 
     Only a requester whose provisional id came from this key is found: the events keep no
     other key, so one first known by email is adopted when the email is linked, not the phone.

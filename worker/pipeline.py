@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
@@ -55,16 +55,23 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     Agent and bot messages are marked ``stored``: they are not customer signal (agent
     reply times still count, through the fusion features). The QA workspace's daily roll-ups
     count each message in the same transaction, and only where this call moved it out of
-    the queue: an event analysed by two workers at once is counted by one of them.
+    the queue for the first time: an event analysed by two workers at once is counted by one
+    of them, and one an identity link queued again is marked done again, not analysed or
+    counted again (its customer is still scored, as the link asks).
     """
     with store.session() as session:
         # In id order: two workers on overlapping batches then lock their rows in one order.
-        pending = session.scalars(select(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
+        waiting = session.scalars(select(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
                                   .order_by(Event.id)).all()
+        # A message analysed before and back in the queue: an identity link put it there so that
+        # its customer is scored again (webhook/identity.py, adopt). Its analysis and its roll-up
+        # counts stand; analysing it again would count it twice.
+        again = [e.id for e in waiting if e.analysed_at is not None]
+        pending = [e for e in waiting if e.analysed_at is None]
         rows = [(e.id, e.author, e.text) for e in pending]
         customers = [e for e in pending if e.author == "customer"]
         messages = _with_earlier_turns(session, customers)
-    if not rows:
+    if not waiting:
         return []
     wanted = {e.id for e in customers}
     now = utcnow()
@@ -75,7 +82,8 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
             analysed = analysed[analysed["id"].isin(wanted)]
             for row in analysed.itertuples():
                 counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
-                done = session.execute(update(Event).where(Event.id == row.id, Event.status.in_(_WAITING)).values(
+                done = session.execute(update(Event).where(Event.id == row.id, Event.status.in_(_WAITING),
+                                                           Event.analysed_at.is_(None)).values(
                     status="analysed", analysed_at=now, negative_prob=float(row.negative_prob),
                     negative_word_share=float(row.negative_word_share), entities=counts,
                     entity_spans=row.entity_spans))
@@ -85,7 +93,8 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
             moved += _mark_stored(session, wanted - set(analysed["id"]), now)
         moved += _mark_stored(session, [i for i, a, _ in rows if a != "customer"], now)
         rollups.count(session, moved, settings)
-    return [i for i, _, _ in rows]
+        _mark_done_again(session, again)
+    return [i for i, _, _ in rows] + again
 
 
 def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame:
@@ -108,12 +117,20 @@ def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame
 
 
 def _mark_stored(session: Session, event_ids: Iterable[int], now: datetime) -> list[int]:
-    """Mark still-waiting events ``stored``; returns those this call moved."""
+    """Mark still-waiting events never processed before ``stored``; returns those this call moved."""
     event_ids = list(event_ids)
     if not event_ids:
         return []
-    return list(session.scalars(update(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING))
+    return list(session.scalars(update(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING),
+                                                    Event.analysed_at.is_(None))
                                 .values(status="stored", analysed_at=now).returning(Event.id)))
+
+
+def _mark_done_again(session: Session, event_ids: list[int]) -> None:
+    """Give messages analysed before their status back (``stored``: read no sentiment), without counting them."""
+    if event_ids:
+        session.execute(update(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING)).values(
+            status=case((Event.negative_prob.is_not(None), "analysed"), else_="stored")))
 
 
 def score_customer(store: Store, customer_id: str, event_id: int, settings: Settings) -> RiskScore | None:

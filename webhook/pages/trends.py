@@ -19,13 +19,12 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Row, Select, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, literal, or_, select, union_all
+from sqlalchemy.orm import Session, aliased
 
 from churnsignal.config import Settings
 from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from
@@ -239,49 +238,95 @@ def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
     """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
     found: list[dict[str, Any]] = []
-    # Columns, not ORM objects: an export reads up to 10,000 rows, and building objects was most of its time.
-    query = (_scoped(select(Event.id, Event.created_at, Event.source, Event.channel, Event.ticket_id,
-                            Event.customer_id, Event.negative_prob, Event.entities, Event.text,
-                            Event.entity_spans), filters)
-             .where(*_complaint(settings)))
+    chosen, before = _chosen(filters, settings)
+    batch = min(max(limit, BATCH_MIN), BATCH_MAX)
     masked: dict[str, str] = {}
-    # A spike's three examples: batches of 20, since a spike's day is full of its topic (50
-    # read 0.2 s more for a tier's 120 spikes a year at a million messages).
-    for event in _newest_first(session, query, batch=min(max(limit, 20), 1000)):
-        shown = complaint_topics(event.entities)
-        if not _kept(filters, shown):
-            continue
-        if event.customer_id not in masked:
-            # Customer ids may be emails or phone numbers; shown masked like the text.
-            masked[event.customer_id] = mask_pii(event.customer_id).text
-        found.append({"event_id": event.id, "created_at": _iso(event.created_at),
-                      "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
-                      "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
-                      "customer": masked[event.customer_id],
-                      "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text,
-                      "entity_spans": event.entity_spans})
-        if len(found) >= limit:
-            break
-    return found
-
-
-def _newest_first(session: Session, query: Select, batch: int) -> Iterator[Row]:
-    """The events ``query`` selects (with ``id`` and ``created_at``), newest first, ``batch`` at a time.
-
-    Each batch is a LIMIT after the last row seen, which the database answers by walking the
-    time index backwards; one unlimited ORDER BY made PostgreSQL sort every complaint in the
-    range before the first row, when a page needs only the newest 200 (or a spike three).
-    """
-    newest = query.order_by(Event.created_at.desc(), Event.id.desc()).limit(batch)
-    rows = session.execute(newest).all()
-    while rows:
-        yield from rows
+    while True:
+        [rows] = _newest_batches(session, [(chosen, before)], batch)
+        for event in rows:
+            shown = complaint_topics(event.entities)
+            if not _kept(filters, shown):
+                continue
+            if event.customer_id not in masked:
+                # Customer ids may be emails or phone numbers; shown masked like the text.
+                masked[event.customer_id] = mask_pii(event.customer_id).text
+            found.append({"event_id": event.id, "created_at": _iso(event.created_at),
+                          "source": event.source, "channel": event.channel, "ticket_id": event.ticket_id,
+                          "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
+                          "customer": masked[event.customer_id],
+                          "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text,
+                          "entity_spans": event.entity_spans})
+            if len(found) >= limit:
+                return found
         if len(rows) < batch:
-            return
-        last = rows[-1]
-        # The first bound is one the index can start from; the second skips the rows already read.
-        rows = session.execute(newest.where(Event.created_at <= last.created_at, or_(
-            Event.created_at < last.created_at, Event.id < last.id))).all()
+            return found
+        before = Before(rows[-1].created_at, rows[-1].id)
+
+
+# Complaints read per statement: at least BATCH_MIN, since a topic filter keeps one in several,
+# and at most BATCH_MAX (an export of 10,000 under a tier took 0.05-0.1 s longer on PostgreSQL
+# in batches of 1,000, and no less in one of 10,000). A spike's examples are read BATCH_MIN of
+# its day at a time, since its day is full of its topic (10, 20 and 40 took 0.05-0.1 s alike
+# for a tier's 127 spikes a year at a million messages).
+BATCH_MIN = 20
+BATCH_MAX = 5000
+
+
+class Before(NamedTuple):
+    """Where a walk through the events newest first goes on: before ``moment``, or at it below ``id``."""
+
+    moment: datetime
+    id: int | None = None
+
+
+def _chosen(filters: Filters, settings: Settings) -> tuple[Select, Before]:
+    """The ids of the complaints under the filters, bar the topic (read from each one's entities),
+    without the range's end: where a walk newest first starts."""
+    return (_narrowed(select(Event.id), filters).where(Event.created_at >= filters.start, *_complaint(settings)),
+            Before(filters.end))
+
+
+# The events a drill-down shows, read by id once chosen (an alias: the ids are chosen in a subquery of events).
+_Shown = aliased(Event, name="shown")
+_SHOWN_COLUMNS = (_Shown.id, _Shown.created_at, _Shown.source, _Shown.channel, _Shown.ticket_id, _Shown.customer_id,
+                  _Shown.negative_prob, _Shown.entities, _Shown.text, _Shown.entity_spans)
+
+
+def _newest_batches(session: Session, walks: list[tuple[Select, Before]], batch: int) -> list[list[Row]]:
+    """For each walk (a query of event ids, and where it goes on), its next ``batch`` events, newest
+    first, with what a drill-down shows; one statement for them all.
+
+    Each batch is a LIMIT before the last row read, which the database answers by walking the
+    time index backwards from there; one unlimited ORDER BY made PostgreSQL sort every complaint
+    in the range before the first row, when a page needs only the newest 200 (or a spike three).
+    That bound is the walk's only upper one: SQLite starts from one upper bound of a column, and
+    with the range's end beside it walked down from the end again for every batch.
+
+    The ids are chosen in subqueries the index answers alone (it holds the time, the author, the
+    negative probability, the customer, the helpdesk and the channel: migration 0009), and only
+    the rows chosen are read from the table: read whole, every row a walk passed was read, from
+    anywhere in the table, and under a tier six of every seven were not kept. Several walks (a
+    spike's examples, one per day) are one UNION ALL of their LIMITs, at most one per day of a
+    range (SQLite takes 500): a statement per spike took 0.3 s for a tier's 127 spikes a year on
+    PostgreSQL. Columns, not ORM objects: an export reads up to 10,000 rows, and building objects
+    was most of its time.
+    """
+    members = []
+    for number, (chosen, before) in enumerate(walks):
+        if before.id is None:
+            chosen = chosen.where(Event.created_at < before.moment)
+        else:
+            chosen = chosen.where(Event.created_at <= before.moment,
+                                  or_(Event.created_at < before.moment, Event.id < before.id))
+        newest = chosen.order_by(Event.created_at.desc(), Event.id.desc()).limit(batch).subquery()
+        members.append(select(newest.c.id, literal(number).label("walk")))
+    chosen_ids = (members[0] if len(members) == 1 else union_all(*members)).subquery()
+    found: list[list[Row]] = [[] for _ in walks]
+    rows = session.execute(select(*_SHOWN_COLUMNS, chosen_ids.c.walk).join(chosen_ids, _Shown.id == chosen_ids.c.id)
+                           .order_by(chosen_ids.c.walk, _Shown.created_at.desc(), _Shown.id.desc()))
+    for row in rows:
+        found[row.walk].append(row)
+    return found
 
 
 def daily_complaints(session: Session, filters: Filters, settings: Settings, days_before: int,
@@ -299,19 +344,46 @@ def spike_rows(session: Session, filters: Filters, settings: Settings,
     """Every spike in the range (``webhook/pages/spikes.py`` states the rule), with up to three example messages.
 
     The daily counts come from ``basis`` (the daily roll-ups, the per-customer ones under a
-    tier); the examples are read from the events.
+    tier); the examples are read from the events: the newest three complaints of the spike's
+    topic that day, as its drill-down lists them first.
     """
     daily = daily_complaints(session, filters, settings, spikes.BASELINE_DAYS, basis)
-    rows = []
-    for spike in spikes.find_spikes(daily, filters.days()):
-        day = replace(filters, since=spike.day, until=spike.day, topic=spike.topic)
-        rows.append({"topic": spike.topic, "day": spike.day.isoformat(), "count": spike.count,
-                     "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
-                     "ratio": None if spike.ratio is None else round(spike.ratio, 1),
-                     "p_value": float(f"{spike.p_value:.3g}"),
-                     "examples": [{"text": m["text"], "entity_spans": m["entity_spans"]}
-                                  for m in messages(session, day, settings, limit=3)]})
-    return rows
+    found = spikes.find_spikes(daily, filters.days())
+    examples = _examples(session, filters, settings, found)
+    return [{"topic": spike.topic, "day": spike.day.isoformat(), "count": spike.count,
+             "baseline": round(spike.baseline, 2), "rise": round(spike.rise, 2),
+             "ratio": None if spike.ratio is None else round(spike.ratio, 1),
+             "p_value": float(f"{spike.p_value:.3g}"),
+             "examples": [{"text": e.text, "entity_spans": e.entity_spans} for e in examples[spike.topic, spike.day]]}
+            for spike in found]
+
+
+def _examples(session: Session, filters: Filters, settings: Settings, found: list[spikes.Spike],
+              per: int = 3) -> dict[tuple[str, date], list[Row]]:
+    """Each spike's newest ``per`` complaints of its topic on its day, under the filters.
+
+    The days with a spike are walked newest first together (``_newest_batches``), each until
+    each of its spikes has ``per`` or the day has no more.
+    """
+    examples: dict[tuple[str, date], list[Row]] = {(spike.topic, spike.day): [] for spike in found}
+    topics_on: dict[date, list[str]] = {}
+    for spike in found:
+        topics_on.setdefault(spike.day, []).append(spike.topic)
+    chosen = {day: _chosen(replace(filters, since=day, until=day), settings) for day in topics_on}
+    walks = {day: before for day, (_query, before) in chosen.items()}
+    while walks:
+        batches = _newest_batches(session, [(chosen[day][0], before) for day, before in walks.items()], BATCH_MIN)
+        going: dict[date, Before] = {}
+        for day, rows in zip(walks, batches):
+            for event in rows:
+                for topic in complaint_topics(event.entities):
+                    wanting = examples.get((topic, day))
+                    if wanting is not None and len(wanting) < per:
+                        wanting.append(event)
+            if len(rows) == BATCH_MIN and any(len(examples[topic, day]) < per for topic in topics_on[day]):
+                going[day] = Before(rows[-1].created_at, rows[-1].id)
+        walks = going
+    return examples
 
 
 def spike_table(rows: list[dict[str, Any]]) -> Table:
@@ -386,7 +458,11 @@ def _complaints_across(session: Session, filters: Filters, settings: Settings,
 
 def _scoped(query: Select, filters: Filters) -> Select:
     """``query`` over events limited to the filters' range, helpdesk, channel, tier and category."""
-    query = query.where(Event.created_at >= filters.start, Event.created_at < filters.end)
+    return _narrowed(query.where(Event.created_at >= filters.start, Event.created_at < filters.end), filters)
+
+
+def _narrowed(query: Select, filters: Filters) -> Select:
+    """``query`` over events limited to the filters' helpdesk, channel, tier and category."""
     if filters.source:
         query = query.where(Event.source == filters.source)
     if filters.channel:
