@@ -392,6 +392,18 @@ def seeded_store(store):
 
 
 @pytest.fixture
+def configured(seeded_store, monkeypatch, tmp_path):
+    """``seeded_store`` as the store the CLI's settings name (and a data folder of its own)."""
+    from churnsignal.config import get_settings
+
+    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATABASE_URL", seeded_store.url)
+    get_settings.cache_clear()
+    yield seeded_store
+    get_settings.cache_clear()
+
+
+@pytest.fixture
 def pages_settings(tmp_path: Path):
     """Settings with the QA workspace on: a qa user and an admin, cookies allowed over plain HTTP."""
     from churnsignal.config import Settings

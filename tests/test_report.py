@@ -15,15 +15,6 @@ from churnsignal.nlp.complaints import is_complaint, topics
 from churnsignal.store import Event, utcnow
 
 
-@pytest.fixture
-def configured(seeded_store, monkeypatch, tmp_path):
-    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATABASE_URL", seeded_store.url)
-    get_settings.cache_clear()
-    yield seeded_store
-    get_settings.cache_clear()
-
-
 def report(*args: str):
     return CliRunner().invoke(main, ["report", *args])
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from sqlalchemy import String, cast, delete, func, select, update
 
 from churnsignal.cli import main
-from churnsignal.config import Settings, get_settings
+from churnsignal.config import Settings
 from churnsignal.nlp.complaints import is_complaint
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Customer, CustomerRollup, DailyRollup, Delivery, Event, utcnow
@@ -210,15 +210,6 @@ def test_two_workers_analysing_the_same_messages_count_them_once(store, tmp_path
     assert sum(c[0] for key, c in counted["customers"].items() if key[5] == rollups.ALL) == 3 * 4 + 1
     rollups.rebuild(store, settings)
     assert rolled(store) == counted
-
-
-@pytest.fixture
-def configured(seeded_store, monkeypatch, tmp_path):
-    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("CHURNSIGNAL_SERVICE__DATABASE_URL", seeded_store.url)
-    get_settings.cache_clear()
-    yield seeded_store
-    get_settings.cache_clear()
 
 
 def test_the_rebuild_command_recounts_the_configured_store(configured):
