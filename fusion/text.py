@@ -3,8 +3,8 @@
 Scoring the same history again (a new ``--as-of``, evaluation after training) must not
 run the BERT again over every message, so each message's signals are cached on disk,
 keyed by a hash of the text, the turns before it on its ticket (the sentiment reads them),
-the versions of the models that read it and the cache's own format. The cache holds no text, only numbers, entity counts and entity positions, so it
-holds no personal data either; the masked text a reason quotes is masked again on every
+the versions of the models that read it and the cache's own format. The cache holds no
+text, only numbers, entity counts and entity positions, so it holds no personal data either; the masked text a reason quotes is masked again on every
 read (a regular expression, not a model).
 """
 
@@ -30,7 +30,7 @@ BATCH = 256
 CACHE_FORMAT = 3
 
 
-def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+def analyse_events(events: pd.DataFrame, settings: Settings, only: pd.Series | None = None) -> pd.DataFrame:
     """The non-empty customer messages and all agent messages of ``events``, with signals as columns.
 
     Adds ``negative_prob``, ``negative_word_share``, ``is_complaint`` (``nlp/complaints.py``),
@@ -38,15 +38,20 @@ def analyse_events(events: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     given, see ``nlp.analysis.stored_spans``) and one mention-count column per topic in
     ``TOPICS``. Each customer message is read after the turns before it on its ticket
     (:func:`ticket_contexts`), so ``events`` should hold a ticket's earlier turns too: a
-    worker and a later scoring of the same history then read a message alike. Agent messages are not customer signal: they are not analysed (their signals
-    are empty) and are kept only for when they were written, which is how slow first
-    responses are seen. Bot messages, our own alert notes among them, are dropped, except for
-    the ticket status one carries (``ticket_status``: a helpdesk reports a resolved
-    conversation with a system message), which is kept the same way.
+    worker and a later scoring of the same history then read a message alike. ``only``, when
+    given, marks the rows to analyse; the others are read only as turns before them (the
+    worker's new messages and their tickets' history). Agent messages are not customer
+    signal: they are not analysed (their signals are empty) and are kept only for when they
+    were written, which is how slow first responses are seen. Bot messages, our own alert
+    notes among them, are dropped, except for the ticket status one carries
+    (``ticket_status``: a helpdesk reports a resolved conversation with a system message),
+    which is kept the same way.
     """
     from churnsignal.nlp.analysis import masked_text, model_versions
 
     written = (events["author"] == "customer") & (events["text"].str.strip() != "")
+    if only is not None:
+        written &= only
     messages = events[written].copy()
     contexts = ticket_contexts(events)[written]
     versions = json.dumps(model_versions(settings), sort_keys=True)

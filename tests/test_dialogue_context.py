@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from churnsignal.config import Settings
+from churnsignal.fusion import text as fusion_text
 from churnsignal.fusion.text import analyse_events, ticket_contexts
 from churnsignal.nlp.analysis import analyse
 from churnsignal.store import Delivery, Event, utcnow
@@ -52,14 +53,20 @@ def test_the_shipped_model_reads_a_chasing_turn_after_a_complaint() -> None:
     assert after > first
 
 
-def test_the_worker_reads_each_turn_after_the_earlier_turns_of_its_ticket(store, tmp_path: Path) -> None:
+def test_the_worker_reads_each_turn_after_the_earlier_turns_of_its_ticket(store, tmp_path: Path, monkeypatch) -> None:
     settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
+    read: list[str] = []
+    analyse_texts = fusion_text._analyse
+    monkeypatch.setattr(fusion_text, "_analyse", lambda texts, *rest: read.extend(texts) or analyse_texts(texts, *rest))
     # The complaint was analysed in an earlier batch; the chasing turn comes now, on its ticket
     # and, alone, on another ticket of the same customer.
     earlier = add(store, [("T1", "customer", COMPLAINT), ("T1", "agent", REPLY)])
     pipeline.analyse(store, earlier, settings)
     chasing, elsewhere = add(store, [("T1", "customer", CHASING), ("T2", "customer", CHASING)])
-    pipeline.analyse(store, [chasing, elsewhere], settings)
+    # Another worker, with a cache of its own: the ticket's history is read as turns, not analysed again.
+    read.clear()
+    pipeline.analyse(store, [chasing, elsewhere], Settings(fusion={"cache_dir": str(tmp_path / "other-worker")}))
+    assert read == [CHASING, CHASING]
     in_dialogue, alone = (r["sentiment"]["negative_prob"] for r in
                           analyse([CHASING, CHASING], settings, [[("customer", COMPLAINT), ("agent", REPLY)], []]))
     assert probs(store, [chasing, elsewhere]) == pytest.approx([in_dialogue, alone], abs=1e-4)

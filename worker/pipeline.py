@@ -78,7 +78,8 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     moved: list[int] = []
     with store.session() as session:
         if wanted:
-            analysed = analyse_events(messages, settings)
+            # The history is read only as the turns before the new messages, not analysed again.
+            analysed = analyse_events(messages, settings, only=messages["id"].isin(wanted))
             analysed = analysed[analysed["id"].isin(wanted)]
             for row in analysed.itertuples():
                 counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
