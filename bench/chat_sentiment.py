@@ -5,13 +5,14 @@
 Scores ``bench/data/chat_gold_test.jsonl`` (287 turns labelled by the guide in
 model_cards/sentiment.md) with the shipped model (each turn read after the turns before it,
 as the worker reads it, and read alone), the 0.1.0 model it was adapted from, and the strongest n-gram trained on the
-same data as the shipped BERT (its n-gram half: char 1–4 + word 1–2 TF-IDF and logistic
-regression on reviews, chat gold train and labelled questions). Prints one
+same data as the shipped BERT (its n-gram part: char 1–4 + word 1–2 TF-IDF and logistic
+regression on reviews, chat gold train and labelled questions) and its chat n-gram (the
+same on the chat gold fit turns and labelled questions only). Prints one
 JSON object: AUC of ``negative_prob`` for negative against the rest, per-class
 precision/recall/F1, the share of neutral and positive turns labelled negative and the
 share of negative turns labelled negative. Only test turns are scored; nothing here chose
 anything. Each row's labels come from its operating point: the configured one for the
-shipped model and its n-gram half, 0.1.0's own band (negative at 0.65) for 0.1.0. The
+shipped model and its n-grams, 0.1.0's own band (negative at 0.65) for 0.1.0. The
 0.1.0 model is in git history:
 ``mkdir -p runs/sentiment-0.1.0 && git archive 5c25bfe nlp/models/sentiment | tar -x -C runs/sentiment-0.1.0 --strip-components=3``.
 """
@@ -76,9 +77,9 @@ def main() -> None:
         "shipped_alone": figures(y, model.probabilities(texts), settings),
         "baseline_0.1.0": figures(y, SentimentModel(args.baseline).probabilities(texts), BAND_0_1_0),
     }
-    if model.ngram is not None:
-        ngram = 1 / (1 + np.exp(-model.ngram.decision_function(texts)))
-        rows["ngram_same_data"] = figures(y, {"negative": ngram}, settings)
+    for name, ngram in (("ngram_same_data", model.ngram), ("chat_ngram", model.chat_ngram)):
+        if ngram is not None:
+            rows[name] = figures(y, {"negative": 1 / (1 + np.exp(-ngram.decision_function(texts)))}, settings)
     print(json.dumps({"bench": "chat_sentiment", "model": model.info, "turns": len(test),
                       "labels": {name: int((y == k).sum()) for k, name in enumerate(LABELS)},
                       "rows": rows, "bar": BAR, "meets": {name: meets(row) for name, row in rows.items()}},

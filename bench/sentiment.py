@@ -59,7 +59,7 @@ def main() -> None:
         if model.blend is not None:
             ngram = model.ngram.decision_function(texts)
             rows["ngram_baseline"] = figures(y, ngram)
-            negative = np.clip(model.blend.probabilities(bert, ngram, model.classes, np.array([len(t) for t in texts]))["negative"], 1e-7, 1 - 1e-7)
+            negative = np.clip(model.negative_probs(texts), 1e-7, 1 - 1e-7)
             rows["shipped_blend"] = figures(y, np.log(negative / (1 - negative)))
         report["sources"][source] = {"texts": len(test), **rows}
         print(f"{source}: {len(test)} texts scored", file=sys.stderr)

