@@ -19,7 +19,6 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
 FEATURES = 2**19
-CONFIG = "ngram.json"
 
 
 @cache
@@ -87,6 +86,11 @@ class NgramSentiment:
         save_file({"idf_chars": self.tfidf[0].idf_.astype(np.float16), "idf_words": self.tfidf[1].idf_.astype(np.float16),
                    "coef": self.coef.astype(np.float16)}, str(directory / f"{name}.safetensors"))
         (directory / f"{name}.json").write_text(json.dumps({"C": self.C, "features": FEATURES, "intercept": self.intercept}))
+
+    @staticmethod
+    def saved_in(directory: Path, name: str = "ngram") -> bool:
+        """Whether ``directory`` holds an n-gram model saved under ``name``."""
+        return (directory / f"{name}.json").is_file()
 
     @classmethod
     def load(cls, directory: Path, name: str = "ngram") -> NgramSentiment:

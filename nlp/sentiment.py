@@ -24,7 +24,6 @@ import torch
 from transformers import AutoTokenizer, BertForSequenceClassification
 from transformers.utils import logging as transformers_logging
 
-from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
 # The turns before a message that are read with it: as many as the chat gold set's labellers saw.
 from churnsignal.nlp.support_chat import CONTEXT_TURNS
@@ -204,12 +203,12 @@ class SentimentModel:
         self.negative_index = self.classes.index("negative")
         self.model = _int8(model.eval()) if quantize else model.eval()
         self.max_tokens, self.batch_size = max_tokens, batch_size
-        self.ngram = NgramSentiment.load(directory) if (directory / NGRAM_CONFIG).is_file() else None
+        self.ngram = NgramSentiment.load(directory) if NgramSentiment.saved_in(directory) else None
         self.blend = read_blend(directory / BLEND) if self.ngram is not None else None
         if isinstance(self.blend, ClassBlend) and "neutral" not in self.classes:
             raise ModelLoadError(f"{directory}: {BLEND} blends three classes but the BERT has no neutral class")
         # Loaded whenever present: the blend that reads it is fitted after it is written.
-        self.chat_ngram = NgramSentiment.load(directory, CHAT_NGRAM) if (directory / f"{CHAT_NGRAM}.json").is_file() else None
+        self.chat_ngram = NgramSentiment.load(directory, CHAT_NGRAM) if NgramSentiment.saved_in(directory, CHAT_NGRAM) else None
         if isinstance(self.blend, ClassBlend) and self.blend.chat_ngram and self.chat_ngram is None:
             raise ModelLoadError(f"{directory}: {BLEND} reads a chat n-gram but {CHAT_NGRAM}.json is missing")
         card = json.loads((directory / CARD).read_text()) if (directory / CARD).is_file() else {}

@@ -25,7 +25,6 @@ import torch
 from transformers import BertForMaskedLM, BertForSequenceClassification, BertTokenizerFast, get_linear_schedule_with_warmup
 
 from churnsignal.nlp.corpus import load_labelled
-from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import (
@@ -245,7 +244,7 @@ def fit_ngram(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: Ch
     repeats (chat turns count four times, as for the BERT), and every train review rather
     than a sample: it carries the reviews."""
     out = work / "ngram"
-    if (out / NGRAM_CONFIG).is_file():
+    if NgramSentiment.saved_in(out):
         return NgramSentiment.load(out)
     examples = finetune_examples(corpus_dir, support_dir, recipe, reviews_limit=None)
     model = NgramSentiment(C=8.0).fit([e.text for e in examples], [int(e.label == 0) for e in examples])
@@ -258,7 +257,7 @@ def fit_chat_ngram(work: Path) -> NgramSentiment:
     labelled questions only: the register of support chat, which the first n-gram (mostly
     reviews) blurs. It adds 0.005 to the chat dev AUC (blend 5-fold cross-validated)."""
     out = work / "chat-ngram"
-    if (out / f"{CHAT_NGRAM}.json").is_file():
+    if NgramSentiment.saved_in(out, CHAT_NGRAM):
         return NgramSentiment.load(out, CHAT_NGRAM)
     chat = [e for e in gold_examples(read_gold("train")) if not is_chat_dev(e.text)]
     questions = [Example(normalize(r["text"]), LABELS.index(r["label"]), "questions") for r in read_questions()]

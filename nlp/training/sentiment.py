@@ -33,7 +33,6 @@ from transformers import (
 )
 
 from churnsignal.nlp.corpus import LabelledText
-from churnsignal.nlp.ngram import CONFIG as NGRAM_CONFIG
 from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.normalize import normalize
 from churnsignal.nlp.sentiment import BLEND, CARD, Blend, SentimentModel
@@ -291,7 +290,7 @@ def finetune(work: Path, corpus_dir: Path | None, recipe: Recipe, mlm_dir: Path)
 def fit_ngram(work: Path, fit: Sequence[LabelledText], C: float) -> NgramSentiment:
     """Stage 4: the n-gram half, on the same fit split as the BERT."""
     out = work / "ngram"
-    if (out / NGRAM_CONFIG).is_file():
+    if NgramSentiment.saved_in(out):
         return NgramSentiment.load(out)
     model = NgramSentiment(C=C).fit([normalize(i.text) for i in fit], [i.negative for i in fit])
     model.save(out)
