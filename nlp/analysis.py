@@ -88,13 +88,15 @@ def model_versions(settings: Settings | None = None) -> dict[str, dict]:
 
 
 def analyse(texts: Sequence[str], settings: Settings | None = None,
-            contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> list[dict[str, Any]]:
+            contexts: Sequence[Sequence[tuple[str, str]]] | None = None,
+            channels: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
     """Analyse a batch of support messages; one result dict per text, same order.
 
     ``contexts``, when given, holds for each text the ``(author, text)`` turns before it in
     its ticket (oldest first): the sentiment then reads the message in its dialogue, so
     "还没到" after a complaint about a late parcel reads differently from a first question
-    (``SentimentModel.probabilities``).
+    (``SentimentModel.probabilities``). ``channels``, when given, holds each text's
+    helpdesk channel: a ``"review"`` is read alone, as a review.
 
     Raises ``TypeError`` for a non-string item; empty or whitespace-only texts get a
     result whose ``sentiment`` is ``None`` and an ``error`` saying why, so a batch is
@@ -104,11 +106,15 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
     for position, text in enumerate(texts):
         if not isinstance(text, str):
             raise TypeError(f"text {position} is {type(text).__name__}, expected str")
+    for name, given in (("contexts", contexts), ("channels", channels)):
+        if given is not None and len(given) != len(texts):
+            raise ValueError(f"{len(given)} {name} for {len(texts)} texts")
     masked = [masked_text(text) for text in texts]
     readable = [i for i, m in enumerate(masked) if m.text]
     model = sentiment_model(settings)
     context = [masked_turns(contexts[i]) for i in readable] if contexts is not None else None
-    probs = model.probabilities([masked[i].text for i in readable], context)
+    channel = [channels[i] for i in readable] if channels is not None else None
+    probs = model.probabilities([masked[i].text for i in readable], context, channel)
     pipeline = entities.load(settings.entities.model_dir)
     docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)
     results: list[dict[str, Any]] = [_empty(m.text) for m in masked]

@@ -5,7 +5,8 @@ A model directory is whatever ``save_pretrained`` wrote for a
 points us at. If it also holds ``ngram.safetensors`` and ``blend.json`` (ours does),
 the BERT's and the n-gram model's log-odds (and a chat n-gram's, ``chat_ngram.*``) are
 combined by a logistic regression fitted on dev text, which is also what calibrates
-``negative_prob``.
+``negative_prob``. Reviews have a reading of their own when the directory holds a review
+n-gram (``review_ngram.*``) and the blend a review part.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ CHAT_NGRAM = "chat_ngram"
 # The chat n-gram is read on texts up to this long: 96 % of the turns and questions it
 # learned from. Longer texts (reviews, ticket bodies) are read by the other parts only.
 CHAT_NGRAM_CHARS = 40
+# The n-gram part that knows only reviews, read with the BERT on messages from the review channel.
+REVIEW_NGRAM = "review_ngram"
+# The channel whose messages are read as reviews; every other channel is read as dialogue.
+REVIEW = "review"
 # Overlap between consecutive windows of a long text, as a share of the window.
 WINDOW_OVERLAP = 0.25
 
@@ -67,6 +72,25 @@ class Blend:
 
 
 @dataclass(frozen=True)
+class ReviewBlend:
+    """negative log-odds of a review = coef · [BERT class log-probabilities, review n-gram
+    log-odds] + intercept, fitted on the reviews' dev slice (which it also calibrates on).
+
+    Reviews are a register of their own: long opinions, rarely a question. The parts that
+    learned chat read them less well (the chat-adapted n-gram and blend lost about 0.01 of
+    review accuracy against the review-only 0.1.0); an n-gram that knows only reviews, read
+    with the BERT, reads them as well as 0.1.0 did. The helpdesk says which messages are
+    reviews, so nothing has to guess.
+    """
+
+    coef: tuple[float, ...]
+    intercept: float
+
+    def negative(self, bert: np.ndarray, review_ngram: np.ndarray) -> np.ndarray:
+        return _sigmoid(np.column_stack([bert, review_ngram]) @ np.asarray(self.coef) + self.intercept)
+
+
+@dataclass(frozen=True)
 class ClassBlend:
     """A multinomial logistic regression over the BERT's class log-probabilities, the
     n-gram log-odds, and the n-gram's interactions with the BERT's neutral probability and
@@ -81,6 +105,7 @@ class ClassBlend:
     earlier turns are what make "看了吗" chasing after a complaint and a question after a
     question. The chat n-gram knows the chat register that the review-heavy parts blur.
     Fitted on a dev slice holding reviews and chat; it also calibrates the probabilities.
+    ``review``, when set, is how a message from the review channel is read instead.
     """
 
     classes: tuple[str, ...]
@@ -88,6 +113,7 @@ class ClassBlend:
     intercept: tuple[float, ...]
     context: bool = False
     chat_ngram: bool = False
+    review: ReviewBlend | None = None
 
     @staticmethod
     def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray,
@@ -156,8 +182,10 @@ def read_blend(path: Path) -> Blend | ClassBlend | None:
         return None
     fields = json.loads(path.read_text())
     if "classes" in fields:
+        review = fields.get("review")
         return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]),
-                          bool(fields.get("context", False)), bool(fields.get("chat_ngram", False)))
+                          bool(fields.get("context", False)), bool(fields.get("chat_ngram", False)),
+                          None if review is None else ReviewBlend(tuple(review["coef"]), float(review["intercept"])))
     return Blend(**fields)
 
 
@@ -211,6 +239,10 @@ class SentimentModel:
         self.chat_ngram = NgramSentiment.load(directory, CHAT_NGRAM) if NgramSentiment.saved_in(directory, CHAT_NGRAM) else None
         if isinstance(self.blend, ClassBlend) and self.blend.chat_ngram and self.chat_ngram is None:
             raise ModelLoadError(f"{directory}: {BLEND} reads a chat n-gram but {CHAT_NGRAM}.json is missing")
+        self.review_ngram = (NgramSentiment.load(directory, REVIEW_NGRAM)
+                             if NgramSentiment.saved_in(directory, REVIEW_NGRAM) else None)
+        if self.reads_reviews and self.review_ngram is None:
+            raise ModelLoadError(f"{directory}: {BLEND} reads reviews with a review n-gram but {REVIEW_NGRAM}.json is missing")
         card = json.loads((directory / CARD).read_text()) if (directory / CARD).is_file() else {}
         self.info = {"name": card.get("name", directory.name), "version": card.get("version", "unversioned"),
                      "fingerprint": fingerprint(directory), "quantized": quantize}
@@ -223,6 +255,11 @@ class SentimentModel:
     def reads_context(self) -> bool:
         """Whether the turns before a message change its probabilities (a blend fitted with them)."""
         return isinstance(self.blend, ClassBlend) and self.blend.context
+
+    @property
+    def reads_reviews(self) -> bool:
+        """Whether a message from the review channel has a reading of its own (:class:`ReviewBlend`)."""
+        return isinstance(self.blend, ClassBlend) and self.blend.review is not None
 
     @torch.inference_mode()
     def bert_log_probs(self, texts: Sequence[str]) -> np.ndarray:
@@ -257,18 +294,27 @@ class SentimentModel:
         return (log_probs[:, self.negative_index] - np.logaddexp.reduce(others, axis=1)).astype(np.float32)
 
     def probabilities(self, texts: Sequence[str],
-                      contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> dict[str, np.ndarray]:
+                      contexts: Sequence[Sequence[tuple[str, str]]] | None = None,
+                      channels: Sequence[str | None] | None = None) -> dict[str, np.ndarray]:
         """Calibrated class probabilities: always ``negative``; ``neutral`` and ``positive``
         too when the model has those classes. Without a blend, the BERT's own.
 
         ``contexts``, when given, holds for each text the ``(author, text)`` turns before it
         in its ticket, oldest first. A blend fitted with context reads the customer's own
         turns among the last ``CONTEXT_TURNS`` (:func:`earlier_turns`); other models ignore them.
+        ``channels``, when given, holds each text's helpdesk channel: a model that
+        :attr:`reads_reviews` reads a ``"review"`` alone, as a review; other channels and
+        other models read every text the same way.
         """
         if contexts is not None and len(contexts) != len(texts):
             raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        if channels is not None and len(channels) != len(texts):
+            raise ValueError(f"{len(channels)} channels for {len(texts)} texts")
+        reviews = np.array([c == REVIEW for c in channels] if channels is not None and self.reads_reviews
+                           else [False] * len(texts), dtype=bool)
         if not self.reads_context or contexts is None:
             contexts = [()] * len(texts)
+        contexts = [() if review else turns for turns, review in zip(contexts, reviews)]
         earlier = [earlier_turns(turns) for turns in contexts]
         owners = [i for i, turns in enumerate(earlier) for _ in turns]
         read = [*texts, *(t for turns in earlier for t in turns)]
@@ -278,15 +324,28 @@ class SentimentModel:
         ngram = self.ngram.decision_function(read)
         n = len(texts)
         lengths = np.array([len(t) for t in texts])
-        if isinstance(self.blend, ClassBlend):
-            before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, n)
-            chat = self.chat_ngram.decision_function(texts) if self.blend.chat_ngram else None
-            return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before, chat)
-        return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
+        if not isinstance(self.blend, ClassBlend):
+            return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
+        before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, n)
+        chat = self.chat_ngram.decision_function(texts) if self.blend.chat_ngram else None
+        probs = self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before, chat)
+        if reviews.any():
+            self._read_as_reviews(probs, reviews, bert[:n][reviews], [t for t, r in zip(texts, reviews) if r])
+        return probs
+
+    def _read_as_reviews(self, probs: dict[str, np.ndarray], reviews: np.ndarray, bert: np.ndarray,
+                         texts: list[str]) -> None:
+        """Replace the reviews' negative probability by the review blend's; neutral and
+        positive share the rest as the main blend divided it (reviews teach no neutral class)."""
+        negative = self.blend.review.negative(bert, self.review_ngram.decision_function(texts))
+        rest = (1.0 - negative) / np.maximum(1.0 - probs["negative"][reviews], 1e-12)
+        for name in probs:
+            probs[name][reviews] = negative if name == "negative" else probs[name][reviews] * rest
 
     def negative_probs(self, texts: Sequence[str],
-                       contexts: Sequence[Sequence[tuple[str, str]]] | None = None) -> np.ndarray:
-        return self.probabilities(texts, contexts)["negative"]
+                       contexts: Sequence[Sequence[tuple[str, str]]] | None = None,
+                       channels: Sequence[str | None] | None = None) -> np.ndarray:
+        return self.probabilities(texts, contexts, channels)["negative"]
 
 
 def fingerprint(directory: Path) -> str:

@@ -38,7 +38,7 @@ def test_cutoffs_fitted_to_an_alert_rate_hold_it_on_held_out_customers(tmp_path:
     # What the cut-offs are fitted to does not depend on how well the BERT reads: a reader
     # that knows which sentences are complaints keeps the test fast.
     negative = set(pool.negative) | set(pool.competitor)
-    monkeypatch.setattr(text, "_analyse", lambda texts, _settings, _contexts: [
+    monkeypatch.setattr(text, "_analyse", lambda texts, _settings, _contexts, _reviews: [
         {"negative_prob": 0.9 if t in negative else 0.1, "negative_word_share": 0.0, "labels": {},
          "spans": []} for t in texts])
     sim = simulation.simulate(simulation.cdnow_transactions(), pool, simulation.SimulationParams(customers=None),

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from test_sentiment_model import tiny_bert
 
+from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.sentiment import ClassBlend, SentimentModel
 from churnsignal.nlp.training import chat
 from churnsignal.nlp.training.chat import ChatRecipe, assemble, train_chat_sentiment
@@ -68,6 +69,7 @@ def test_every_stage_writes_its_output(trained: tuple[Path, Path, Path, ChatReci
     assert (work / "chat-sentiment" / "model.safetensors").is_file()
     assert (work / "ngram" / "ngram.json").is_file()
     assert (work / "chat-ngram" / "chat_ngram.json").is_file()
+    assert (work / "review" / "ngram" / "ngram.json").is_file()
 
 
 def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_path: Path) -> None:
@@ -76,8 +78,12 @@ def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_
     assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat in dialogue"]["texts"] > 0
     model = SentimentModel(tmp_path / "out")
     assert isinstance(model.blend, ClassBlend) and model.has_neutral and model.reads_context and model.blend.chat_ngram
-    probs = model.probabilities(["这个什么时候发货", "太差了"], [[("customer", "你好")], []])
+    assert model.reads_reviews and card["dev"]["reviews read as reviews"]["texts"] > 0
+    probs = model.probabilities(["这个什么时候发货", "太差了"], [[("customer", "你好")], []], ["chat", "review"])
     np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
+    # The review n-gram is the base recipe's n-gram half on the reviews alone.
+    review_only = NgramSentiment.load(work / "review" / "ngram")
+    np.testing.assert_allclose(model.review_ngram.decision_function(["太差了"]), review_only.decision_function(["太差了"]))
 
 
 def test_a_finished_run_is_not_trained_again(trained) -> None:
@@ -91,10 +97,11 @@ def test_a_folder_with_the_finished_stages_only_needs_the_blend(trained, tmp_pat
     """How 0.2.1 was made from 0.2.0: its BERT and n-gram copied into a folder, the blend fitted again."""
     work, base, support, recipe = trained
     again = tmp_path / "again"
-    for stage in ("chat-sentiment", "ngram", "chat-ngram"):
+    for stage in ("chat-sentiment", "ngram", "chat-ngram", "review"):
         shutil.copytree(work / stage, again / stage)
     monkeypatch.setattr(chat, "adapt", lambda *args: pytest.fail("masked-LM ran again"))
     monkeypatch.setattr(chat, "finetune", lambda *args: pytest.fail("fine-tuning ran again"))
+    monkeypatch.setattr(NgramSentiment, "fit", lambda *args: pytest.fail("an n-gram was fitted again"))
     assert train_chat_sentiment(again, base, None, support, recipe) == again / "chat-sentiment"
     card = assemble(again, base, None, support, tmp_path / "out", recipe, name="tiny", version="t2")
     assert SentimentModel(tmp_path / "out").reads_context and card["version"] == "t2"

@@ -74,6 +74,29 @@ def test_jsonl_lines_may_carry_the_turns_before_them() -> None:
     assert all("context" in o["error"] for o in out[2:4])
 
 
+def test_a_review_is_read_as_a_review() -> None:
+    text = "房间很小，隔音也差，早餐一般"
+    lines = [{"id": "r", "text": text, "channel": "review"}, {"id": "c", "text": text},
+             {"id": "t", "text": text, "channel": "ticket"}, {"id": "x", "text": text, "channel": "email"}]
+    result = invoke("--jsonl", input="".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    review, chat = (r["sentiment"]["negative_prob"] for r in analyse([text, text], channels=["review", "chat"]))
+    # (int8 activations are quantised per batch: a text read in another batch moves a little)
+    assert out[0]["sentiment"]["negative_prob"] == pytest.approx(review, abs=0.005)
+    assert out[1]["sentiment"]["negative_prob"] == out[2]["sentiment"]["negative_prob"] == pytest.approx(chat, abs=0.005)
+    assert abs(review - chat) > 0.01
+    assert out[3]["line"] == 4 and "channel" in out[3]["error"] and result.exit_code == 0
+    one = invoke("--channel", "review", text)
+    assert json.loads(one.stdout)["sentiment"]["negative_prob"] == pytest.approx(review, abs=0.005)
+    # --channel is the default of --jsonl lines that do not name one.
+    lines = invoke("--jsonl", "--channel", "review", input=json.dumps({"text": text}, ensure_ascii=False)
+                   + "\n" + json.dumps({"text": text, "channel": "chat"}, ensure_ascii=False) + "\n")
+    assert [json.loads(line)["sentiment"]["negative_prob"] for line in lines.stdout.splitlines()] == pytest.approx(
+        [review, chat], abs=0.005)
+    unknown = invoke("--channel", "email", text)
+    assert unknown.exit_code == 2 and "--channel" in unknown.output
+
+
 def test_table_format_is_one_readable_line_per_message() -> None:
     result = invoke("--jsonl", "--format", "table", input='{"id": "t1", "text": "等了两个小时，饭都凉了"}\n')
     assert result.exit_code == 0

@@ -34,8 +34,8 @@ def day(offset: float) -> pd.Timestamp:
     return AS_OF - pd.Timedelta(days=offset)
 
 
-def keyword_signals(texts: list[str], settings: Settings, contexts: list) -> list[dict]:
-    """Stand-in for the models: angry words read as negative, topic words as entities (context unread)."""
+def keyword_signals(texts: list[str], settings: Settings, contexts: list, reviews: list[bool]) -> list[dict]:
+    """Stand-in for the models: angry words read as negative, topic words as entities (context and channel unread)."""
     return [{"negative_prob": 0.95 if any(w in t for w in ANGRY) else 0.1, "negative_word_share": 0.0,
              "labels": {label: 1 for word, label in TOPIC_WORDS.items() if word in t},
              "spans": [{"start": t.index(word), "end": t.index(word) + len(word), "label": label}

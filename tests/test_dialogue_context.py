@@ -1,5 +1,5 @@
-"""A customer's turn is read after the turns before it on its ticket: by ``analyse``, by the
-worker, and by scoring later, alike.
+"""A customer's turn is read after the turns before it on its ticket, and a review alone, as
+a review: by ``analyse``, by the worker, and by scoring later, alike.
 
 The worker tests read with the shipped models on SQLite and on the real PostgreSQL (the
 ``store`` fixture).
@@ -26,7 +26,7 @@ REPLY = "亲，非常抱歉，已经帮您催促仓库了"
 CHASING = "还没到"
 
 
-def add(store, rows: list[tuple[str, str, str]], status: str = "queued") -> list[int]:
+def add(store, rows: list[tuple[str, str, str]], status: str = "queued", channel: str = "chat") -> list[int]:
     """Events (ticket, author, text), a minute apart, in order."""
     now = utcnow()
     with store.session() as session:
@@ -34,7 +34,7 @@ def add(store, rows: list[tuple[str, str, str]], status: str = "queued") -> list
         session.add(delivery)
         session.flush()
         events = [Event(delivery_id=delivery.id, source="zendesk", external_id=f"x{now.timestamp()}-{n}", ticket_id=ticket,
-                        customer_id="c-1", author=author, channel="chat", text=text,
+                        customer_id="c-1", author=author, channel=channel, text=text,
                         created_at=now - timedelta(minutes=30 - n), received_at=now, status=status)
                   for n, (ticket, author, text) in enumerate(rows)]
         session.add_all(events)
@@ -77,6 +77,23 @@ def test_the_worker_reads_each_turn_after_the_earlier_turns_of_its_ticket(store,
     again = analyse_events(history, settings)
     assert sorted(again.loc[again["author"] == "customer", "negative_prob"].round(4)) == pytest.approx(
         sorted(p for p in probs(store, [earlier[0], chasing, elsewhere])), abs=1e-4)
+
+
+def test_the_worker_reads_a_review_as_a_review(store, tmp_path: Path) -> None:
+    settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
+    text = "房间很小，隔音也差，早餐一般"
+    [review] = add(store, [("R1", "customer", text)], channel="review")
+    [ticket] = add(store, [("T1", "customer", text)], channel="email")
+    pipeline.analyse(store, [review, ticket], settings)
+    as_review, as_ticket = (r["sentiment"]["negative_prob"] for r in
+                            analyse([text, text], settings, channels=["review", "ticket"]))
+    assert probs(store, [review, ticket]) == pytest.approx([as_review, as_ticket], abs=1e-4)
+    assert abs(as_review - as_ticket) > 0.01
+    # Scoring later reads the stored review the same way, from the cache.
+    with store.session() as session:
+        history = pipeline.support_events(session, "c-1")
+    again = analyse_events(history, settings)
+    assert sorted(again["negative_prob"].round(4)) == pytest.approx(sorted([as_review, as_ticket]), abs=1e-4)
 
 
 def test_turns_queued_together_are_read_in_their_order(store, tmp_path: Path) -> None:

