@@ -347,12 +347,12 @@ def fit_review_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[Rev
     reviews = [e for e in dev if e.source != "chat"]
     texts = [e.text for e in reviews]
     x = np.column_stack([model.bert_log_probs(texts), model.review_ngram.decision_function(texts)])
-    y = np.array([e.label == 0 for e in reviews])
-    stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    labels = np.array([e.label for e in reviews])
+    is_negative = labels == LABELS.index("negative")
+    stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, is_negative)
     blend = ReviewBlend(tuple(stack.coef_[0].tolist()), float(stack.intercept_[0]))
     negative = blend.negative(x[:, :-1], x[:, -1])
-    return blend, {**_dev_figures(np.where(y, 0, 2), negative),
-                   "accuracy": round(float(((negative >= 0.5) == y).mean()), 4)}
+    return blend, {**_dev_figures(labels, negative), "accuracy": round(float(((negative >= 0.5) == is_negative).mean()), 4)}
 
 
 def _dev_figures(y: np.ndarray, negative: np.ndarray) -> dict:
