@@ -2,11 +2,13 @@
 
     python bench/chat_gold.py
 
-Reads ``bench/data/chat_gold_{train,test}.jsonl`` (JDDC customer turns labelled by the guide
-in model_cards/sentiment.md) and ``bench/data/chat_gold_second.jsonl`` (a blind sample
-labelled a second time, independently), and the same for the labelled ATEC/BQ questions
-(``questions_train.jsonl``, ``questions_second.jsonl``). Prints one JSON object: counts,
-and Cohen's kappa with the confusion between the two labellings of each sample.
+Reads ``bench/data/chat_gold_{train,test}.jsonl`` (JDDC customer turns from two samples,
+labelled by the guide in model_cards/sentiment.md) and ``bench/data/chat_gold_second.jsonl``
+(a blind sample labelled a second time, independently), and the same for the labelled
+ATEC/BQ questions (``questions_train.jsonl``, ``questions_second.jsonl``). Prints one JSON
+object: counts, and Cohen's kappa with the confusion between the two labellings of each
+sample, for the whole set and per JDDC sample (``by_sample``), and how many train rows the
+split rule keeps out of training.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from collections import Counter
 from pathlib import Path
 
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
+
+from churnsignal.nlp.support_chat import jddc_sample
+from churnsignal.nlp.training.chat import train_gold
 
 DATA = Path(__file__).resolve().parent / "data"
 LABELS = ("negative", "neutral", "positive")
@@ -42,12 +47,21 @@ def counts(rows: list[dict]) -> dict[str, int]:
 
 def main() -> None:
     gold = {split: read(f"chat_gold_{split}.jsonl") for split in ("train", "test")}
+    first = {row["id"]: row["label"] for rows in gold.values() for row in rows}
+    second = read("chat_gold_second.jsonl")
     questions = read("questions_train.jsonl")
     print(json.dumps({
         "bench": "chat_gold",
         "turns": {split: len(rows) for split, rows in gold.items()},
         "labels": {split: counts(rows) for split, rows in gold.items()},
-        **agreement({row["id"]: row["label"] for rows in gold.values() for row in rows}, read("chat_gold_second.jsonl")),
+        "by_sample": {sample: {"turns": {split: sum(jddc_sample(r["id"]) == sample for r in rows)
+                                         for split, rows in gold.items()},
+                               "labels": {split: counts([r for r in rows if jddc_sample(r["id"]) == sample])
+                                          for split, rows in gold.items()},
+                               **agreement(first, [r for r in second if jddc_sample(r["id"]) == sample])}
+                      for sample in ("0.1per", "baseline")},
+        "train_rows_the_split_rule_keeps_out_of_training": len(gold["train"]) - len(train_gold()),
+        **agreement(first, second),
         "questions": {"texts": len(questions), "labels": counts(questions),
                       **agreement({row["id"]: row["label"] for row in questions}, read("questions_second.jsonl"))},
     }, ensure_ascii=False))

@@ -2,9 +2,10 @@
 
     python bench/chat_sentiment.py --baseline runs/sentiment-0.1.0
 
-Scores ``bench/data/chat_gold_test.jsonl`` (287 turns labelled by the guide in
-model_cards/sentiment.md) with the shipped model (each turn read after the turns before it,
-as the worker reads it, and read alone), the 0.1.0 model it was adapted from, and the strongest n-gram trained on the
+Scores ``bench/data/chat_gold_test.jsonl`` (JDDC customer turns from two samples, labelled
+by the guide in model_cards/sentiment.md; ``by_sample`` gives the figures per sample) with
+the shipped model (each turn read after the turns before it, as the worker reads it, and
+read alone), the 0.1.0 model it was adapted from, and the strongest n-gram trained on the
 same data as the shipped BERT (its n-gram part: char 1–4 + word 1–2 TF-IDF and logistic
 regression on reviews, chat gold train and labelled questions) and its chat n-gram (the
 same on the chat gold fit turns and labelled questions only). Prints one
@@ -30,6 +31,7 @@ from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp.analysis import sentiment_label
 from churnsignal.nlp.sentiment import SentimentModel, shipped_model_dir
+from churnsignal.nlp.support_chat import jddc_sample
 from churnsignal.nlp.training.chat import LABELS, gold_examples, read_gold
 
 # 0.1.0 shipped with this neutral band; its rows are labelled by it, as 0.1.0 labelled them.
@@ -68,22 +70,29 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.baseline / "config.json").is_file():
         sys.exit(f"{args.baseline}: no 0.1.0 model there; see this script's docstring for the git archive line")
-    test = gold_examples(read_gold("test"))
+    gold = read_gold("test")
+    test = gold_examples(gold)
     texts, y = [e.text for e in test], np.array([e.label for e in test])
+    samples = np.array([jddc_sample(r["id"]) for r in gold])
     model = SentimentModel(args.model or shipped_model_dir())
     settings = get_settings()
-    rows = {
-        "shipped_in_dialogue": figures(y, model.probabilities(texts, [e.turns for e in test]), settings),
-        "shipped_alone": figures(y, model.probabilities(texts), settings),
-        "baseline_0.1.0": figures(y, SentimentModel(args.baseline).probabilities(texts), BAND_0_1_0),
+    probabilities = {
+        "shipped_in_dialogue": (model.probabilities(texts, [e.turns for e in test]), settings),
+        "shipped_alone": (model.probabilities(texts), settings),
+        "baseline_0.1.0": (SentimentModel(args.baseline).probabilities(texts), BAND_0_1_0),
     }
     for name, ngram in (("ngram_same_data", model.ngram), ("chat_ngram", model.chat_ngram)):
         if ngram is not None:
-            rows[name] = figures(y, {"negative": 1 / (1 + np.exp(-ngram.decision_function(texts)))}, settings)
+            probabilities[name] = ({"negative": 1 / (1 + np.exp(-ngram.decision_function(texts)))}, settings)
+    rows = {name: figures(y, probs, s) for name, (probs, s) in probabilities.items()}
+    by_sample = {sample: {"turns": int((samples == sample).sum()),
+                          **{name: figures(y[samples == sample], {k: v[samples == sample] for k, v in probs.items()}, s)
+                             for name, (probs, s) in probabilities.items()}}
+                 for sample in sorted(set(samples))}
     print(json.dumps({"bench": "chat_sentiment", "model": model.info, "turns": len(test),
                       "labels": {name: int((y == k).sum()) for k, name in enumerate(LABELS)},
-                      "rows": rows, "bar": BAR, "meets": {name: meets(row) for name, row in rows.items()}},
-                     ensure_ascii=False, indent=2))
+                      "rows": rows, "bar": BAR, "meets": {name: meets(row) for name, row in rows.items()},
+                      "by_sample": by_sample}, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,9 @@ CHAT_NGRAM = "chat_ngram"
 CHAT_NGRAM_CHARS = 40
 # The n-gram part that knows only reviews, read with the BERT on messages from the review channel.
 REVIEW_NGRAM = "review_ngram"
+# The n-gram part that reads the turns before a message (customers' and agents'), not the
+# message: it learned which dialogues complaints come in (``context_ngram.*``).
+CONTEXT_NGRAM = "context_ngram"
 # The channel whose messages are read as reviews; every other channel is read as dialogue.
 REVIEW = "review"
 # Overlap between consecutive windows of a long text, as a share of the window.
@@ -97,13 +100,15 @@ class ClassBlend:
     with the text's length; with ``chat_ngram``, also over the chat n-gram's log-odds and
     their product with the length, on texts of up to ``CHAT_NGRAM_CHARS``; with
     ``context``, also over what the customer said earlier in the ticket
-    (:func:`earlier_features`).
+    (:func:`earlier_features`); with ``context_ngram``, also over the context n-gram's
+    log-odds for the turns before the message (:func:`context_text`).
 
     The interactions are what let one blend serve reviews and chat: the n-gram, strong on
     reviews, reads many calm questions as negative, and the BERT's neutral probability and
     the length (a chat turn is short, a review long) say how far to listen to it. The
     earlier turns are what make "看了吗" chasing after a complaint and a question after a
-    question. The chat n-gram knows the chat register that the review-heavy parts blur.
+    question; the context n-gram adds the agents' side ("请您稍等" and then "看了吗" is
+    chasing). The chat n-gram knows the chat register that the review-heavy parts blur.
     Fitted on a dev slice holding reviews and chat; it also calibrates the probabilities.
     ``review``, when set, is how a message from the review channel is read instead.
     """
@@ -114,31 +119,38 @@ class ClassBlend:
     context: bool = False
     chat_ngram: bool = False
     review: ReviewBlend | None = None
+    context_ngram: bool = False
 
     @staticmethod
     def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray,
-                 earlier: np.ndarray | None = None, chat: np.ndarray | None = None) -> np.ndarray:
-        """One row per text; ``chat`` (chat n-gram log-odds) and ``earlier`` (from
-        :func:`earlier_features`) add their columns."""
+                 earlier: np.ndarray | None = None, chat: np.ndarray | None = None,
+                 context_odds: np.ndarray | None = None) -> np.ndarray:
+        """One row per text; ``chat`` (chat n-gram log-odds), ``earlier`` (from
+        :func:`earlier_features`) and ``context_odds`` (context n-gram log-odds, zero for a text
+        with no turns before it) add their columns."""
         neutral = np.exp(bert[:, classes.index("neutral")])
         size = np.log1p(np.asarray(lengths, dtype=np.float64))
         columns = [bert, ngram, ngram * neutral, size, ngram * size]
         if chat is not None:
             short = np.asarray(lengths) <= CHAT_NGRAM_CHARS
             columns += [chat * short, chat * short * size]
-        return np.column_stack(columns if earlier is None else [*columns, earlier])
+        if earlier is not None:
+            columns.append(earlier)
+        return np.column_stack(columns if context_odds is None else [*columns, context_odds])
 
     def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str],
                       lengths: np.ndarray, earlier: np.ndarray | None = None,
-                      chat: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """``earlier`` is read only by a blend fitted with context; none means no earlier
-        turns. ``chat`` is required by a blend fitted with the chat n-gram."""
+                      chat: np.ndarray | None = None, context_odds: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``earlier`` and ``context_odds`` are read only by a blend fitted with them; none means
+        no turns before. ``chat`` is required by a blend fitted with the chat n-gram."""
         if self.context and earlier is None:
             earlier = np.zeros((len(bert), EARLIER_COLUMNS))
+        if self.context_ngram and context_odds is None:
+            context_odds = np.zeros(len(bert))
         if self.chat_ngram and chat is None:
             raise ValueError("this blend reads the chat n-gram's log-odds: pass chat")
         x = self.features(bert, ngram, classes, lengths, earlier if self.context else None,
-                          chat if self.chat_ngram else None)
+                          chat if self.chat_ngram else None, context_odds if self.context_ngram else None)
         z = x @ np.asarray(self.coef).T + np.asarray(self.intercept)
         p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
         return {name: p[:, i] for i, name in enumerate(self.classes)}
@@ -177,6 +189,13 @@ def earlier_features(bert_logits: np.ndarray, ngram: np.ndarray, owners: Sequenc
     return out
 
 
+def context_text(turns: Sequence[tuple[str, str]]) -> str:
+    """The last ``CONTEXT_TURNS`` turns before a message as the context n-gram reads them:
+    ``C:`` before the customer's, ``A:`` before anyone else's; empty without a turn."""
+    said = [(author, text) for author, text in list(turns)[-CONTEXT_TURNS:] if text.strip()]
+    return " ".join(("C:" if author == "customer" else "A:") + text for author, text in said)
+
+
 def read_blend(path: Path) -> Blend | ClassBlend | None:
     if not path.is_file():
         return None
@@ -185,7 +204,8 @@ def read_blend(path: Path) -> Blend | ClassBlend | None:
         review = fields.get("review")
         return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]),
                           bool(fields.get("context", False)), bool(fields.get("chat_ngram", False)),
-                          None if review is None else ReviewBlend(tuple(review["coef"]), float(review["intercept"])))
+                          None if review is None else ReviewBlend(tuple(review["coef"]), float(review["intercept"])),
+                          bool(fields.get("context_ngram", False)))
     return Blend(**fields)
 
 
@@ -243,6 +263,10 @@ class SentimentModel:
                              if NgramSentiment.saved_in(directory, REVIEW_NGRAM) else None)
         if self.reads_reviews and self.review_ngram is None:
             raise ModelLoadError(f"{directory}: {BLEND} reads reviews with a review n-gram but {REVIEW_NGRAM}.json is missing")
+        self.context_ngram = (NgramSentiment.load(directory, CONTEXT_NGRAM)
+                              if NgramSentiment.saved_in(directory, CONTEXT_NGRAM) else None)
+        if isinstance(self.blend, ClassBlend) and self.blend.context_ngram and self.context_ngram is None:
+            raise ModelLoadError(f"{directory}: {BLEND} reads a context n-gram but {CONTEXT_NGRAM}.json is missing")
         card = json.loads((directory / CARD).read_text()) if (directory / CARD).is_file() else {}
         self.info = {"name": card.get("name", directory.name), "version": card.get("version", "unversioned"),
                      "fingerprint": fingerprint(directory), "quantized": quantize}
@@ -254,7 +278,7 @@ class SentimentModel:
     @property
     def reads_context(self) -> bool:
         """Whether the turns before a message change its probabilities (a blend fitted with them)."""
-        return isinstance(self.blend, ClassBlend) and self.blend.context
+        return isinstance(self.blend, ClassBlend) and (self.blend.context or self.blend.context_ngram)
 
     @property
     def reads_reviews(self) -> bool:
@@ -301,7 +325,8 @@ class SentimentModel:
 
         ``contexts``, when given, holds for each text the ``(author, text)`` turns before it
         in its ticket, oldest first. A blend fitted with context reads the customer's own
-        turns among the last ``CONTEXT_TURNS`` (:func:`earlier_turns`); other models ignore them.
+        turns among the last ``CONTEXT_TURNS`` (:func:`earlier_turns`), and with a context
+        n-gram every turn among them (:func:`context_text`); other models ignore them.
         ``channels``, when given, holds each text's helpdesk channel: a model that
         :attr:`reads_reviews` reads a ``"review"`` alone, as a review; other channels and
         other models read every text the same way.
@@ -328,10 +353,20 @@ class SentimentModel:
             return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
         before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, n)
         chat = self.chat_ngram.decision_function(texts) if self.blend.chat_ngram else None
-        probs = self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before, chat)
+        probs = self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before, chat,
+                                         self.context_log_odds(contexts) if self.blend.context_ngram else None)
         if reviews.any():
             self._read_as_reviews(probs, reviews, bert[:n][reviews], [t for t, r in zip(texts, reviews) if r])
         return probs
+
+    def context_log_odds(self, contexts: Sequence[Sequence[tuple[str, str]]]) -> np.ndarray:
+        """The context n-gram's log-odds per message; zero for one with no turns before it."""
+        said = [context_text(turns) for turns in contexts]
+        out = np.zeros(len(said))
+        given = [i for i, text in enumerate(said) if text]
+        if given:
+            out[given] = self.context_ngram.decision_function([said[i] for i in given])
+        return out
 
     def _read_as_reviews(self, probs: dict[str, np.ndarray], reviews: np.ndarray, bert: np.ndarray,
                          texts: list[str]) -> None:

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from test_sentiment_model import tiny_bert
 
+from churnsignal.nlp.corpus import split_of
 from churnsignal.nlp.ngram import NgramSentiment
 from churnsignal.nlp.sentiment import ClassBlend, SentimentModel
+from churnsignal.nlp.support_chat import baseline_held_out
 from churnsignal.nlp.training import chat
 from churnsignal.nlp.training.chat import ChatRecipe, assemble, train_chat_sentiment
 
@@ -69,6 +71,7 @@ def test_every_stage_writes_its_output(trained: tuple[Path, Path, Path, ChatReci
     assert (work / "chat-sentiment" / "model.safetensors").is_file()
     assert (work / "ngram" / "ngram.json").is_file()
     assert (work / "chat-ngram" / "chat_ngram.json").is_file()
+    assert (work / "context-ngram" / "context_ngram.json").is_file()
     assert (work / "review" / "ngram" / "ngram.json").is_file()
 
 
@@ -78,6 +81,7 @@ def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_
     assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat in dialogue"]["texts"] > 0
     model = SentimentModel(tmp_path / "out")
     assert isinstance(model.blend, ClassBlend) and model.has_neutral and model.reads_context and model.blend.chat_ngram
+    assert model.blend.context_ngram and model.context_ngram is not None
     assert model.reads_reviews and card["dev"]["reviews read as reviews"]["texts"] > 0
     probs = model.probabilities(["这个什么时候发货", "太差了"], [[("customer", "你好")], []], ["chat", "review"])
     np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
@@ -97,7 +101,7 @@ def test_a_folder_with_the_finished_stages_only_needs_the_blend(trained, tmp_pat
     """How 0.2.1 was made from 0.2.0: its BERT and n-gram copied into a folder, the blend fitted again."""
     work, base, support, recipe = trained
     again = tmp_path / "again"
-    for stage in ("chat-sentiment", "ngram", "chat-ngram", "review"):
+    for stage in ("chat-sentiment", "ngram", "chat-ngram", "context-ngram", "review"):
         shutil.copytree(work / stage, again / stage)
     monkeypatch.setattr(chat, "adapt", lambda *args: pytest.fail("masked-LM ran again"))
     monkeypatch.setattr(chat, "finetune", lambda *args: pytest.fail("fine-tuning ran again"))
@@ -105,3 +109,14 @@ def test_a_folder_with_the_finished_stages_only_needs_the_blend(trained, tmp_pat
     assert train_chat_sentiment(again, base, None, support, recipe) == again / "chat-sentiment"
     card = assemble(again, base, None, support, tmp_path / "out", recipe, name="tiny", version="t2")
     assert SentimentModel(tmp_path / "out").reads_context and card["version"] == "t2"
+
+
+def test_no_train_text_shares_a_window_with_the_baseline_samples_held_out_turns() -> None:
+    """The first chat gold rows and the reviews were split before the JDDC baseline sample
+    came; the recipe applies the overlap rule to them against it."""
+    held_out = baseline_held_out()
+    assert held_out and all(split_of(t) != "train" for t in held_out)
+    long_one = next(t for t in held_out if len(t) >= 20)
+    assert not chat.clear_of_baseline("前面" + long_one[2:16] + "后面") and chat.clear_of_baseline("好的谢谢")
+    rows, kept = chat.read_gold("train"), chat.train_gold()
+    assert 0 < len(rows) - len(kept) < 50 and all(chat.clear_of_baseline(r["text"]) for r in kept)

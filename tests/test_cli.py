@@ -75,7 +75,7 @@ def test_jsonl_lines_may_carry_the_turns_before_them() -> None:
 
 
 def test_a_review_is_read_as_a_review() -> None:
-    text = "房间很小，隔音也差，早餐一般"
+    text = "位置不错，服务一般，下次可能不会再来了"
     lines = [{"id": "r", "text": text, "channel": "review"}, {"id": "c", "text": text},
              {"id": "t", "text": text, "channel": "ticket"}, {"id": "x", "text": text, "channel": "email"}]
     result = invoke("--jsonl", input="".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))

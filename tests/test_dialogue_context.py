@@ -8,6 +8,7 @@ The worker tests read with the shipped models on SQLite and on the real PostgreS
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import count
 from pathlib import Path
 
 import pandas as pd
@@ -24,10 +25,12 @@ from churnsignal.worker import pipeline
 COMPLAINT = "我的快递三天了怎么还没有发货，到底怎么回事"
 REPLY = "亲，非常抱歉，已经帮您催促仓库了"
 CHASING = "还没到"
+# Seconds since the first event written here: events of later calls come later.
+_CLOCK = count()
 
 
 def add(store, rows: list[tuple[str, str, str]], status: str = "queued", channel: str = "chat") -> list[int]:
-    """Events (ticket, author, text), a minute apart, in order."""
+    """Events (ticket, author, text), a second apart, in order, after those of earlier calls."""
     now = utcnow()
     with store.session() as session:
         delivery = Delivery(source="zendesk", received_at=now, body="{}")
@@ -35,7 +38,8 @@ def add(store, rows: list[tuple[str, str, str]], status: str = "queued", channel
         session.flush()
         events = [Event(delivery_id=delivery.id, source="zendesk", external_id=f"x{now.timestamp()}-{n}", ticket_id=ticket,
                         customer_id="c-1", author=author, channel=channel, text=text,
-                        created_at=now - timedelta(minutes=30 - n), received_at=now, status=status)
+                        created_at=now - timedelta(minutes=30) + timedelta(seconds=next(_CLOCK)), received_at=now,
+                        status=status)
                   for n, (ticket, author, text) in enumerate(rows)]
         session.add_all(events)
         session.flush()
@@ -81,7 +85,7 @@ def test_the_worker_reads_each_turn_after_the_earlier_turns_of_its_ticket(store,
 
 def test_the_worker_reads_a_review_as_a_review(store, tmp_path: Path) -> None:
     settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
-    text = "房间很小，隔音也差，早餐一般"
+    text = "位置不错，服务一般，下次可能不会再来了"
     [review] = add(store, [("R1", "customer", text)], channel="review")
     [ticket] = add(store, [("T1", "customer", text)], channel="email")
     pipeline.analyse(store, [review, ticket], settings)

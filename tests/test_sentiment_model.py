@@ -17,10 +17,12 @@ from churnsignal.nlp.sentiment import (
     BLEND,
     CHAT_NGRAM,
     CHAT_NGRAM_CHARS,
+    CONTEXT_NGRAM,
     REVIEW_NGRAM,
     ClassBlend,
     ModelLoadError,
     SentimentModel,
+    context_text,
 )
 from churnsignal.nlp.training.sentiment import build_tokenizer
 
@@ -162,6 +164,41 @@ def test_a_blend_with_a_chat_ngram_reads_it(tmp_path: Path, three_class: Path) -
     assert model.negative_probs([long])[0] == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
     (directory / f"{CHAT_NGRAM}.json").unlink()
     with pytest.raises(ModelLoadError, match="chat n-gram"):
+        SentimentModel(directory)
+
+
+def test_a_blend_with_a_context_ngram_reads_every_turn_before_the_message(tmp_path: Path, three_class: Path) -> None:
+    directory = blended(tmp_path / "dialogue", three_class, context=True)
+    contexts = ["C:快递三天了还没到 A:请您稍等", "C:发票开了吗 A:已经开了", "A:请您稍等", "C:谢谢"]
+    NgramSentiment(C=1.0).fit(contexts, [1, 0, 1, 0]).save(directory, CONTEXT_NGRAM)
+    blend = json.loads((directory / BLEND).read_text())
+    blend["coef"] = [[*row, weight] for row, weight in zip(blend["coef"], (1.2, 0, 0))]
+    (directory / BLEND).write_text(json.dumps({**blend, "context_ngram": True}))
+    model = SentimentModel(directory, quantize=False)
+    assert model.reads_context
+    text = "看了吗"
+    turns = [("customer", "我的快递三天了怎么还没有发货"), ("agent", "请您稍等"), ("bot", "正在查询")]
+    # The last four turns, the customer's marked C: and anyone else's A:; an empty one says nothing.
+    assert context_text([("customer", "早"), ("agent", " "), *turns]) == "C:我的快递三天了怎么还没有发货 A:请您稍等 A:正在查询"
+    assert context_text([("customer", "早"), *turns]) == "C:早 C:我的快递三天了怎么还没有发货 A:请您稍等 A:正在查询"
+    assert context_text([]) == ""
+    said = context_text(turns)
+    earlier = [float(model.bert_logits([turns[0][1]])[0]), float(model.ngram.decision_function([turns[0][1]])[0]),
+               np.log(2)]
+    columns = ClassBlend.features(model.bert_log_probs([text]), model.ngram.decision_function([text]), model.classes,
+                                  np.array([len(text)]), np.array([earlier]),
+                                  context_odds=model.context_ngram.decision_function([said]))
+    z = columns @ np.asarray(model.blend.coef).T
+    alone, after = model.negative_probs([text, text], [[], turns])
+    assert after == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
+    # With no turn before it, the column is zero: a ticket's first turn reads as a text alone.
+    assert alone == pytest.approx(blend_negative(SentimentModel(blended(tmp_path / "same", three_class, True), quantize=False),
+                                                 text, [0, 0, 0]), abs=1e-5)
+    # An agent's turn alone moves the reading now (the earlier-turn columns read only the customer's).
+    agent_only = model.negative_probs([text, text], [[("agent", "请您稍等")], []])
+    assert agent_only[0] != pytest.approx(agent_only[1], abs=1e-4)
+    (directory / f"{CONTEXT_NGRAM}.json").unlink()
+    with pytest.raises(ModelLoadError, match="context n-gram"):
         SentimentModel(directory)
 
 
