@@ -2,8 +2,9 @@
 
     python bench/chat_gold.py
 
-Reads ``bench/data/chat_gold_{train,test}.jsonl`` (JDDC customer turns from two samples,
-labelled by the guide in model_cards/sentiment.md) and ``bench/data/chat_gold_second.jsonl``
+Reads ``bench/data/chat_gold_train.jsonl.gz`` and ``chat_gold_test.jsonl`` (JDDC customer
+turns from two samples, labelled by the guide in model_cards/sentiment.md) and
+``bench/data/chat_gold_second.jsonl``
 (a blind sample labelled a second time, independently), and the same for the labelled
 ATEC/BQ questions (``questions_train.jsonl``, ``questions_second.jsonl``). Prints one JSON
 object: counts, and Cohen's kappa with the confusion between the two labellings of each
@@ -20,7 +21,7 @@ from pathlib import Path
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 from churnsignal.nlp.support_chat import jddc_sample
-from churnsignal.nlp.training.chat import train_gold
+from churnsignal.nlp.training.chat import read_gold, train_gold
 
 DATA = Path(__file__).resolve().parent / "data"
 LABELS = ("negative", "neutral", "positive")
@@ -46,7 +47,7 @@ def counts(rows: list[dict]) -> dict[str, int]:
 
 
 def main() -> None:
-    gold = {split: read(f"chat_gold_{split}.jsonl") for split in ("train", "test")}
+    gold = {split: read_gold(split) for split in ("train", "test")}
     first = {row["id"]: row["label"] for rows in gold.values() for row in rows}
     second = read("chat_gold_second.jsonl")
     questions = read("questions_train.jsonl")

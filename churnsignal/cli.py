@@ -192,19 +192,30 @@ def train_sentiment(corpus_dir: Path | None, work: Path, out: Path, layers: int,
               show_default=True, help="Checkpoints and stage outputs; rerun the same command to resume.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Where the finished model directory is written.")
+@click.option("--continue-from", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A three-class chat model (not --out) whose fine-tuning continues on the gold set as it "
+                   "stands now, at lr 5e-5; masked-LM does not run.")
 @click.option("--mlm-steps", default=800, show_default=True, help="Masked-LM steps of 32 x 128 tokens on support text.")
-@click.option("--epochs", default=3.0, show_default=True, help="Fine-tuning epochs.")
+@click.option("--epochs", type=float, help="Fine-tuning epochs.  [default: 3, or 1 with --continue-from]")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--version", "model_version", default="dev", show_default=True, help="Version recorded in the model.")
 def train_chat_sentiment(support_dir: Path, corpus_dir: Path | None, base: Path | None, work: Path, out: Path,
-                         mlm_steps: int, epochs: float, seed: int, model_version: str) -> None:
+                         continue_from: Path | None, mlm_steps: int, epochs: float | None, seed: int,
+                         model_version: str) -> None:
     """Adapt a sentiment model to support chat: masked-LM on support text, then three classes
     (negative / neutral / positive) on reviews, the chat gold set and calm questions."""
     from churnsignal.nlp.sentiment import shipped_model_dir
     from churnsignal.nlp.training.chat import ChatRecipe, assemble, train_chat_sentiment as run
 
-    base = base or shipped_model_dir()
-    recipe = ChatRecipe(seed=seed, mlm_steps=mlm_steps, ft_epochs=epochs)
+    if continue_from is not None:
+        if base is not None:
+            raise click.UsageError("--base and --continue-from exclude each other: a continued model has no masked-LM stage")
+        if continue_from.resolve() == out.resolve():
+            raise click.UsageError("--continue-from must not be --out: the output directory is replaced")
+        base, recipe = continue_from, ChatRecipe.continuing(continue_from, 1.0 if epochs is None else epochs, seed)
+    else:
+        base = base or shipped_model_dir()
+        recipe = ChatRecipe(seed=seed, mlm_steps=mlm_steps, ft_epochs=3.0 if epochs is None else epochs)
     run(work, base, corpus_dir, support_dir, recipe)
     card = assemble(work, base, corpus_dir, support_dir, out, recipe, name="churnsignal-sentiment-bert-4x256", version=model_version)
     click.echo(json.dumps(card, ensure_ascii=False, indent=2))

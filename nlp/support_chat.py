@@ -1,7 +1,7 @@
 """Real support chat (JDDC, JD.com customer service) as customer turns with their context.
 
 Reviews are opinions; chat turns are mostly questions and requests. The support-chat gold
-set (``bench/data/chat_gold_*.jsonl``, labelled by the guide in model_cards/sentiment.md)
+set (``bench/data/chat_gold_*.jsonl*``, labelled by the guide in model_cards/sentiment.md)
 is drawn from here. SPEC's split rule binds these turns as it binds the reviews: a turn's
 split is :func:`churnsignal.nlp.corpus.split_of` of its ``.strip()``-ed text, reserved
 turns are never used, and a train turn that shares a 12-character window with any test or

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from churnsignal.nlp.corpus import load_labelled, split_of, windows
+from churnsignal.nlp.training.chat import read_gold
 
 DATA = Path(__file__).resolve().parents[1] / "bench" / "data"
 
@@ -15,7 +16,7 @@ def read(name: str) -> list[dict]:
 
 
 def test_each_turn_is_in_the_split_its_text_hashes_to_and_labelled_once() -> None:
-    gold = {split: read(f"chat_gold_{split}.jsonl") for split in ("train", "test")}
+    gold = {split: read_gold(split) for split in ("train", "test")}
     assert len(gold["train"]) >= 2000
     for split, rows in gold.items():
         assert all(split_of(row["text"]) == split == row["split"] for row in rows)
@@ -27,13 +28,13 @@ def test_each_turn_is_in_the_split_its_text_hashes_to_and_labelled_once() -> Non
 
 
 def test_no_train_turn_shares_a_window_with_held_out_text() -> None:
-    held_out = {w for row in read("chat_gold_test.jsonl") for w in windows(row["text"])}
+    held_out = {w for row in read_gold("test") for w in windows(row["text"])}
     held_out |= {w for item in load_labelled() if item.split != "train" for w in windows(item.text)}
-    assert not [row["text"] for row in read("chat_gold_train.jsonl") if any(w in held_out for w in windows(row["text"]))]
+    assert not [row["text"] for row in read_gold("train") if any(w in held_out for w in windows(row["text"]))]
 
 
 def test_the_second_labelling_is_of_gold_turns() -> None:
-    gold = {row["id"] for split in ("train", "test") for row in read(f"chat_gold_{split}.jsonl")}
+    gold = {row["id"] for split in ("train", "test") for row in read_gold(split)}
     second = read("chat_gold_second.jsonl")
     ids = [row["id"] for row in second]
     assert len(ids) >= 200 and len(set(ids)) == len(ids) and set(ids) <= gold
@@ -42,7 +43,7 @@ def test_the_second_labelling_is_of_gold_turns() -> None:
 def test_labelled_questions_are_train_split_text_without_overlap() -> None:
     rows = read("questions_train.jsonl")
     held_out = {w for item in load_labelled() if item.split != "train" for w in windows(item.text)}
-    held_out |= {w for row in read("chat_gold_test.jsonl") for w in windows(row["text"])}
+    held_out |= {w for row in read_gold("test") for w in windows(row["text"])}
     assert len(rows) >= 2000 and len({row["text"] for row in rows}) == len(rows)
     assert all(split_of(row["text"]) == "train" and row["label"] in ("negative", "neutral", "positive") for row in rows)
     assert not [row["text"] for row in rows if any(w in held_out for w in windows(row["text"]))]
