@@ -331,7 +331,8 @@ def test_the_alerts_page_shows_who_handled_each_alert_and_when(qa, seeded_store)
 
 def test_the_drill_down_of_a_cell_lists_exactly_the_messages_counted_in_it(qa):
     figure = qa.get("/qa/data/volume.json").json
-    index = figure["chart"]["buckets"].index(max(figure["chart"]["buckets"]))
+    # The latest bucket with messages: just after midnight today's is still empty.
+    index = max(i for i, _ in enumerate(figure["chart"]["buckets"]) if any(s["data"][i] for s in figure["chart"]["series"]))
     series = next(s for s in figure["chart"]["series"] if s["data"][index])
     link = figure["chart"]["drill"][series["name"]][index]
     page = qa.get(link)

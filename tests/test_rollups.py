@@ -146,6 +146,8 @@ def test_an_identity_link_moves_the_customers_rows_with_their_messages(seeded_st
 def queued(store, texts: list[tuple[str, str]], days_ago: int = 0) -> list[int]:
     """Queued events as the webhook stores them: (author, text), the text masked."""
     now = utcnow() - timedelta(days=days_ago)
+    # One minute apart and all on one day: a run just after midnight would split them over two.
+    now = max(now, now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(minutes=len(texts)))
     with store.session() as session:
         delivery = Delivery(source="zendesk", received_at=now, body="{}")
         session.add(delivery)
