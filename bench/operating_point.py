@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: the shipped one)")
     parser.add_argument("--most", type=float, default=0.10, help="share of calm or happy turns allowed to read negative")
     args = parser.parse_args()
-    rows, examples = train_gold(), gold_examples(train_gold())
+    rows = train_gold()
+    examples = gold_examples(rows)
     dev = [e for e in examples if is_chat_dev(e.text)]
     rows = [r for r, e in zip(rows, examples) if is_chat_dev(e.text)]
     texts = [e.text for e in dev]
