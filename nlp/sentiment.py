@@ -45,6 +45,10 @@ CONTEXT_NGRAM = "context_ngram"
 REVIEW = "review"
 # Overlap between consecutive windows of a long text, as a share of the window.
 WINDOW_OVERLAP = 0.25
+# A message read with the turns before it as the BERT's second segment (:meth:`SentimentModel.bert_pair_log_probs`)
+# keeps at most this many of its own tokens and the newest this many of theirs: how it was fine-tuned.
+PAIR_TEXT_TOKENS = 96
+PAIR_CONTEXT_TOKENS = 48
 
 
 class ModelLoadError(RuntimeError):
@@ -110,7 +114,10 @@ class ClassBlend:
     question; the context n-gram adds the agents' side ("请您稍等" and then "看了吗" is
     chasing). The chat n-gram knows the chat register that the review-heavy parts blur.
     Fitted on a dev slice holding reviews and chat; it also calibrates the probabilities.
-    ``review``, when set, is how a message from the review channel is read instead.
+    ``review``, when set, is how a message from the review channel is read instead. With
+    ``bert_pair`` (0.2.6), also over the BERT's class log-probabilities for the message read
+    with the turns before it as its second segment (:func:`pair_context`), zeros without
+    one: the BERT learned chat both ways, and the two readings disagree usefully.
     """
 
     classes: tuple[str, ...]
@@ -120,14 +127,16 @@ class ClassBlend:
     chat_ngram: bool = False
     review: ReviewBlend | None = None
     context_ngram: bool = False
+    bert_pair: bool = False
 
     @staticmethod
     def features(bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str], lengths: np.ndarray,
                  earlier: np.ndarray | None = None, chat: np.ndarray | None = None,
-                 context_odds: np.ndarray | None = None) -> np.ndarray:
+                 context_odds: np.ndarray | None = None, pair: np.ndarray | None = None) -> np.ndarray:
         """One row per text; ``chat`` (chat n-gram log-odds), ``earlier`` (from
-        :func:`earlier_features`) and ``context_odds`` (context n-gram log-odds, zero for a text
-        with no turns before it) add their columns."""
+        :func:`earlier_features`), ``context_odds`` (context n-gram log-odds, zero for a text
+        with no turns before it) and ``pair`` (BERT class log-probabilities read with those
+        turns, zeros without) add their columns."""
         neutral = np.exp(bert[:, classes.index("neutral")])
         size = np.log1p(np.asarray(lengths, dtype=np.float64))
         columns = [bert, ngram, ngram * neutral, size, ngram * size]
@@ -136,21 +145,29 @@ class ClassBlend:
             columns += [chat * short, chat * short * size]
         if earlier is not None:
             columns.append(earlier)
-        return np.column_stack(columns if context_odds is None else [*columns, context_odds])
+        if context_odds is not None:
+            columns.append(context_odds)
+        if pair is not None:
+            columns.append(pair)
+        return np.column_stack(columns)
 
     def probabilities(self, bert: np.ndarray, ngram: np.ndarray, classes: Sequence[str],
                       lengths: np.ndarray, earlier: np.ndarray | None = None,
-                      chat: np.ndarray | None = None, context_odds: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """``earlier`` and ``context_odds`` are read only by a blend fitted with them; none means
-        no turns before. ``chat`` is required by a blend fitted with the chat n-gram."""
+                      chat: np.ndarray | None = None, context_odds: np.ndarray | None = None,
+                      pair: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """``earlier``, ``context_odds`` and ``pair`` are read only by a blend fitted with them;
+        none means no turns before. ``chat`` is required by a blend fitted with the chat n-gram."""
         if self.context and earlier is None:
             earlier = np.zeros((len(bert), EARLIER_COLUMNS))
         if self.context_ngram and context_odds is None:
             context_odds = np.zeros(len(bert))
+        if self.bert_pair and pair is None:
+            pair = np.zeros_like(bert)
         if self.chat_ngram and chat is None:
             raise ValueError("this blend reads the chat n-gram's log-odds: pass chat")
         x = self.features(bert, ngram, classes, lengths, earlier if self.context else None,
-                          chat if self.chat_ngram else None, context_odds if self.context_ngram else None)
+                          chat if self.chat_ngram else None, context_odds if self.context_ngram else None,
+                          pair if self.bert_pair else None)
         z = x @ np.asarray(self.coef).T + np.asarray(self.intercept)
         p = np.exp(z - np.logaddexp.reduce(z, axis=1, keepdims=True))
         return {name: p[:, i] for i, name in enumerate(self.classes)}
@@ -196,6 +213,14 @@ def context_text(turns: Sequence[tuple[str, str]]) -> str:
     return " ".join(("C:" if author == "customer" else "A:") + text for author, text in said)
 
 
+def pair_context(turns: Sequence[tuple[str, str]]) -> str:
+    """The last ``CONTEXT_TURNS`` turns before a message as the BERT's second segment:
+    ``customer: …`` and ``agent: …``, as the chat gold set stores them and the BERT was
+    fine-tuned on them; empty without a turn."""
+    said = [(author, text) for author, text in list(turns)[-CONTEXT_TURNS:] if text.strip()]
+    return " ".join(f"{'customer' if author == 'customer' else 'agent'}: {text}" for author, text in said)
+
+
 def read_blend(path: Path) -> Blend | ClassBlend | None:
     if not path.is_file():
         return None
@@ -205,7 +230,7 @@ def read_blend(path: Path) -> Blend | ClassBlend | None:
         return ClassBlend(tuple(fields["classes"]), tuple(map(tuple, fields["coef"])), tuple(fields["intercept"]),
                           bool(fields.get("context", False)), bool(fields.get("chat_ngram", False)),
                           None if review is None else ReviewBlend(tuple(review["coef"]), float(review["intercept"])),
-                          bool(fields.get("context_ngram", False)))
+                          bool(fields.get("context_ngram", False)), bool(fields.get("bert_pair", False)))
     return Blend(**fields)
 
 
@@ -309,6 +334,30 @@ class SentimentModel:
         mean = sums / np.bincount(owners, minlength=len(texts))[:, None]
         return (mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32)
 
+    @torch.inference_mode()
+    def bert_pair_log_probs(self, texts: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
+        """BERT class log-probabilities per text read with ``contexts[i]`` (:func:`pair_context`)
+        as its second segment, the text cut to ``PAIR_TEXT_TOKENS`` and the context to its newest
+        ``PAIR_CONTEXT_TOKENS``; zeros where the context is empty."""
+        out = np.zeros((len(texts), len(self.classes)), dtype=np.float32)
+        given = [i for i, context in enumerate(contexts) if context]
+        if not given:
+            return out
+        first = self.tokenizer([texts[i] for i in given], truncation=True, max_length=PAIR_TEXT_TOKENS)["input_ids"]
+        # A token is at least one character and a chat token rarely over eight: the newest
+        # 8 x PAIR_CONTEXT_TOKENS characters hold the newest tokens and stay under the BERT's 512.
+        second = self.tokenizer([contexts[i][-8 * PAIR_CONTEXT_TOKENS:] for i in given], add_special_tokens=False)["input_ids"]
+        ids = [list(a) + list(b[-PAIR_CONTEXT_TOKENS:]) + [self.tokenizer.sep_token_id] for a, b in zip(first, second)]
+        segments = [[0] * len(a) + [1] * (len(i) - len(a)) for a, i in zip(first, ids)]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk], "token_type_ids": [segments[i] for i in chunk]},
+                                       return_tensors="pt")
+            logits = self.model(**batch).logits
+            out[[given[i] for i in chunk]] = torch.log_softmax(logits.float(), dim=-1).numpy()
+        return out
+
     def bert_logits(self, texts: Sequence[str]) -> np.ndarray:
         """BERT log-odds of negative against every other class, per text."""
         return self._logits(self.bert_log_probs(texts))
@@ -353,8 +402,10 @@ class SentimentModel:
             return self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths)
         before = earlier_features(self._logits(bert[n:]), ngram[n:], owners, n)
         chat = self.chat_ngram.decision_function(texts) if self.blend.chat_ngram else None
+        pair = (self.bert_pair_log_probs(texts, [pair_context(turns) for turns in contexts])
+                 if self.blend.bert_pair else None)
         probs = self.blend.probabilities(bert[:n], ngram[:n], self.classes, lengths, before, chat,
-                                         self.context_log_odds(contexts) if self.blend.context_ngram else None)
+                                         self.context_log_odds(contexts) if self.blend.context_ngram else None, pair)
         if reviews.any():
             self._read_as_reviews(probs, reviews, bert[:n][reviews], [t for t, r in zip(texts, reviews) if r])
         return probs

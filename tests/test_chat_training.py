@@ -65,7 +65,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path,
     root = tmp_path_factory.mktemp("chat")
     base, support = tiny_bert(root / "base", {0: "positive", 1: "negative"}), support_text(root / "support")
     recipe = ChatRecipe(mlm_steps=2, mlm_batch=4, mlm_block=32, ft_reviews=100, ft_chat_repeats=1,
-                        ft_question_repeats=1, ft_travel=5, ft_epochs=0.01, ft_batch=64, checkpoint_minutes=0)
+                        ft_question_repeats=1, ft_travel=5, ft_epochs=0.01, ft_batch=64, ngram_dev_folds=2,
+                        checkpoint_minutes=0)
     train_chat_sentiment(root / "work", base, None, support, recipe)
     return root / "work", base, support, recipe
 
@@ -79,15 +80,57 @@ def test_every_stage_writes_its_output(trained: tuple[Path, Path, Path, ChatReci
     assert (work / "chat-ngram" / "chat_ngram.json").is_file()
     assert (work / "context-ngram" / "context_ngram.json").is_file()
     assert (work / "review" / "ngram" / "ngram.json").is_file()
+    # Each cross-fitting fold has n-grams that left its dev turns out.
+    for fold in ("0", "1"):
+        assert (work / "folds-2" / fold / "ngram" / "ngram.json").is_file()
+        assert (work / "folds-2" / fold / "chat-ngram" / "chat_ngram.json").is_file()
+        assert (work / "folds-2" / fold / "context-ngram" / "context_ngram.json").is_file()
+
+
+def test_the_ngrams_learn_from_every_dev_turn_but_their_folds() -> None:
+    recipe = ChatRecipe(ngram_dev_folds=2)
+    texts = [e.text for e in chat.gold_examples(chat.train_gold()[:400])]
+    dev, fit = [t for t in texts if chat.is_chat_dev(t)], [t for t in texts if not chat.is_chat_dev(t)]
+    assert dev and fit
+    assert all(chat.ngram_learns_from(t, recipe, leave_out) for t in fit for leave_out in (None, 0, 1))
+    assert all(chat.ngram_learns_from(t, recipe, None) for t in dev)
+    for t in dev:
+        fold = chat.dev_fold(t, 2)
+        assert not chat.ngram_learns_from(t, recipe, fold) and chat.ngram_learns_from(t, recipe, 1 - fold)
+    assert {chat.dev_fold(t, 2) for t in dev} == {0, 1}
+    # Without cross-fitting the n-grams never see dev, as up to 0.2.5.
+    assert not any(chat.ngram_learns_from(t, replace(recipe, ngram_dev_folds=0), None) for t in dev)
+
+
+def test_the_blend_reads_each_dev_turn_with_ngrams_that_never_saw_it(trained, tmp_path: Path, monkeypatch) -> None:
+    work, base, support, recipe = trained
+    assemble(work, base, None, support, tmp_path / "out", recipe, name="tiny", version="t")
+    model, dev = SentimentModel(tmp_path / "out"), chat.dev_examples(None)
+    folds = chat.fold_readers(model, work, 2)
+    assert folds[0].model is model.model and folds[0].chat_ngram is not model.chat_ngram
+    read = []
+    columns = chat.blend_columns
+    monkeypatch.setattr(chat, "blend_columns", lambda reader, examples: read.append((reader, examples)) or columns(reader, examples))
+    blend, figures = chat.fit_blend(model, dev, folds)
+    (first, reviews), *by_fold = read
+    assert first is model and reviews and not any(e.source == "chat" for e in reviews)
+    assert [reader for reader, _ in by_fold] == folds
+    for k, (_, turns) in enumerate(by_fold):
+        assert turns and all(e.source == "chat" and chat.dev_fold(e.text, 2) == k for e in turns)
+    assert sum(len(turns) for _, turns in by_fold) == figures["chat in dialogue"]["texts"] == sum(e.source == "chat" for e in dev)
+    assert blend.bert_pair
+    with pytest.raises(FileNotFoundError, match="3 folds"):
+        chat.fold_readers(model, work, 3)
 
 
 def test_the_shipped_directory_loads_with_three_calibrated_classes(trained, tmp_path: Path) -> None:
     work, base, support, recipe = trained
     card = assemble(work, base, None, support, tmp_path / "out", recipe, name="tiny", version="t")
     assert card["classes"] == ["negative", "neutral", "positive"] and card["dev"]["chat in dialogue"]["texts"] > 0
+    assert card["ngram_dev_folds"] == 2
     model = SentimentModel(tmp_path / "out")
     assert isinstance(model.blend, ClassBlend) and model.has_neutral and model.reads_context and model.blend.chat_ngram
-    assert model.blend.context_ngram and model.context_ngram is not None
+    assert model.blend.context_ngram and model.context_ngram is not None and model.blend.bert_pair
     assert model.reads_reviews and card["dev"]["reviews read as reviews"]["texts"] > 0
     probs = model.probabilities(["这个什么时候发货", "太差了"], [[("customer", "你好")], []], ["chat", "review"])
     np.testing.assert_allclose(sum(probs.values()), 1.0, atol=1e-5)
@@ -107,7 +150,7 @@ def test_a_folder_with_the_finished_stages_only_needs_the_blend(trained, tmp_pat
     """How 0.2.1 was made from 0.2.0: its BERT and n-gram copied into a folder, the blend fitted again."""
     work, base, support, recipe = trained
     again = tmp_path / "again"
-    for stage in ("chat-sentiment", "ngram", "chat-ngram", "context-ngram", "review"):
+    for stage in ("chat-sentiment", "ngram", "chat-ngram", "context-ngram", "review", "folds-2"):
         shutil.copytree(work / stage, again / stage)
     monkeypatch.setattr(chat, "adapt", lambda *args: pytest.fail("masked-LM ran again"))
     monkeypatch.setattr(chat, "finetune", lambda *args: pytest.fail("fine-tuning ran again"))
@@ -124,7 +167,7 @@ def test_continuing_fine_tunes_the_given_model_head_included(trained, tmp_path: 
     assemble(work, base, None, support, start, recipe, name="tiny", version="t")
     monkeypatch.setattr(chat, "adapt", lambda *args: pytest.fail("masked-LM ran"))
     continued = replace(ChatRecipe.continuing(start, epochs=0.01), ft_reviews=100, ft_travel=5, ft_batch=64,
-                        checkpoint_minutes=0)
+                        ngram_dev_folds=0, checkpoint_minutes=0)
     tuned = train_chat_sentiment(tmp_path / "work", start, None, support, continued)
     before = BertForSequenceClassification.from_pretrained(start).classifier.weight.float()
     after = BertForSequenceClassification.from_pretrained(tuned).classifier.weight

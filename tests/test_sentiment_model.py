@@ -23,6 +23,7 @@ from churnsignal.nlp.sentiment import (
     ModelLoadError,
     SentimentModel,
     context_text,
+    pair_context,
 )
 from churnsignal.nlp.training.sentiment import build_tokenizer
 
@@ -200,6 +201,41 @@ def test_a_blend_with_a_context_ngram_reads_every_turn_before_the_message(tmp_pa
     (directory / f"{CONTEXT_NGRAM}.json").unlink()
     with pytest.raises(ModelLoadError, match="context n-gram"):
         SentimentModel(directory)
+
+
+def test_a_blend_with_the_bert_pair_reads_the_message_with_the_turns_before_it(tmp_path: Path, three_class: Path) -> None:
+    directory = blended(tmp_path / "pair", three_class, context=True)
+    blend = json.loads((directory / BLEND).read_text())
+    blend["coef"] = [[*row, *weights] for row, weights in zip(blend["coef"], ((0.8, 0, -0.5), (0, 0, 0), (0, 0.3, 0)))]
+    (directory / BLEND).write_text(json.dumps({**blend, "bert_pair": True}))
+    model = SentimentModel(directory, quantize=False)
+    text = "看了吗"
+    turns = [("customer", "我的快递三天了怎么还没有发货"), ("agent", "请您稍等"), ("bot", "正在查询")]
+    # The last four turns as the chat gold set stores them; an empty one says nothing.
+    said = pair_context(turns)
+    assert pair_context([("customer", "早"), ("agent", " "), *turns]) == said
+    assert said == "customer: 我的快递三天了怎么还没有发货 agent: 请您稍等 agent: 正在查询" and pair_context([]) == ""
+    # [CLS] text [SEP] context [SEP], the context as segment 1; zeros without one.
+    pair = model.bert_pair_log_probs([text, text], [said, ""])
+    with torch.inference_mode():
+        logits = model.model(**model.tokenizer(text, said, return_tensors="pt")).logits
+    np.testing.assert_allclose(pair[0], torch.log_softmax(logits, -1)[0].numpy(), atol=1e-4)
+    assert not pair[1].any()
+    # Only the newest PAIR_CONTEXT_TOKENS of a long context are read.
+    tail = "亲，您的订单已经在配送途中了，请您耐心等待，配送员会在今天下午送达，如有问题请随时联系我们" * 2
+    older = model.bert_pair_log_probs([text, text], ["太差了" * 30 + tail, "很好" * 40 + tail])
+    np.testing.assert_allclose(older[0], older[1], atol=1e-5)
+    earlier = [float(model.bert_logits([turns[0][1]])[0]), float(model.ngram.decision_function([turns[0][1]])[0]), np.log(2)]
+    columns = ClassBlend.features(model.bert_log_probs([text]), model.ngram.decision_function([text]), model.classes,
+                                  np.array([len(text)]), np.array([earlier]), pair=pair[:1])
+    z = columns @ np.asarray(model.blend.coef).T
+    alone, after = model.negative_probs([text, text], [[], turns])
+    assert after == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
+    # A ticket's first turn, or a text given alone, reads the pair columns as zeros.
+    columns = ClassBlend.features(model.bert_log_probs([text]), model.ngram.decision_function([text]), model.classes,
+                                  np.array([len(text)]), np.zeros((1, 3)), pair=np.zeros((1, 3)))
+    z = columns @ np.asarray(model.blend.coef).T
+    assert alone == pytest.approx(float(np.exp(z[0, 0] - np.logaddexp.reduce(z[0]))), abs=1e-5)
 
 
 def test_a_review_is_read_alone_by_the_review_blend(tmp_path: Path, three_class: Path) -> None:

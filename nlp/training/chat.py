@@ -11,6 +11,7 @@ questions. Each stage checkpoints under ``--work`` and resumes, like the base re
 
 from __future__ import annotations
 
+import copy
 import functools
 import gzip
 import hashlib
@@ -18,7 +19,7 @@ import json
 import math
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from churnsignal.nlp.sentiment import (
     context_text,
     earlier_features,
     earlier_turns,
+    pair_context,
 )
 from churnsignal.nlp.support_chat import baseline_held_out
 from churnsignal.nlp.support_text import support_corpus
@@ -89,6 +91,10 @@ class ChatRecipe:
     # A three-class model whose BERT (head included) the fine-tune continues instead of
     # masked-LM and a new head: how 0.2.5 learnt from the larger chat gold set.
     ft_from: str = ""
+    # The n-grams learn from the chat dev quarter too, cross-fitted in this many folds so that
+    # the blend is still fitted on scores of turns they did not see (0: they never see it, as
+    # up to 0.2.5). The BERT never learns from dev.
+    ngram_dev_folds: int = 5
     checkpoint_minutes: float = 5.0
 
     @classmethod
@@ -117,6 +123,21 @@ def is_chat_dev(text: str) -> bool:
     fitted on a hundred chat turns would mostly fit noise.
     """
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[-2] in "cdef"
+
+
+def dev_fold(text: str, folds: int) -> int:
+    """Which of ``folds`` cross-fitting folds a chat dev turn is in (by hash, so a text
+    repeated in the gold set is always in the same fold)."""
+    return int(hashlib.sha1(f"fold:{text}".encode("utf-8")).hexdigest(), 16) % folds
+
+
+def ngram_learns_from(text: str, recipe: ChatRecipe, leave_out: int | None) -> bool:
+    """Whether the n-grams learn from a chat gold train turn: every fit turn, and with
+    ``recipe.ngram_dev_folds`` the dev turns outside fold ``leave_out`` (all of them for
+    the shipped n-grams, ``leave_out`` None)."""
+    if not is_chat_dev(text):
+        return True
+    return recipe.ngram_dev_folds > 0 and (leave_out is None or dev_fold(text, recipe.ngram_dev_folds) != leave_out)
 
 
 def read_gold(split: str, folder: Path = GOLD) -> list[dict]:
@@ -207,16 +228,19 @@ def adapt(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path, re
 
 
 def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe,
-                      reviews_limit: int | None = -1) -> list[Example]:
+                      reviews_limit: int | None = -1, learns: Callable[[str], bool] | None = None) -> list[Example]:
     """Reviews (negative/positive); chat gold fit turns (three classes, repeated, half of
     the repeats with their context); the hand-labelled customer-service questions (three
     classes: a third of them report a failure, so they are not all neutral); and travel
-    inquiries (CrossWOZ user turns, polite requests by construction) as neutral."""
+    inquiries (CrossWOZ user turns, polite requests by construction) as neutral.
+
+    ``learns`` says which chat gold turns to take; by default the fit turns, outside the
+    dev quarter, which the BERT learns from."""
     rng = random.Random(recipe.seed)
     fit, _ = train_reviews(corpus_dir)
     reviews = [Example(normalize(i.text), 0 if i.negative else 2, i.source) for i in fit]
     rng.shuffle(reviews)
-    chat = [e for e in gold_examples(train_gold()) if not is_chat_dev(e.text)]
+    chat = [e for e in gold_examples(train_gold()) if (learns(e.text) if learns else not is_chat_dev(e.text))]
     repeats = [Example(e.text, e.label, e.source, e.context if r % 2 else "")
                for e in chat for r in range(recipe.ft_chat_repeats)]
     questions = [Example(normalize(r["text"]), LABELS.index(r["label"]), "questions") for r in read_questions()]
@@ -285,27 +309,36 @@ def finetune(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: Cha
     return out
 
 
-def fit_ngram(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe) -> NgramSentiment:
+def ngram_stage(work: Path, name: str, leave_out: int | None, folds: int) -> Path:
+    """Where an n-gram stage is kept: ``work/name`` for the shipped one, ``work/folds-N/k/name``
+    for the one that leaves out dev fold ``k`` of ``N``."""
+    return work / name if leave_out is None else work / f"folds-{folds}" / str(leave_out) / name
+
+
+def fit_ngram(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe,
+              leave_out: int | None = None) -> NgramSentiment:
     """The n-gram half, negative against the rest, on the BERT's fine-tuning text with its
-    repeats (chat turns count four times, as for the BERT), and every train review rather
-    than a sample: it carries the reviews."""
-    out = work / "ngram"
+    repeats (chat turns count as often as for the BERT; with the dev turns of
+    :func:`ngram_learns_from`), and every train review rather than a sample: it carries the reviews."""
+    out = ngram_stage(work, "ngram", leave_out, recipe.ngram_dev_folds)
     if NgramSentiment.saved_in(out):
         return NgramSentiment.load(out)
-    examples = finetune_examples(corpus_dir, support_dir, recipe, reviews_limit=None)
+    examples = finetune_examples(corpus_dir, support_dir, recipe, reviews_limit=None,
+                                 learns=lambda text: ngram_learns_from(text, recipe, leave_out))
     model = NgramSentiment(C=8.0).fit([e.text for e in examples], [int(e.label == 0) for e in examples])
     model.save(out)
     return model
 
 
-def fit_chat_ngram(work: Path) -> NgramSentiment:
-    """The chat n-gram, negative against the rest, on the chat gold fit turns and the
-    labelled questions only: the register of support chat, which the first n-gram (mostly
-    reviews) blurs. It adds 0.005 to the chat dev AUC (blend 5-fold cross-validated)."""
-    out = work / "chat-ngram"
+def fit_chat_ngram(work: Path, recipe: ChatRecipe, leave_out: int | None = None) -> NgramSentiment:
+    """The chat n-gram, negative against the rest, on the chat gold turns of
+    :func:`ngram_learns_from` and the labelled questions only: the register of support chat,
+    which the first n-gram (mostly reviews) blurs. It adds 0.005 to the chat dev AUC (blend
+    5-fold cross-validated)."""
+    out = ngram_stage(work, "chat-ngram", leave_out, recipe.ngram_dev_folds)
     if NgramSentiment.saved_in(out, CHAT_NGRAM):
         return NgramSentiment.load(out, CHAT_NGRAM)
-    chat = [e for e in gold_examples(train_gold()) if not is_chat_dev(e.text)]
+    chat = [e for e in gold_examples(train_gold()) if ngram_learns_from(e.text, recipe, leave_out)]
     questions = [Example(normalize(r["text"]), LABELS.index(r["label"]), "questions") for r in read_questions()]
     examples = chat + questions
     model = NgramSentiment(C=8.0).fit([e.text for e in examples], [int(e.label == 0) for e in examples])
@@ -313,15 +346,15 @@ def fit_chat_ngram(work: Path) -> NgramSentiment:
     return model
 
 
-def fit_context_ngram(work: Path) -> NgramSentiment:
+def fit_context_ngram(work: Path, recipe: ChatRecipe, leave_out: int | None = None) -> NgramSentiment:
     """The context n-gram, negative against the rest, on the turns before each chat gold
-    fit turn that has any (:func:`~churnsignal.nlp.sentiment.context_text`), labelled by
-    that turn: which dialogues complaints come in, the agents' turns included. It adds
-    0.011 to the chat dev AUC read in dialogue (blend 5-fold cross-validated, 0.2.4)."""
-    out = work / "context-ngram"
+    turn of :func:`ngram_learns_from` that has any (:func:`~churnsignal.nlp.sentiment.context_text`),
+    labelled by that turn: which dialogues complaints come in, the agents' turns included.
+    It adds 0.011 to the chat dev AUC read in dialogue (blend 5-fold cross-validated, 0.2.4)."""
+    out = ngram_stage(work, "context-ngram", leave_out, recipe.ngram_dev_folds)
     if NgramSentiment.saved_in(out, CONTEXT_NGRAM):
         return NgramSentiment.load(out, CONTEXT_NGRAM)
-    chat = [e for e in gold_examples(train_gold()) if not is_chat_dev(e.text) and context_text(e.turns)]
+    chat = [e for e in gold_examples(train_gold()) if ngram_learns_from(e.text, recipe, leave_out) and context_text(e.turns)]
     model = NgramSentiment(C=8.0).fit([context_text(e.turns) for e in chat], [int(e.label == 0) for e in chat])
     model.save(out, CONTEXT_NGRAM)
     return model
@@ -346,9 +379,10 @@ def train_chat_sentiment(work: Path, base: Path, corpus_dir: Path | None, suppor
     if not (tuned / "model.safetensors").exists():
         start = Path(recipe.ft_from) if recipe.ft_from else adapt(work, base, corpus_dir, support_dir, recipe)
         finetune(work, corpus_dir, support_dir, recipe, start)
-    fit_ngram(work, corpus_dir, support_dir, recipe)
-    fit_chat_ngram(work)
-    fit_context_ngram(work)
+    for leave_out in (None, *range(recipe.ngram_dev_folds)):
+        fit_ngram(work, corpus_dir, support_dir, recipe, leave_out)
+        fit_chat_ngram(work, recipe, leave_out)
+        fit_context_ngram(work, recipe, leave_out)
     fit_review_ngram(work, corpus_dir)
     return tuned
 
@@ -360,41 +394,86 @@ def dev_examples(corpus_dir: Path | None) -> list[Example]:
     return reviews + [e for e in gold_examples(train_gold()) if is_chat_dev(e.text)]
 
 
-def fit_blend(model: SentimentModel, dev: Sequence[Example]) -> tuple[ClassBlend, dict]:
-    """Multinomial logistic regression on dev, the chat turns weighted to count as much as
-    the reviews together, so a few hundred chat turns are not drowned by thousands of reviews.
-
-    Each chat turn is in twice, half weight each: read with what the customer said before
-    it in the session (:func:`~churnsignal.nlp.sentiment.earlier_features`) and read alone,
-    so the blend serves callers who have the dialogue and callers who do not; read in its
-    dialogue it also has the context n-gram's log-odds for the turns before it. Reviews are
-    read alone. The figures are the chat turns read with their dialogue.
-    """
-    from sklearn.linear_model import LogisticRegression
-
-    chat = [e for e in dev if e.source == "chat"]
-    texts = [e.text for e in dev] + [e.text for e in chat]
+def blend_columns(model: SentimentModel, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The main blend's columns, labels and readings (``reviews``, ``chat``, ``chat in
+    dialogue``) for ``examples``: every text read alone, and each chat turn once more with
+    what the customer said before it in the session (:func:`~churnsignal.nlp.sentiment.earlier_features`),
+    the context n-gram's log-odds for the turns before it and the BERT's reading of it with
+    those turns as its second segment."""
+    chat = [e for e in examples if e.source == "chat"]
+    texts = [e.text for e in examples] + [e.text for e in chat]
     earlier = [earlier_turns(e.turns) for e in chat]
     flat = [t for turns in earlier for t in turns]
     owners = [i for i, turns in enumerate(earlier) for _ in turns]
     bert, ngram = model.bert_log_probs(texts), model.ngram.decision_function(texts)
     chat_ngram = model.chat_ngram.decision_function(texts) if model.chat_ngram is not None else None
-    before = np.vstack([np.zeros((len(dev), EARLIER_COLUMNS)),
+    before = np.vstack([np.zeros((len(examples), EARLIER_COLUMNS)),
                         earlier_features(model.bert_logits(flat), model.ngram.decision_function(flat), owners, len(chat))])
     lengths = np.array([len(t) for t in texts])
-    context_odds = np.concatenate([np.zeros(len(dev)), model.context_log_odds([e.turns for e in chat])])
-    x = ClassBlend.features(bert, ngram, model.classes, lengths, before, chat_ngram, context_odds)
-    y = np.array([e.label for e in dev] + [e.label for e in chat])
-    sources = np.array(["chat" if e.source == "chat" else "reviews" for e in dev] + ["chat in dialogue"] * len(chat))
-    reviews = (sources == "reviews").sum()
-    weight = np.where(sources == "reviews", 1.0, reviews / (2 * len(chat)))
+    context_odds = np.concatenate([np.zeros(len(examples)), model.context_log_odds([e.turns for e in chat])])
+    pair = np.vstack([np.zeros((len(examples), len(model.classes))),
+                      model.bert_pair_log_probs([e.text for e in chat], [pair_context(e.turns) for e in chat])])
+    x = ClassBlend.features(bert, ngram, model.classes, lengths, before, chat_ngram, context_odds, pair)
+    y = np.array([e.label for e in examples] + [e.label for e in chat])
+    readings = np.array(["chat" if e.source == "chat" else "reviews" for e in examples] + ["chat in dialogue"] * len(chat))
+    return x, y, readings
+
+
+def with_ngrams(model: SentimentModel, ngram: NgramSentiment, chat_ngram: NgramSentiment,
+                context_ngram: NgramSentiment) -> SentimentModel:
+    """``model`` reading with other n-grams (a cross-fitting fold's), its BERT shared."""
+    fold = copy.copy(model)
+    fold.ngram, fold.chat_ngram, fold.context_ngram = ngram, chat_ngram, context_ngram
+    return fold
+
+
+# The cross-fitted n-gram stages, with the names they are saved under.
+NGRAM_STAGES = (("ngram", "ngram"), ("chat-ngram", CHAT_NGRAM), ("context-ngram", CONTEXT_NGRAM))
+
+
+def fold_readers(model: SentimentModel, work: Path, folds: int) -> list[SentimentModel]:
+    """``model`` once per cross-fitting fold, reading with the n-grams ``work`` holds for that
+    fold: how dev turns are read wherever a figure or a choice must not come from n-grams
+    that learned them (the blend, the operating point)."""
+    missing = [stage for k in range(folds) for stage, name in NGRAM_STAGES
+               if not NgramSentiment.saved_in(ngram_stage(work, stage, k, folds), name)]
+    if missing:
+        raise FileNotFoundError(f"{work}: no cross-fitted n-grams for {folds} folds (missing {len(missing)} stages); "
+                                "train chat-sentiment with this --work first")
+    return [with_ngrams(model, *(NgramSentiment.load(ngram_stage(work, stage, k, folds), name) for stage, name in NGRAM_STAGES))
+            for k in range(folds)]
+
+
+def fit_blend(model: SentimentModel, dev: Sequence[Example],
+              folds: Sequence[SentimentModel] = ()) -> tuple[ClassBlend, dict]:
+    """Multinomial logistic regression on dev, the chat turns weighted to count as much as
+    the reviews together, so a few hundred chat turns are not drowned by thousands of reviews.
+
+    Each chat turn is in twice, half weight each: read in its dialogue and read alone
+    (:func:`blend_columns`), so the blend serves callers who have the dialogue and callers
+    who do not. With ``folds`` (:func:`with_ngrams`, one per cross-fitting fold), a chat
+    turn of fold ``k`` is read by ``folds[k]``, whose n-grams never saw it: the shipped
+    n-grams learned from every dev turn, and a blend fitted on their scores of turns they
+    had learned would trust them too much. The figures are in-sample.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if folds:
+        parts = [blend_columns(model, [e for e in dev if e.source != "chat"])]
+        parts += [blend_columns(fold, [e for e in dev if e.source == "chat" and dev_fold(e.text, len(folds)) == k])
+                  for k, fold in enumerate(folds)]
+    else:
+        parts = [blend_columns(model, dev)]
+    x, y, readings = (np.concatenate(columns) for columns in zip(*parts))
+    reviews, chat = (readings == "reviews").sum(), (readings == "chat").sum()
+    weight = np.where(readings == "reviews", 1.0, reviews / (2 * chat))
     stack = LogisticRegression(C=1.0, max_iter=5000).fit(x, y, sample_weight=weight)
     blend = ClassBlend(tuple(LABELS[c] for c in stack.classes_), tuple(map(tuple, stack.coef_.tolist())),
-                       tuple(stack.intercept_.tolist()), context=True, chat_ngram=chat_ngram is not None,
-                       context_ngram=True)
-    negative = blend.probabilities(bert, ngram, model.classes, lengths, before, chat_ngram, context_odds)["negative"]
-    figures = {source: _dev_figures(y[sources == source], negative[sources == source])
-               for source in ("reviews", "chat", "chat in dialogue")}
+                       tuple(stack.intercept_.tolist()), context=True, chat_ngram=model.chat_ngram is not None,
+                       context_ngram=True, bert_pair=True)
+    negative = stack.predict_proba(x)[:, list(stack.classes_).index(LABELS.index("negative"))]
+    figures = {reading: _dev_figures(y[readings == reading], negative[readings == reading])
+               for reading in ("reviews", "chat", "chat in dialogue")}
     return blend, figures
 
 
@@ -438,15 +517,16 @@ def assemble(work: Path, base: Path, corpus_dir: Path | None, support_dir: Path,
     BertForSequenceClassification.from_pretrained(source).to(torch.float16).save_pretrained(out)
     BertTokenizerFast.from_pretrained(source).save_pretrained(out)
     fit_ngram(work, corpus_dir, support_dir, recipe).save(out)
-    fit_chat_ngram(work).save(out, CHAT_NGRAM)
-    fit_context_ngram(work).save(out, CONTEXT_NGRAM)
+    fit_chat_ngram(work, recipe).save(out, CHAT_NGRAM)
+    fit_context_ngram(work, recipe).save(out, CONTEXT_NGRAM)
     fit_review_ngram(work, corpus_dir).save(out, REVIEW_NGRAM)
     model, dev = SentimentModel(out), dev_examples(corpus_dir)
-    blend, figures = fit_blend(model, dev)
+    blend, figures = fit_blend(model, dev, fold_readers(model, work, recipe.ngram_dev_folds))
     review, figures["reviews read as reviews"] = fit_review_blend(model, dev)
     (out / BLEND).write_text(json.dumps(asdict(replace(blend, review=review)), indent=2))
     shutil.copy(source / "recipe.json", out / "recipe.json")
     card = {"name": name, "version": version, "base": json.loads((base / CARD).read_text()).get("version")
-            if (base / CARD).is_file() else str(base), "classes": list(LABELS), "dev": figures}
+            if (base / CARD).is_file() else str(base), "classes": list(LABELS),
+            "ngram_dev_folds": recipe.ngram_dev_folds, "dev": figures}
     (out / CARD).write_text(json.dumps(card, indent=2, ensure_ascii=False))
     return card
