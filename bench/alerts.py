@@ -9,7 +9,7 @@ worker scores live) are counted once, by their score then. Per posting rule: ale
 100 writing customers, precision (share of the alerted who churn) and recall (share of
 the writing churners alerted). The rules: ``any_tier`` (``alerts.require_service_signal``
 false: every tier is posted), ``yellow_or_above`` (the tier floor alone) and
-``yellow_or_above_with_signal`` (the default). Each with the configured cut-offs and with
+``yellow_or_above_with_signal`` (the default: with a service signal and at least one reason). Each with the configured cut-offs and with
 cut-offs fitted by ``fusion train --alert-rate 0.10`` (same estimator).
 
 The demo (``churnsignal demo``'s data: 800 simulated customers train, 24 held out, seed 0,
@@ -55,7 +55,10 @@ def posted(scored: pd.DataFrame, rule: str, settings: Settings) -> pd.Series:
     if rule == "any_tier":
         return tier != "none"
     at_least = tier.isin(floor)
-    return at_least & scored["service_signal"].astype(bool) if rule.endswith("with_signal") else at_least
+    if not rule.endswith("with_signal"):
+        return at_least
+    # As worker/alerting.py posts: with a service signal and at least one reason.
+    return at_least & scored["service_signal"].astype(bool) & scored["reason_list"].map(bool)
 
 
 def figures(alerted: pd.Series, churned: pd.Series) -> dict:

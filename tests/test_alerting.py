@@ -40,12 +40,13 @@ def add_event(store, customer: str = "c1", ticket: str = "501", status: str = "q
         return event.id
 
 
-def add_score(store, tier: str | None, prob: float, customer: str = "c1", signal: bool | None = True) -> RiskScore:
+def add_score(store, tier: str | None, prob: float, customer: str = "c1", signal: bool | None = True,
+              reasons: tuple[dict, ...] = ({"zh": "近7天投诉2次", "en": "2 complaints in 7 days"},)) -> RiskScore:
     event_id = add_event(store, customer)
     with store.session() as session:
         risk = RiskScore(customer_id=customer, event_id=event_id, scored_at=utcnow(), as_of=utcnow(), churn_prob=prob,
                          tier=tier, service_signal=signal,
-                         reasons=[{"zh": "近7天投诉2次", "en": "2 complaints in 7 days"}], driver="service",
+                         reasons=list(reasons), driver="service",
                          action={"zh": "安排专属客服回访", "en": "arrange a dedicated agent callback"})
         session.add(risk)
     return risk
@@ -107,6 +108,17 @@ def test_without_a_service_signal_the_risk_is_recorded_and_nothing_is_posted(sto
     with store.session() as session:
         customer = session.get(Customer, "c1")
         assert (customer.tier, customer.churn_prob) == ("red", 0.9)
+
+
+def test_a_score_without_a_reason_is_recorded_and_not_posted(store) -> None:
+    """A service signal the model gave no weight, on a risk purchases drove: nothing to tell the agent."""
+    settings = settings_for(require_service_signal=True)
+    assert alerting.decide(store, add_score(store, "yellow", 0.5, reasons=()), settings) is None
+    assert statuses(store) == []
+    # With the rule off, any tier is posted, reasons or not.
+    assert alerting.decide(store, add_score(store, "yellow", 0.5, customer="c2", reasons=()), settings_for()).tier == "yellow"
+    # The same customer, once a worrying fact explains the risk: posted.
+    assert alerting.decide(store, add_score(store, "yellow", 0.5), settings).tier == "yellow"
 
 
 def test_with_a_service_signal_the_alert_is_posted_from_the_lowest_posted_tier(store) -> None:

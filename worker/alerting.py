@@ -3,7 +3,7 @@
 Deciding: a customer gets an alert when their tier rises, or when they stay in the top
 tier past the cooldown; never two open alerts for one customer and tier. With
 ``alerts.require_service_signal`` (the default) only a score at the lowest posted tier or
-above with a service signal can raise one (:func:`postable`), and a rise is counted from
+above with a service signal and a reason can raise one (:func:`postable`), and a rise is counted from
 the last score that could: a customer held yellow by purchases alone is alerted the day
 they complain. Every score is recorded on the customer all the same. The customer's
 row is locked while this is decided, so two workers scoring one customer at once cannot
@@ -85,7 +85,9 @@ def postable(risk: RiskScore | None, settings: Settings) -> bool:
     """Whether a score may be posted to the helpdesk at all (whether it is, :func:`decide` says).
 
     Any tier may be, unless ``alerts.require_service_signal``: then only the lowest posted
-    tier and above, and only with a service signal (an unknown signal is none).
+    tier and above, only with a service signal (an unknown signal is none), and only with
+    at least one reason: a score that no worrying fact raised (purchases that are not yet
+    late, a signal the model gave no weight) would reach the agent with nothing to act on.
     """
     if risk is None or risk.tier is None:
         return False
@@ -94,7 +96,7 @@ def postable(risk: RiskScore | None, settings: Settings) -> bool:
         return True
     names = [t.name for t in settings.fusion.tiers]
     return (risk.tier in names and names.index(risk.tier) <= names.index(alerts.lowest_posted_tier)
-            and bool(risk.service_signal))
+            and bool(risk.service_signal) and bool(risk.reasons))
 
 
 def _previous(session: Session, risk: RiskScore) -> RiskScore | None:
