@@ -322,14 +322,7 @@ class SentimentModel:
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens,
                              stride=int(self.max_tokens * WINDOW_OVERLAP), return_overflowing_tokens=True)
         owners = np.asarray(enc["overflow_to_sample_mapping"])
-        ids = [list(i) for i in enc["input_ids"]]
-        window = np.empty((len(ids), len(self.classes)), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk]}, return_tensors="pt")
-            logits = self.model(**batch).logits
-            window[chunk] = torch.log_softmax(logits.float(), dim=-1).numpy()
+        window = self._forward([list(i) for i in enc["input_ids"]])
         sums = np.stack([np.bincount(owners, weights=window[:, k], minlength=len(texts)) for k in range(window.shape[1])], 1)
         mean = sums / np.bincount(owners, minlength=len(texts))[:, None]
         return (mean - np.logaddexp.reduce(mean, axis=1, keepdims=True)).astype(np.float32)
@@ -349,13 +342,22 @@ class SentimentModel:
         second = self.tokenizer([contexts[i][-8 * PAIR_CONTEXT_TOKENS:] for i in given], add_special_tokens=False)["input_ids"]
         ids = [list(a) + list(b[-PAIR_CONTEXT_TOKENS:]) + [self.tokenizer.sep_token_id] for a, b in zip(first, second)]
         segments = [[0] * len(a) + [1] * (len(i) - len(a)) for a, i in zip(first, ids)]
+        out[given] = self._forward(ids, segments)
+        return out
+
+    @torch.inference_mode()
+    def _forward(self, ids: list[list[int]], segments: list[list[int]] | None = None) -> np.ndarray:
+        """Class log-probabilities per encoded input, in batches of similar length so that
+        padding stays short; ``segments`` are token type ids (none: all zero)."""
+        out = np.empty((len(ids), len(self.classes)), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in chunk], "token_type_ids": [segments[i] for i in chunk]},
-                                       return_tensors="pt")
-            logits = self.model(**batch).logits
-            out[[given[i] for i in chunk]] = torch.log_softmax(logits.float(), dim=-1).numpy()
+            inputs = {"input_ids": [ids[i] for i in chunk]}
+            if segments is not None:
+                inputs["token_type_ids"] = [segments[i] for i in chunk]
+            logits = self.model(**self.tokenizer.pad(inputs, return_tensors="pt")).logits
+            out[chunk] = torch.log_softmax(logits.float(), dim=-1).numpy()
         return out
 
     def bert_logits(self, texts: Sequence[str]) -> np.ndarray:
