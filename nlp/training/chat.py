@@ -36,6 +36,8 @@ from churnsignal.nlp.sentiment import (
     CHAT_NGRAM,
     CONTEXT_NGRAM,
     EARLIER_COLUMNS,
+    PAIR_CONTEXT_TOKENS,
+    PAIR_TEXT_TOKENS,
     REVIEW_NGRAM,
     ClassBlend,
     ReviewBlend,
@@ -85,8 +87,9 @@ class ChatRecipe:
     ft_chat_repeats: int = 4
     ft_epochs: float = 3.0
     ft_batch: int = 32
-    ft_max_tokens: int = 96
-    ft_context_tokens: int = 48
+    # The pair reading at inference keeps the same lengths (nlp/sentiment.py).
+    ft_max_tokens: int = PAIR_TEXT_TOKENS
+    ft_context_tokens: int = PAIR_CONTEXT_TOKENS
     ft_lr: float = 2e-4
     # A three-class model whose BERT (head included) the fine-tune continues instead of
     # masked-LM and a new head: how 0.2.5 learnt from the larger chat gold set.
