@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, BertForSequenceClassification
+from transformers import AutoTokenizer, BertForSequenceClassification, PreTrainedTokenizerBase
 from transformers.utils import logging as transformers_logging
 
 from churnsignal.nlp.ngram import NgramSentiment
@@ -221,6 +221,23 @@ def pair_context(turns: Sequence[tuple[str, str]]) -> str:
     return " ".join(f"{'customer' if author == 'customer' else 'agent'}: {text}" for author, text in said)
 
 
+def pair_encoding(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], contexts: Sequence[str],
+                  text_tokens: int = PAIR_TEXT_TOKENS, context_tokens: int = PAIR_CONTEXT_TOKENS,
+                  ) -> tuple[list[list[int]], list[list[int]]]:
+    """Input ids and token type ids of ``[CLS] text [SEP] context [SEP]`` per text, the text cut
+    to its first ``text_tokens`` tokens and the context to its newest ``context_tokens``;
+    ``[CLS] text [SEP]`` where the context is empty. The one encoding the fine-tune learns
+    the pair reading from and :meth:`SentimentModel.bert_pair_log_probs` reads it with."""
+    first = tokenizer(list(texts), truncation=True, max_length=text_tokens)["input_ids"]
+    # A token is at least one character and a chat token rarely over eight: the newest
+    # 8 x context_tokens characters hold the newest tokens and stay under the BERT's 512.
+    second = tokenizer([context[-8 * context_tokens:] for context in contexts], add_special_tokens=False)["input_ids"]
+    ids = [list(a) + (list(b[-context_tokens:]) + [tokenizer.sep_token_id] if context else [])
+           for a, b, context in zip(first, second, contexts)]
+    segments = [[0] * len(a) + [1] * (len(i) - len(a)) for a, i in zip(first, ids)]
+    return ids, segments
+
+
 def read_blend(path: Path) -> Blend | ClassBlend | None:
     if not path.is_file():
         return None
@@ -336,13 +353,7 @@ class SentimentModel:
         given = [i for i, context in enumerate(contexts) if context]
         if not given:
             return out
-        first = self.tokenizer([texts[i] for i in given], truncation=True, max_length=PAIR_TEXT_TOKENS)["input_ids"]
-        # A token is at least one character and a chat token rarely over eight: the newest
-        # 8 x PAIR_CONTEXT_TOKENS characters hold the newest tokens and stay under the BERT's 512.
-        second = self.tokenizer([contexts[i][-8 * PAIR_CONTEXT_TOKENS:] for i in given], add_special_tokens=False)["input_ids"]
-        ids = [list(a) + list(b[-PAIR_CONTEXT_TOKENS:]) + [self.tokenizer.sep_token_id] for a, b in zip(first, second)]
-        segments = [[0] * len(a) + [1] * (len(i) - len(a)) for a, i in zip(first, ids)]
-        out[given] = self._forward(ids, segments)
+        out[given] = self._forward(*pair_encoding(self.tokenizer, [texts[i] for i in given], [contexts[i] for i in given]))
         return out
 
     @torch.inference_mode()

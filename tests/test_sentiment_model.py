@@ -24,6 +24,7 @@ from churnsignal.nlp.sentiment import (
     SentimentModel,
     context_text,
     pair_context,
+    pair_encoding,
 )
 from churnsignal.nlp.training.sentiment import build_tokenizer
 
@@ -201,6 +202,21 @@ def test_a_blend_with_a_context_ngram_reads_every_turn_before_the_message(tmp_pa
     (directory / f"{CONTEXT_NGRAM}.json").unlink()
     with pytest.raises(ModelLoadError, match="context n-gram"):
         SentimentModel(directory)
+
+
+def test_the_pair_encoding_is_the_tokenizers_own_with_the_newest_context_tokens(three_class: Path) -> None:
+    # The one encoding the fine-tune learns the pair reading from and inference reads it with.
+    tokenizer = SentimentModel(three_class, quantize=False).tokenizer
+    text, said = "看了吗", "customer: 我的快递怎么还没有发货 agent: 请您稍等"
+    ids, segments = pair_encoding(tokenizer, [text, text], [said, ""])
+    own = tokenizer(text, said)
+    assert ids[0] == own["input_ids"] and segments[0] == own["token_type_ids"]
+    assert ids[1] == tokenizer(text)["input_ids"] and not any(segments[1])
+    # A long text keeps its first tokens, a long context its newest ones, each as many as asked.
+    ids, segments = pair_encoding(tokenizer, ["慢" * 50], ["早" * 30 + "晚" * 10], text_tokens=12, context_tokens=8)
+    assert ids[0] == tokenizer("慢" * 50, truncation=True, max_length=12)["input_ids"] + \
+        tokenizer("晚" * 8, add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
+    assert segments[0] == [0] * 12 + [1] * 9
 
 
 def test_a_blend_with_the_bert_pair_reads_the_message_with_the_turns_before_it(tmp_path: Path, three_class: Path) -> None:

@@ -46,6 +46,7 @@ from churnsignal.nlp.sentiment import (
     earlier_features,
     earlier_turns,
     pair_context,
+    pair_encoding,
 )
 from churnsignal.nlp.support_chat import baseline_held_out
 from churnsignal.nlp.support_text import support_corpus
@@ -255,18 +256,6 @@ def finetune_examples(corpus_dir: Path | None, support_dir: Path, recipe: ChatRe
     return reviews[:limit] + repeats + questions * recipe.ft_question_repeats + polite
 
 
-def encode(tokenizer: BertTokenizerFast, examples: Sequence[Example], max_tokens: int, context_tokens: int) -> list[list[int]]:
-    """``[CLS] text [SEP]`` or ``[CLS] text [SEP] context [SEP]`` with the context cut to its newest tokens."""
-    encoded = []
-    for e in examples:
-        ids = tokenizer(e.text, truncation=True, max_length=max_tokens)["input_ids"]
-        if e.context:
-            ctx = tokenizer(e.context, add_special_tokens=False)["input_ids"][-context_tokens:]
-            ids = ids + ctx + [tokenizer.sep_token_id]
-        encoded.append(ids)
-    return encoded
-
-
 def finetune(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: ChatRecipe, adapted: Path) -> Path:
     """Stage 2: three-class fine-tune from the adapted encoder (a new classification head),
     or from a three-class model's BERT and head (``recipe.ft_from``)."""
@@ -277,11 +266,9 @@ def finetune(work: Path, corpus_dir: Path | None, support_dir: Path, recipe: Cha
     seed_everything(recipe.seed)
     examples = finetune_examples(corpus_dir, support_dir, recipe)
     tokenizer = BertTokenizerFast.from_pretrained(adapted)
-    encoded = encode(tokenizer, examples, recipe.ft_max_tokens, recipe.ft_context_tokens)
+    encoded, segments = pair_encoding(tokenizer, [e.text for e in examples], [e.context for e in examples],
+                                      recipe.ft_max_tokens, recipe.ft_context_tokens)
     labels = torch.tensor([e.label for e in examples])
-    segments = [[0] * (len(tokenizer(e.text, truncation=True, max_length=recipe.ft_max_tokens)["input_ids"]))
-                for e in examples]
-    segments = [s + [1] * (len(ids) - len(s)) for s, ids in zip(segments, encoded)]
     model = BertForSequenceClassification.from_pretrained(
         adapted, num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
         label2id={n: i for i, n in enumerate(LABELS)}, dtype=torch.float32).to(device())
