@@ -765,6 +765,31 @@ def _store(settings):
     return store
 
 
+def _current_store(settings):
+    """The configured store, refused unless ``db upgrade`` has brought it to this version's schema.
+
+    For commands that rewrite what the store holds, run as a step of an upgrade: they do not
+    migrate the store themselves, so a database left behind (or a URL naming another,
+    empty one) is a message, not a schema created or changed as a side effect.
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from churnsignal.store import Store, latest_revision
+
+    store = Store(settings.service.database())
+    try:
+        revision = store.revision()
+    except SQLAlchemyError as exc:
+        store.dispose()
+        raise click.ClickException(f"cannot open the database at {_safe_url(store.url)}: {exc.orig or exc}") from exc
+    if revision != latest_revision():
+        store.dispose()
+        raise click.ClickException(
+            f"the database at {_safe_url(store.url)} is at migration {revision or '(none: no tables)'}, and this "
+            f"version needs {latest_revision()}: run `churnsignal db upgrade` first")
+    return store
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -882,7 +907,7 @@ def report(since: datetime | None, until: datetime | None, fmt: str, out: Path |
 
 @main.group()
 def qa() -> None:
-    """The QA workspace's logins and roll-ups (see docs/qa.md)."""
+    """The QA workspace's logins, roll-ups and stored readings (see docs/qa.md)."""
 
 
 @qa.command("hash-password")
@@ -916,6 +941,43 @@ def qa_rebuild_rollups(since: datetime | None) -> None:
         store.dispose()
     click.echo(f"{rows.daily} daily and {rows.customers} per-customer roll-up rows recounted"
                + (f" from {since.date()}" if since else ""), err=True)
+
+
+@qa.command("reanalyse")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]),
+              help="First day whose messages are read again, in qa.timezone [default: every day].")
+def qa_reanalyse(since: datetime | None) -> None:
+    """Read the stored customer messages again with the configured models, where other models read them.
+
+    Run after installing a new sentiment or entity model (and restarting the workers with it):
+    the QA workspace's trends, drill-downs and highlights then count the new model's complaints,
+    and each batch's days are recounted as it is stored. Workers may keep running. Interrupted,
+    it keeps what it stored; run again, it reads only the messages still left (docs/deploy.md).
+    """
+    from churnsignal import rollups
+    from churnsignal.fusion.text import analysed_by
+    from churnsignal.nlp.sentiment import ModelLoadError
+    from churnsignal.worker import pipeline
+
+    settings = _settings()
+    day = since.date() if since else None
+    store = _current_store(settings)
+    try:
+        models = analysed_by(settings)
+    except (ModelLoadError, FileNotFoundError) as exc:
+        raise _load_error(exc) from exc
+    try:
+        bar = tqdm(total=pipeline.outdated(store, settings, day), unit="msg", desc="reading again", file=sys.stderr,
+                   disable=not sys.stderr.isatty())
+        with bar:
+            done = pipeline.reanalyse(store, settings, day, on_batch=bar.update)
+        with store.session() as session:
+            rows = rollups.rows_on(session, done.days)
+    finally:
+        store.dispose()
+    click.echo(f"{done.messages} message(s) read again with {models}: {done.flipped} changed between complaint "
+               f"and not; {rows.daily} daily and {rows.customers} per-customer roll-up rows recounted "
+               f"over {len(done.days)} day(s)")
 
 
 if __name__ == "__main__":

@@ -22,14 +22,15 @@ customer, :func:`move_customer` moves their rows with them.
 A roll-up keeps the day, category and complaint line of the moment it was counted. After a
 change of ``qa.timezone`` or ``sentiment.neutral_high``, or orders imported for moments
 before messages already counted, ``churnsignal qa rebuild-rollups`` recounts them from the
-events.
+events. When a new model reads stored messages again (``churnsignal qa reanalyse``), their days
+are recounted in the transaction that stores the new readings (:func:`recount`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -136,18 +137,47 @@ def rebuild(store: Store, settings: Settings, since: date | None = None) -> Reco
     meanwhile waits, then adds to the recounted rows, which did not see its message.
     """
     with store.session() as session:
-        if session.get_bind().dialect.name == "postgresql":
-            # In the order the worker writes them (see count).
-            session.execute(text("LOCK TABLE daily_rollups, customer_rollups IN EXCLUSIVE MODE"))
-        messages = _counted()
-        if since is not None:
-            messages = messages.where(Event.created_at >= first_moment(settings.qa.timezone, since))
-        # On SQLite the first delete takes the write lock before the events are read.
-        for table in (DailyRollup, CustomerRollup):
-            session.execute(delete(table) if since is None else delete(table).where(table.day >= since))
-        counts = tally(session.execute(messages.execution_options(yield_per=20_000)), settings)
-        return Recounted(_insert(session, DailyRollup, KEY, COUNTS, counts.daily),
-                         _insert(session, CustomerRollup, CUSTOMER_KEY, CUSTOMER_COUNTS, counts.customers))
+        return recount(session, settings, since)
+
+
+def recount(session: Session, settings: Settings, since: date | None = None, until: date | None = None) -> Recounted:
+    """Recount, in ``session``'s transaction, the roll-ups of the days from ``since`` to ``until``
+    (days in ``qa.timezone``, both included; None: no bound).
+
+    Both tables are taken for the rest of the transaction first (on PostgreSQL a table lock,
+    on SQLite the write lock, which a transaction that has written already holds), so the
+    events read are those no worker can still be counting. ``churnsignal qa reanalyse`` calls
+    it in the transaction that stores a batch's new readings: its days then never show the
+    old ones' counts after a commit.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        # In the order the worker writes them (see count).
+        session.execute(text("LOCK TABLE daily_rollups, customer_rollups IN EXCLUSIVE MODE"))
+    zone = settings.qa.timezone
+    messages = _counted()
+    if since is not None:
+        messages = messages.where(Event.created_at >= first_moment(zone, since))
+    if until is not None:
+        messages = messages.where(Event.created_at < first_moment(zone, until + timedelta(days=1)))
+    # On SQLite the first delete takes the write lock before the events are read.
+    for table in (DailyRollup, CustomerRollup):
+        session.execute(delete(table).where(*_days(table, since, until)))
+    counts = tally(session.execute(messages.execution_options(yield_per=20_000)), settings)
+    return Recounted(_insert(session, DailyRollup, KEY, COUNTS, counts.daily),
+                     _insert(session, CustomerRollup, CUSTOMER_KEY, CUSTOMER_COUNTS, counts.customers))
+
+
+def rows_on(session: Session, days: Collection[date]) -> Recounted:
+    """How many roll-up rows ``days`` have, daily and per customer: what recounting them left."""
+    found = sorted(days)
+    if not found:
+        return Recounted(0, 0)
+    counted = []
+    for table in (DailyRollup, CustomerRollup):
+        per_day = session.execute(select(table.day, func.count()).where(*_days(table, found[0], found[-1]))
+                                  .group_by(table.day))
+        counted.append(sum(rows for day, rows in per_day if day in days))
+    return Recounted(*counted)
 
 
 def tally(messages: Iterable[tuple], settings: Settings) -> Tally:
@@ -173,6 +203,12 @@ def tally(messages: Iterable[tuple], settings: Settings) -> Tally:
                 daily.setdefault((*key, topic), [0, 0, 0])[2] += 1
                 customers.setdefault((customer_id, *key, topic), [0, 0])[1] += 1
     return counts
+
+
+def _days(table: type[DailyRollup] | type[CustomerRollup], since: date | None,
+          until: date | None) -> list[ColumnElement[bool]]:
+    """The conditions that keep ``table``'s rows of the days from ``since`` to ``until`` (None: no bound)."""
+    return ([table.day >= since] if since is not None else []) + ([table.day <= until] if until is not None else [])
 
 
 def _counted() -> Select:

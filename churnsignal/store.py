@@ -76,6 +76,10 @@ class Event(Base):
     # Where each entity is in ``text``: [{"start", "end", "label"}], character offsets into
     # the masked text as stored; null before analysis (and for events analysed before 0005).
     entity_spans: Mapped[list[Any] | None]
+    # Which models wrote the four signals above (``fusion.text.analysed_by``), so that messages
+    # read by a model since replaced can be read again (``churnsignal qa reanalyse``); null for
+    # messages no model read and for those analysed before 0010.
+    analysed_by: Mapped[str | None] = mapped_column(String(200))
     # open, pending or solved, as the helpdesk reported it with this message; null where it
     # sends none (the fusion then reads who spoke last).
     ticket_status: Mapped[str | None] = mapped_column(String(16))
@@ -282,6 +286,13 @@ class Store:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def revision(self) -> str | None:
+        """The migration this database is at; None for a database no migration has touched."""
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
     def ping(self) -> None:
         """Raise unless the database answers."""
         with self.engine.connect() as connection:
@@ -310,6 +321,13 @@ def alembic_config(url: str):
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def latest_revision() -> str:
+    """The migration this version's schema ends with: where :meth:`Store.upgrade` brings a database."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -87,6 +87,23 @@ def analyse_events(events: pd.DataFrame, settings: Settings, only: pd.Series | N
     return pd.concat([messages, replies]).sort_index()
 
 
+def analysed_by(settings: Settings) -> str:
+    """The models that read messages with these settings, in a few words: what ``events.analysed_by`` records.
+
+    It changes whenever their reading of a message may change, as this module's cache keys
+    do: another sentiment model directory (its fingerprint hashes every file, the model card
+    with its version included), int8 or not, another entity pipeline or version. A stored
+    message with another value was read by other models and is read again by ``churnsignal
+    qa reanalyse``.
+    """
+    from churnsignal.nlp.analysis import model_versions
+
+    models = model_versions(settings)
+    sentiment, found = models["sentiment"], models["entities"]
+    return (f"sentiment {sentiment['version']} {sentiment['fingerprint']}{' int8' if sentiment['quantized'] else ''}; "
+            f"entities {found['name']} {found['version']}")
+
+
 def ticket_contexts(events: pd.DataFrame) -> pd.Series:
     """Per row, the ``(author, text)`` turns before it on its ticket, oldest first.
 
@@ -149,7 +166,9 @@ def _cached(cache: sqlite3.Connection, keys: list[str]) -> dict[str, dict]:
 
 
 def _batches(keys: list[str], what: str) -> Iterator[list[str]]:
-    with tqdm(total=len(keys), desc=what, unit="msg", disable=None) as bar:
+    # leave=None: kept on the terminal when alone, gone when done under another bar
+    # (``churnsignal qa reanalyse`` reads batch after batch under its own).
+    with tqdm(total=len(keys), desc=what, unit="msg", disable=None, leave=None) as bar:
         for start in range(0, len(keys), BATCH):
             yield keys[start:start + BATCH]
             bar.update(min(BATCH, len(keys) - start))

@@ -3,25 +3,28 @@
 ``analyse`` reads customer messages once (sentiment, entities) and stores the signals;
 ``score_customer`` turns a customer's stored orders and messages into a risk score with
 the fusion model. Both are idempotent: running them twice stores the same thing.
+``reanalyse`` reads stored messages again the same way, after a model upgrade.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from churnsignal.config import Settings
 from churnsignal.fusion import artifact
 from churnsignal.fusion.artifact import FusionModel
 from churnsignal.fusion.scoring import score_details
-from churnsignal.fusion.text import analyse_events
-from churnsignal.nlp.complaints import TOPICS
+from churnsignal.fusion.text import analyse_events, analysed_by
+from churnsignal.nlp.complaints import CUSTOMER, TOPICS, is_complaint
 from churnsignal.store import Alert, Event, Order, RiskScore, Store, utcnow
 from churnsignal import rollups
 
@@ -29,6 +32,9 @@ from churnsignal import rollups
 _WAITING = ("received", "queued")
 # Helpdesk channels that are not the fusion model's chat/review read as tickets.
 _CHANNELS = {"chat": "chat", "review": "review"}
+# Messages read again per transaction by ``reanalyse``. Their tickets' earlier turns are read
+# in one statement, one condition per ticket, and SQLite nests conditions at most 1,000 deep.
+REREAD_BATCH = 500
 
 
 class ModelMissing(RuntimeError):
@@ -53,11 +59,12 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     """Analyse the customer messages among ``event_ids`` not analysed yet; returns the events now done.
 
     Agent and bot messages are marked ``stored``: they are not customer signal (agent
-    reply times still count, through the fusion features). The QA workspace's daily roll-ups
-    count each message in the same transaction, and only where this call moved it out of
-    the queue for the first time: an event analysed by two workers at once is counted by one
-    of them, and one an identity link queued again is marked done again, not analysed or
-    counted again (its customer is still scored, as the link asks).
+    reply times still count, through the fusion features). An analysed message records the
+    models that read it (``analysed_by``), for :func:`reanalyse` after an upgrade. The QA
+    workspace's daily roll-ups count each message in the same transaction, and only where this
+    call moved it out of the queue for the first time: an event analysed by two workers at once
+    is counted by one of them, and one an identity link queued again is marked done again, not
+    analysed or counted again (its customer is still scored, as the link asks).
     """
     with store.session() as session:
         # In id order: two workers on overlapping batches then lock their rows in one order.
@@ -78,16 +85,12 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
     moved: list[int] = []
     with store.session() as session:
         if wanted:
-            # The history is read only as the turns before the new messages, not analysed again.
-            analysed = analyse_events(messages, settings, only=messages["id"].isin(wanted))
-            analysed = analysed[analysed["id"].isin(wanted)]
+            analysed = _read(messages, wanted, settings)
+            by = analysed_by(settings)
             for row in analysed.itertuples():
-                counts = {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)}
                 done = session.execute(update(Event).where(Event.id == row.id, Event.status.in_(_WAITING),
                                                            Event.analysed_at.is_(None)).values(
-                    status="analysed", analysed_at=now, negative_prob=float(row.negative_prob),
-                    negative_word_share=float(row.negative_word_share), entities=counts,
-                    entity_spans=row.entity_spans))
+                    status="analysed", analysed_at=now, **_signals(row, by)))
                 if done.rowcount == 1:
                     moved.append(row.id)
             # Whitespace-only messages carry no signal; they are done too.
@@ -96,6 +99,20 @@ def analyse(store: Store, event_ids: list[int], settings: Settings) -> list[int]
         rollups.count(session, moved, settings)
         _mark_done_again(session, again)
     return [i for i, _, _ in rows] + again
+
+
+def _read(messages: pd.DataFrame, wanted: set[int], settings: Settings) -> pd.DataFrame:
+    """The ``wanted`` rows of ``messages`` (from :func:`_with_earlier_turns`) analysed, each after
+    the turns before it; the others are read only as those turns, not analysed again."""
+    analysed = analyse_events(messages, settings, only=messages["id"].isin(wanted))
+    return analysed[analysed["id"].isin(wanted)]
+
+
+def _signals(row: Any, by: str) -> dict[str, Any]:
+    """What a reading of a message stores on its event: its signals and the models that gave them."""
+    return {"negative_prob": float(row.negative_prob), "negative_word_share": float(row.negative_word_share),
+            "entities": {topic: int(getattr(row, topic)) for topic in TOPICS if getattr(row, topic)},
+            "entity_spans": row.entity_spans, "analysed_by": by}
 
 
 def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame:
@@ -132,6 +149,83 @@ def _mark_done_again(session: Session, event_ids: list[int]) -> None:
     if event_ids:
         session.execute(update(Event).where(Event.id.in_(event_ids), Event.status.in_(_WAITING)).values(
             status=case((Event.negative_prob.is_not(None), "analysed"), else_="stored")))
+
+
+@dataclass
+class Reread:
+    """What :func:`reanalyse` did: the messages whose signals it replaced, how many of them
+    became or stopped being complaints, and the days (in ``qa.timezone``) whose roll-ups it recounted."""
+
+    messages: int = 0
+    flipped: int = 0
+    days: set[date] = field(default_factory=set)
+
+
+def outdated(store: Store, settings: Settings, since: date | None = None) -> int:
+    """How many analysed customer messages (from ``since``, a day in ``qa.timezone``) other models read."""
+    with store.session() as session:
+        return session.scalar(select(func.count()).select_from(Event).where(
+            _read_by_others(analysed_by(settings)), *_from(settings, since)))
+
+
+def reanalyse(store: Store, settings: Settings, since: date | None = None, batch_size: int = REREAD_BATCH,
+              on_batch: Callable[[int], None] = lambda read: None) -> Reread:
+    """Read again, with the configured models, the analysed customer messages other models read.
+
+    After a model upgrade the stored signals are the old model's, and the QA workspace counts
+    its complaints. Each message is read in its ticket's dialogue as :func:`analyse` reads a new
+    one, oldest first, ``batch_size`` at a time (``on_batch`` is told how many). Each batch is
+    stored, and the roll-ups of its days recounted, in one transaction, which changes only
+    messages still ``analysed`` and still read by other models: workers may keep running, an
+    identity link's re-queued message is left to its worker, and an interrupted run keeps every
+    batch it stored, with roll-ups that agree with it; run again, it reads only the rest.
+    """
+    by = analysed_by(settings)
+    wanted = (_read_by_others(by), *_from(settings, since))
+    done = Reread()
+    after: tuple[datetime, int] | None = None
+    while True:
+        with store.session() as session:
+            query = select(Event).where(*wanted).order_by(Event.created_at, Event.id).limit(batch_size)
+            batch = session.scalars(query if after is None else query.where(
+                tuple_(Event.created_at, Event.id) > after)).all()
+            if not batch:
+                return done
+            messages = _with_earlier_turns(session, list(batch))
+        _store_again(store, batch, _read(messages, {m.id for m in batch}, settings), by, settings, done)
+        # Past this batch whatever happened to it: a message left alone is not asked for again.
+        after = (batch[-1].created_at, batch[-1].id)
+        on_batch(len(batch))
+
+
+def _read_by_others(by: str) -> ColumnElement[bool]:
+    """Analysed customer messages whose signals models other than ``by`` wrote (or models not recorded)."""
+    return and_(Event.author == CUSTOMER, Event.status == "analysed",
+                or_(Event.analysed_by.is_(None), Event.analysed_by != by))
+
+
+def _from(settings: Settings, since: date | None) -> list[ColumnElement[bool]]:
+    return [] if since is None else [Event.created_at >= rollups.first_moment(settings.qa.timezone, since)]
+
+
+def _store_again(store: Store, batch: Iterable[Event], analysed: pd.DataFrame, by: str, settings: Settings,
+                 done: Reread) -> None:
+    """Store a batch's new readings and recount its days' roll-ups in one transaction; add to ``done``."""
+    before = {m.id: m for m in batch}
+    # The events first, then the roll-ups, as the worker and an identity link take them; the
+    # events in id order, so that two runs at once lock them in one order.
+    with store.session() as session:
+        stored = [row for row in analysed.sort_values("id").itertuples()
+                  if session.execute(update(Event).where(Event.id == row.id, _read_by_others(by))
+                                     .values(**_signals(row, by))).rowcount == 1]
+        if not stored:
+            return
+        days = [rollups.day_in(settings.qa.timezone, before[row.id].created_at) for row in stored]
+        rollups.recount(session, settings, min(days), max(days))
+    done.messages += len(stored)
+    done.flipped += sum(is_complaint(CUSTOMER, before[row.id].negative_prob, settings) != row.is_complaint
+                        for row in stored)
+    done.days.update(min(days) + timedelta(days=n) for n in range((max(days) - min(days)).days + 1))
 
 
 def score_customer(store: Store, customer_id: str, event_id: int, settings: Settings) -> RiskScore | None:
