@@ -9,7 +9,9 @@ turns from two samples, labelled by the guide in model_cards/sentiment.md) and
 ATEC/BQ questions (``questions_train.jsonl``, ``questions_second.jsonl``). Prints one JSON
 object: counts, and Cohen's kappa with the confusion between the two labellings of each
 sample, for the whole set and per JDDC sample (``by_sample``), and how many train rows the
-split rule keeps out of training.
+split rule keeps out of training. ``test_votes`` describes the test split's own votes:
+every test turn was labelled twice, blind, and a third time where the two differed; its
+``label`` is their majority.
 """
 
 from __future__ import annotations
@@ -42,13 +44,26 @@ def agreement(first: dict[str, str], second: list[dict]) -> dict:
                                           for label, row in zip(LABELS, confusion_matrix(a, b, labels=list(LABELS)))}}
 
 
+def votes(rows: list[dict]) -> dict:
+    """How the test split's independent labels agree, and what the majority changed."""
+    first = {row["id"]: row["votes"][0] for row in rows}
+    third = [row for row in rows if len(row["votes"]) == 3]
+    return {**agreement(first, [{"id": row["id"], "label": row["votes"][1]} for row in rows]),
+            "third_label": len(third),
+            "majority_with": dict(Counter("first" if row["label"] == row["votes"][0] else "second"
+                                          for row in third)),
+            "changed_from_first": dict(Counter(f"{row['votes'][0]} -> {row['label']}" for row in rows
+                                               if row["label"] != row["votes"][0]))}
+
+
 def counts(rows: list[dict]) -> dict[str, int]:
     return {label: Counter(r["label"] for r in rows)[label] for label in LABELS}
 
 
 def main() -> None:
     gold = {split: read_gold(split) for split in ("train", "test")}
-    first = {row["id"]: row["label"] for rows in gold.values() for row in rows}
+    # The second labelling was compared with the first label, as it was given.
+    first = {row["id"]: row.get("votes", [row["label"]])[0] for rows in gold.values() for row in rows}
     second = read("chat_gold_second.jsonl")
     questions = read("questions_train.jsonl")
     print(json.dumps({
@@ -63,6 +78,7 @@ def main() -> None:
                       for sample in ("0.1per", "baseline")},
         "train_rows_the_split_rule_keeps_out_of_training": len(gold["train"]) - len(train_gold()),
         **agreement(first, second),
+        "test_votes": votes(gold["test"]),
         "questions": {"texts": len(questions), "labels": counts(questions),
                       **agreement({row["id"]: row["label"] for row in questions}, read("questions_second.jsonl"))},
     }, ensure_ascii=False))

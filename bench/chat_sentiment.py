@@ -13,7 +13,10 @@ regression on reviews, chat gold train and labelled questions) and its chat n-gr
 same on the chat gold fit turns and labelled questions only). Prints one
 JSON object: AUC of ``negative_prob`` for negative against the rest, per-class
 precision/recall/F1, the share of neutral and positive turns labelled negative and the
-share of negative turns labelled negative. Only test turns are scored; nothing here chose
+share of negative turns labelled negative. Each turn's label is the majority of its
+independent labels (``votes``: every test turn labelled twice, blind, and a third time
+where the two differed); ``first_labels`` gives the same rows against the first label
+alone, the gold set up to 0.2.6. Only test turns are scored; nothing here chose
 anything. Each row's labels come from its operating point: the configured one for the
 shipped model and its n-grams, 0.1.0's own band (negative at 0.65) for 0.1.0. The
 0.1.0 model is in git history:
@@ -88,6 +91,9 @@ def main() -> None:
         if ngram is not None:
             probabilities[name] = ({"negative": 1 / (1 + np.exp(-ngram.decision_function(texts)))}, settings)
     rows = {name: figures(y, probs, s) for name, (probs, s) in probabilities.items()}
+    first = np.array([LABELS.index(r["votes"][0]) for r in gold])
+    first_labels = {"labels": {name: int((first == k).sum()) for k, name in enumerate(LABELS)},
+                    "rows": {name: figures(first, probs, s) for name, (probs, s) in probabilities.items()}}
     by = {name: {group: {"turns": int((groups == group).sum()),
                          **{row: figures(y[groups == group], {k: v[groups == group] for k, v in probs.items()}, s)
                             for row, (probs, s) in probabilities.items()}}
@@ -96,7 +102,7 @@ def main() -> None:
     print(json.dumps({"bench": "chat_sentiment", "model": model.info, "turns": len(test),
                       "labels": {name: int((y == k).sum()) for k, name in enumerate(LABELS)},
                       "rows": rows, "bar": BAR, "meets": {name: meets(row) for name, row in rows.items()},
-                      **by}, ensure_ascii=False, indent=2))
+                      **by, "first_labels": first_labels}, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

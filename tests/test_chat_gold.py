@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 from churnsignal.nlp.corpus import load_labelled, split_of, windows
@@ -38,6 +39,15 @@ def test_the_second_labelling_is_of_gold_turns() -> None:
     second = read("chat_gold_second.jsonl")
     ids = [row["id"] for row in second]
     assert len(ids) >= 200 and len(set(ids)) == len(ids) and set(ids) <= gold
+
+
+def test_each_test_turn_is_labelled_twice_and_its_label_is_the_majority() -> None:
+    for row in read_gold("test"):
+        first, second, *third = row["votes"]
+        assert len(third) == (first != second), row["id"]
+        counted = Counter(row["votes"]).most_common()
+        majority = counted[0][0] if counted[0][1] >= 2 else first
+        assert row["label"] == majority, row["id"]
 
 
 def test_labelled_questions_are_train_split_text_without_overlap() -> None:
