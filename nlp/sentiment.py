@@ -404,11 +404,11 @@ class SentimentModel:
         contexts = [() if review else turns for turns, review in zip(contexts, reviews)]
         earlier = [earlier_turns(turns) for turns in contexts]
         owners = [i for i, turns in enumerate(earlier) for _ in turns]
-        read = [*texts, *(t for turns in earlier for t in turns)]
-        bert = self.bert_log_probs(read)
+        distinct, rows = _distinct([*texts, *(t for turns in earlier for t in turns)])
+        bert = self.bert_log_probs(distinct)[rows]
         if self.blend is None:
             return {name: np.exp(bert[:len(texts), i]) for i, name in enumerate(self.classes) if name != "other"}
-        ngram = self.ngram.decision_function(read)
+        ngram = self.ngram.decision_function(distinct)[rows]
         n = len(texts)
         lengths = np.array([len(t) for t in texts])
         if not isinstance(self.blend, ClassBlend):
@@ -445,6 +445,18 @@ class SentimentModel:
                        contexts: Sequence[Sequence[tuple[str, str]]] | None = None,
                        channels: Sequence[str | None] | None = None) -> np.ndarray:
         return self.probabilities(texts, contexts, channels)["negative"]
+
+
+def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Each text once, in first-seen order, and where each of ``texts`` is among them.
+
+    In a dialogue the customer's earlier turns are mostly messages of the same batch, and
+    chat repeats itself ("好的", "在吗"): reading each text once spares the BERT most of
+    the work the earlier turns would cost.
+    """
+    first: dict[str, int] = {}
+    rows = np.fromiter((first.setdefault(text, len(first)) for text in texts), dtype=np.int64, count=len(texts))
+    return list(first), rows
 
 
 def fingerprint(directory: Path) -> str:

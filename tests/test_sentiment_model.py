@@ -137,6 +137,20 @@ def test_a_context_blend_reads_the_customers_earlier_turns(tmp_path: Path, three
         model.probabilities([text], [])
 
 
+def test_a_dialogue_read_together_reads_each_text_once_and_as_each_message_alone(
+        tmp_path: Path, three_class: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = SentimentModel(blended(tmp_path / "context", three_class, context=True), quantize=False)
+    said = ["我的快递三天了怎么还没有发货", "还没到", "好的", "还没到"]
+    dialogue = [[("customer", t) for t in said[:i]] for i in range(len(said))]
+    apart = [model.negative_probs([text], [turns])[0] for text, turns in zip(said, dialogue)]
+    read: list[str] = []
+    bert_log_probs = model.bert_log_probs
+    monkeypatch.setattr(model, "bert_log_probs", lambda texts: read.extend(texts) or bert_log_probs(texts))
+    together = model.negative_probs(said, dialogue)
+    assert sorted(read) == sorted(set(said))
+    np.testing.assert_allclose(together, apart, atol=1e-6)
+
+
 def test_a_blend_without_context_ignores_the_turns(tmp_path: Path, three_class: Path) -> None:
     model = SentimentModel(blended(tmp_path / "plain", three_class, context=False), quantize=False)
     assert not model.reads_context
