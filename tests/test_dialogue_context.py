@@ -83,6 +83,16 @@ def test_the_worker_reads_each_turn_after_the_earlier_turns_of_its_ticket(store,
         sorted(p for p in probs(store, [earlier[0], chasing, elsewhere])), abs=1e-4)
 
 
+def test_a_batch_of_more_tickets_than_a_query_can_name_reads_each_after_its_turns(store, tmp_path: Path) -> None:
+    # SQLite refuses an expression over 1,000 deep: one condition per ticket hit it at ~990.
+    tickets = [f"T{n}" for n in range(1200)]
+    add(store, [(ticket, "customer", COMPLAINT) for ticket in tickets], status="analysed")
+    chasing = add(store, [(ticket, "customer", CHASING) for ticket in tickets] + [("new", "customer", CHASING)])
+    pipeline.analyse(store, chasing, Settings(fusion={"cache_dir": str(tmp_path / "cache")}))
+    *after_complaint, first_turn = probs(store, chasing)
+    assert None not in after_complaint and min(after_complaint) > first_turn
+
+
 def test_the_worker_reads_a_review_as_a_review(store, tmp_path: Path) -> None:
     settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
     text = "位置不错，服务一般，下次可能不会再来了"

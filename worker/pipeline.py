@@ -32,9 +32,10 @@ from churnsignal import rollups
 _WAITING = ("received", "queued")
 # Helpdesk channels that are not the fusion model's chat/review read as tickets.
 _CHANNELS = {"chat": "chat", "review": "review"}
-# Messages read again per transaction by ``reanalyse``. Their tickets' earlier turns are read
-# in one statement, one condition per ticket, and SQLite nests conditions at most 1,000 deep.
+# Messages read again per transaction by ``reanalyse``: an interrupted run loses at most these.
 REREAD_BATCH = 500
+# Tickets whose earlier turns one statement reads, one condition each.
+TICKETS_PER_QUERY = 400
 
 
 class ModelMissing(RuntimeError):
@@ -122,12 +123,15 @@ def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame
     scoring later reads the customer's whole history the same way, so both see one reading.
     """
     columns = ["id", "customer_id", "created_at", "text", "ticket_id", "author", "channel"]
-    tickets = {(m.customer_id, m.ticket_id) for m in messages if m.ticket_id is not None}
-    earlier = session.execute(
+    tickets = sorted({(m.customer_id, m.ticket_id) for m in messages if m.ticket_id is not None})
+    ids, latest = {m.id for m in messages}, max((m.created_at for m in messages), default=None)
+    # A few hundred tickets per query: SQLite refuses a condition nested 1,000 deep.
+    earlier = [row for start in range(0, len(tickets), TICKETS_PER_QUERY) for row in session.execute(
         select(Event.id, Event.customer_id, Event.created_at, Event.text, Event.ticket_id, Event.author, Event.channel)
-        .where(or_(*(and_(Event.customer_id == c, Event.ticket_id == t) for c, t in sorted(tickets))),
-               Event.author.in_(("customer", "agent")), Event.id.not_in([m.id for m in messages]),
-               Event.created_at <= max(m.created_at for m in messages))).all() if tickets else []
+        .where(or_(*(and_(Event.customer_id == c, Event.ticket_id == t)
+                     for c, t in tickets[start:start + TICKETS_PER_QUERY])),
+               Event.author.in_(("customer", "agent")), Event.created_at <= latest))
+        if row.id not in ids]
     rows = [*earlier, *((m.id, m.customer_id, m.created_at, m.text, m.ticket_id, m.author, m.channel) for m in messages)]
     frame = pd.DataFrame(rows, columns=columns)
     frame["channel"] = frame["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
