@@ -940,7 +940,7 @@ def qa_rebuild_rollups(since: datetime | None) -> None:
     finally:
         store.dispose()
     click.echo(f"{rows.daily} daily and {rows.customers} per-customer roll-up rows recounted"
-               + (f" from {since.date()}" if since else ""), err=True)
+               + (f" from {since.date()}" if since else ""))
 
 
 @qa.command("reanalyse")

@@ -227,7 +227,7 @@ def test_the_rebuild_command_recounts_the_configured_store(configured):
     assert recounted == {"daily": {k: v for k, v in expected["daily"].items() if k[0].isoformat() >= since},
                          "customers": {k: v for k, v in expected["customers"].items() if k[1].isoformat() >= since}}
     assert (f"{len(recounted['daily'])} daily and {len(recounted['customers'])} per-customer roll-up rows "
-            f"recounted from {since}") in answer.output
+            f"recounted from {since}") in answer.stdout
     answer = CliRunner().invoke(main, ["qa", "rebuild-rollups", "--since", "yesterday"])
     assert answer.exit_code == 2 and "--since" in answer.output
     assert CliRunner().invoke(main, ["qa", "rebuild-rollups"]).exit_code == 0
