@@ -9,9 +9,9 @@ turns from two samples, labelled by the guide in model_cards/sentiment.md) and
 ATEC/BQ questions (``questions_train.jsonl``, ``questions_second.jsonl``). Prints one JSON
 object: counts, and Cohen's kappa with the confusion between the two labellings of each
 sample, for the whole set and per JDDC sample (``by_sample``), and how many train rows the
-split rule keeps out of training. ``test_votes`` describes the test split's own votes:
-every test turn was labelled twice, blind, and a third time where the two differed; its
-``label`` is their majority.
+split rule keeps out of training. ``votes`` describes each split's own votes: every turn
+was labelled twice, blind, and a third time where the two differed; its ``label`` is
+their majority.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def agreement(first: dict[str, str], second: list[dict]) -> dict:
 
 
 def votes(rows: list[dict]) -> dict:
-    """How the test split's independent labels agree, and what the majority changed."""
+    """How a split's independent labels agree, and what the majority changed."""
     first = {row["id"]: row["votes"][0] for row in rows}
     third = [row for row in rows if len(row["votes"]) == 3]
     return {**agreement(first, [{"id": row["id"], "label": row["votes"][1]} for row in rows]),
@@ -78,7 +78,7 @@ def main() -> None:
                       for sample in ("0.1per", "baseline")},
         "train_rows_the_split_rule_keeps_out_of_training": len(gold["train"]) - len(train_gold()),
         **agreement(first, second),
-        "test_votes": votes(gold["test"]),
+        "votes": {split: votes(rows) for split, rows in gold.items()},
         "questions": {"texts": len(questions), "labels": counts(questions),
                       **agreement({row["id"]: row["label"] for row in questions}, read("questions_second.jsonl"))},
     }, ensure_ascii=False))

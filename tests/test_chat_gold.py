@@ -41,8 +41,8 @@ def test_the_second_labelling_is_of_gold_turns() -> None:
     assert len(ids) >= 200 and len(set(ids)) == len(ids) and set(ids) <= gold
 
 
-def test_each_test_turn_is_labelled_twice_and_its_label_is_the_majority() -> None:
-    for row in read_gold("test"):
+def test_each_turn_is_labelled_twice_and_its_label_is_the_majority() -> None:
+    for row in read_gold("train") + read_gold("test"):
         first, second, *third = row["votes"]
         assert len(third) == (first != second), row["id"]
         counted = Counter(row["votes"]).most_common()
