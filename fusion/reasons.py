@@ -40,6 +40,8 @@ class Signal:
     the comparison, and ``[s]`` in English is the plural ending, dropped for a value of 1.
     A count of complaints about a ``topic`` ends with a quote of the latest one (``LATEST``:
     whatever its topic). A ``reading`` has no sentence of its own: see :data:`READINGS`.
+    ``unless`` is another feature's least value and the sentences said below it, where the
+    comparison rests on too little to be called usual.
     """
 
     driver: str
@@ -49,6 +51,15 @@ class Signal:
     below: float | None = None
     topic: str | None = None
     reading: bool = False
+    unless: tuple[str, float, str, str] | None = None
+
+    def wording(self, features: pd.DataFrame, customer) -> tuple[str, str]:
+        """The sentences (zh, en) for this customer."""
+        if self.unless is not None:
+            field, least, zh, en = self.unless
+            if field in features.columns and features.at[customer, field] < least:
+                return zh, en
+        return self.zh, self.en
 
     def worrying(self, value: np.ndarray) -> np.ndarray:
         ok = ~np.isnan(value) & (self.zh is not None or self.reading)
@@ -82,8 +93,12 @@ SIGNALS: dict[str, Signal] = {
     "window_days": Signal("other"),
     "days_since_complaint": Signal("service"),
     # Worrying facts, each against the customer's own history or SPEC's warning levels.
+    # One gap between two purchase days is no usual gap: the sentence says what it rests on.
     "overdue_ratio": Signal("social", "距上次购买{recency_days:.0f}天，是平均间隔的{v:.1f}倍",
-                            "{recency_days:.0f} days since the last purchase, {v:.1f}× their usual gap", above=1.5),
+                            "{recency_days:.0f} days since the last purchase, {v:.1f}× their usual gap", above=1.5,
+                            unless=("purchase_days", 3, "距上次购买{recency_days:.0f}天，是此前仅有一次购买间隔的{v:.1f}倍",
+                                    "{recency_days:.0f} days since the last purchase, {v:.1f}× the one gap between "
+                                    "their two purchase days")),
     "freq_change_mom": Signal("social", "购买频率环比变化{v:+.0%}", "purchase frequency {v:+.0%} month over month",
                               below=-0.25),
     "freq_change_qoq": Signal("social", "购买频率季度环比变化{v:+.0%}", "purchase frequency {v:+.0%} quarter over quarter",
@@ -214,10 +229,10 @@ def _sentences(kinds: list[str], values: np.ndarray, features: pd.DataFrame, cus
 def _sentence(name: str, value: float, features: pd.DataFrame, customer, said: str | None) -> dict[str, str]:
     """The reason for one feature: its sentences with the customer's values, and its kind (the
     feature), ending with ``said`` (a complaint) when given."""
-    signal = SIGNALS[name]
-    values = {"v": value} | {field: features.at[customer, field] for field in _fields(signal.zh) if field != "v"}
-    english = signal.en.replace("[s]", "" if round(value) == 1 else "s")
-    reason = {"kind": name, "zh": signal.zh.format(**values), "en": english.format(**values)}
+    zh, en = SIGNALS[name].wording(features, customer)
+    values = {"v": value} | {field: features.at[customer, field] for field in _fields(zh) if field != "v"}
+    english = en.replace("[s]", "" if round(value) == 1 else "s")
+    reason = {"kind": name, "zh": zh.format(**values), "en": english.format(**values)}
     if said is not None:
         # Appended, never formatted: a customer's braces are text, not template fields.
         reason["zh"] += f"：“{_shortened(said)}”"

@@ -174,9 +174,11 @@ def test_fitted_cutoff_holds_the_target_on_new_customers() -> None:
 def test_reasons_only_name_worrying_values() -> None:
     from churnsignal.fusion.reasons import explain
 
-    features = pd.DataFrame({"neg_prob_trend": [-0.05, 0.30], "complaints": [0.0, 2.0], "recency_days": [122.0, 40.0],
-                             "overdue_ratio": [2.44, 0.8], "tenure_days": [160.0, 160.0], "awaiting_reply": [0.0, 1.0]},
-                            index=["calmer", "angrier"])
+    features = pd.DataFrame({"neg_prob_trend": [-0.05, 0.30, -0.05], "complaints": [0.0, 2.0, 0.0],
+                             "recency_days": [122.0, 40.0, 116.0], "overdue_ratio": [2.44, 0.8, 58.0],
+                             "purchase_days": [6.0, 6.0, 2.0], "tenure_days": [160.0, 160.0, 160.0],
+                             "awaiting_reply": [0.0, 1.0, 0.0]},
+                            index=["calmer", "angrier", "two days"])
     # both customers' risk was raised by every feature, as a tree model can do
     shares = pd.DataFrame(0.2, index=features.index, columns=features.columns)
     why = explain(shares, features, FusionSettings())
@@ -191,6 +193,9 @@ def test_reasons_only_name_worrying_values() -> None:
     assert "1 complaint still awaiting a reply" in reasons  # singular for one
     assert "160" not in reasons and "40 days" not in reasons
     assert why.loc["angrier", "driver"] == "service"
+    # Two purchase days, two days apart, give one gap: no "usual" gap, and the sentence says so.
+    assert why.loc["two days", "reasons"] == ("距上次购买116天，是此前仅有一次购买间隔的58.0倍 / 116 days since the "
+                                              "last purchase, 58.0× the one gap between their two purchase days")
 
 
 def test_how_negative_messages_read_is_told_as_the_complaint_they_read() -> None:
