@@ -125,13 +125,15 @@ def _with_earlier_turns(session: Session, messages: list[Event]) -> pd.DataFrame
     columns = ["id", "customer_id", "created_at", "text", "ticket_id", "author", "channel"]
     tickets = sorted({(m.customer_id, m.ticket_id) for m in messages if m.ticket_id is not None})
     ids, latest = {m.id for m in messages}, max((m.created_at for m in messages), default=None)
+    earlier = []
     # A few hundred tickets per query: SQLite refuses a condition nested 1,000 deep.
-    earlier = [row for start in range(0, len(tickets), TICKETS_PER_QUERY) for row in session.execute(
-        select(Event.id, Event.customer_id, Event.created_at, Event.text, Event.ticket_id, Event.author, Event.channel)
-        .where(or_(*(and_(Event.customer_id == c, Event.ticket_id == t)
-                     for c, t in tickets[start:start + TICKETS_PER_QUERY])),
-               Event.author.in_(("customer", "agent")), Event.created_at <= latest))
-        if row.id not in ids]
+    for start in range(0, len(tickets), TICKETS_PER_QUERY):
+        chunk = tickets[start:start + TICKETS_PER_QUERY]
+        found = session.execute(
+            select(Event.id, Event.customer_id, Event.created_at, Event.text, Event.ticket_id, Event.author, Event.channel)
+            .where(or_(*(and_(Event.customer_id == c, Event.ticket_id == t) for c, t in chunk)),
+                   Event.author.in_(("customer", "agent")), Event.created_at <= latest))
+        earlier += [row for row in found if row.id not in ids]
     rows = [*earlier, *((m.id, m.customer_id, m.created_at, m.text, m.ticket_id, m.author, m.channel) for m in messages)]
     frame = pd.DataFrame(rows, columns=columns)
     frame["channel"] = frame["channel"].map(lambda c: _CHANNELS.get(c, "ticket"))
