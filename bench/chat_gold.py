@@ -50,8 +50,9 @@ def votes(rows: list[dict]) -> dict:
     third = [row for row in rows if len(row["votes"]) == 3]
     return {**agreement(first, [{"id": row["id"], "label": row["votes"][1]} for row in rows]),
             "third_label": len(third),
-            "majority_with": dict(Counter("first" if row["label"] == row["votes"][0] else "second"
-                                          for row in third)),
+            "third_sided_with": dict(Counter("first" if row["votes"][2] == row["votes"][0] else
+                                             "second" if row["votes"][2] == row["votes"][1] else "neither"
+                                             for row in third)),
             "changed_from_first": dict(Counter(f"{row['votes'][0]} -> {row['label']}" for row in rows
                                                if row["label"] != row["votes"][0]))}
 
