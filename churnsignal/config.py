@@ -78,9 +78,22 @@ class SentimentSettings(Section):
 
 
 class EntitySettings(Section):
-    """Where the spaCy complaint-entity pipeline lives (None: the shipped one)."""
+    """Where the spaCy complaint-entity pipeline lives (None: the shipped one), and whose
+    platform the messages are written on."""
 
     model_dir: Path | None = None
+    # The deployer's own platform or shop names (e.g. 京东): the extractor marks every platform it
+    # knows as COMPETITOR, and a customer of a JD.com shop writing 京东快递 mentions no rival.
+    # A COMPETITOR span holding one of these names is dropped.
+    own_names: list[str] = []
+
+    @field_validator("own_names")
+    @classmethod
+    def _names_are_words(cls, names: list[str]) -> list[str]:
+        names = [name.strip() for name in names]
+        if any(not name for name in names):
+            raise ValueError("entities.own_names holds an empty name, which every mention would contain")
+        return names
 
 
 class Tier(Section):

@@ -92,7 +92,8 @@ def analysed_by(settings: Settings) -> str:
 
     It changes whenever their reading of a message may change, as this module's cache keys
     do: another sentiment model directory (its fingerprint hashes every file, the model card
-    with its version included), int8 or not, another entity pipeline or version. A stored
+    with its version included), int8 or not, another entity pipeline or version, other
+    ``entities.own_names`` (they decide which platform mentions are competitors). A stored
     message with another value was read by other models and is read again by ``churnsignal
     qa reanalyse``.
     """
@@ -101,7 +102,8 @@ def analysed_by(settings: Settings) -> str:
     models = model_versions(settings)
     sentiment, found = models["sentiment"], models["entities"]
     return (f"sentiment {sentiment['version']} {sentiment['fingerprint']}{' int8' if sentiment['quantized'] else ''}; "
-            f"entities {found['name']} {found['version']}")
+            f"entities {found['name']} {found['version']}"
+            + (f" own {','.join(found['own_names'])}" if found.get("own_names") else ""))
 
 
 def ticket_contexts(events: pd.DataFrame) -> pd.Series:

@@ -84,7 +84,8 @@ def model_versions(settings: Settings | None = None) -> dict[str, dict]:
     """Name and version of each model ``analyse`` uses with these settings (loaded once per process)."""
     settings = settings or get_settings()
     pipeline = entities.load(settings.entities.model_dir)
-    return {"sentiment": sentiment_model(settings).info, "entities": entities.info(pipeline)}
+    own = {"own_names": settings.entities.own_names} if settings.entities.own_names else {}
+    return {"sentiment": sentiment_model(settings).info, "entities": entities.info(pipeline) | own}
 
 
 def analyse(texts: Sequence[str], settings: Settings | None = None,
@@ -125,7 +126,7 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
         results[i] = {
             "sentiment": {"label": sentiment_label(classes, settings), "negative_prob": classes["negative"],
                           "probs": classes},
-            "entities": entities.spans(doc),
+            "entities": entities.spans(doc, settings.entities.own_names),
             "negative_word_share": round(lexicon.negative_word_share(tokens), 4),
             "emotions": lexicon.emotions(tokens),
             "masked_text": masked[i].text,

@@ -12,6 +12,7 @@ model only contributes the spans no pattern knows (the measured choice; see
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -87,13 +88,16 @@ def _load_cached(model_dir: str) -> Language:
     return spacy.load(model_dir)
 
 
-def spans(doc: Doc) -> list[dict]:
+def spans(doc: Doc, own_names: Sequence[str] = ()) -> list[dict]:
     """The entities of one processed doc as ``{"text", "label", "start", "end"}`` dicts.
 
     ``start``/``end`` are character offsets into ``doc.text``, so
-    ``doc.text[start:end] == entity["text"]`` always holds.
+    ``doc.text[start:end] == entity["text"]`` always holds. A COMPETITOR span naming the
+    deployer's own platform (holding one of ``own_names``, ``entities.own_names``) is left
+    out: the patterns mark every platform they know, the deployer's own among them.
     """
-    return [{"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char} for e in doc.ents]
+    return [{"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char} for e in doc.ents
+            if not (e.label_ == "COMPETITOR" and any(name in e.text for name in own_names))]
 
 
 def info(nlp: Language) -> dict:
@@ -101,7 +105,8 @@ def info(nlp: Language) -> dict:
     return {"name": nlp.meta.get("name", "unnamed"), "version": nlp.meta.get("version", "unversioned")}
 
 
-def extract(texts: list[str], nlp: Language | None = None, batch_size: int = 256) -> list[list[dict]]:
+def extract(texts: list[str], nlp: Language | None = None, batch_size: int = 256,
+            own_names: Sequence[str] = ()) -> list[list[dict]]:
     """Return, for each text, its entities as ``spans`` dicts (offsets index the text as given)."""
     nlp = nlp or load()
-    return [spans(doc) for doc in nlp.pipe(texts, batch_size=batch_size)]
+    return [spans(doc, own_names) for doc in nlp.pipe(texts, batch_size=batch_size)]

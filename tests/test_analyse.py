@@ -95,3 +95,25 @@ def test_very_long_and_non_chinese_text() -> None:
 def test_a_non_string_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="text 1 is int"):
         analyse(["好", 3])  # type: ignore[list-item]
+
+
+def test_the_platforms_own_names_are_set_once_for_every_reading() -> None:
+    from churnsignal.config import Settings
+    from churnsignal.fusion.text import analysed_by
+
+    text = "在京东买的，淘宝上便宜多了"
+    plain, own = Settings(), Settings(entities={"own_names": [" 京东 "]})
+    competitors = [{e["text"] for e in r["entities"] if e["label"] == "COMPETITOR"}
+                   for r in (analyse([text], plain)[0], analyse([text], own)[0])]
+    assert competitors == [{"京东", "淘宝"}, {"淘宝"}]
+    # Messages stored under other names are read again by `qa reanalyse`.
+    assert analysed_by(own) == analysed_by(plain) + " own 京东"
+
+
+def test_an_empty_own_name_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from churnsignal.config import Settings
+
+    with pytest.raises(ValidationError, match="entities.own_names holds an empty name"):
+        Settings(entities={"own_names": ["京东", " "]})

@@ -89,3 +89,13 @@ def test_rules_alone_work_from_the_committed_patterns():
 def test_missing_model_dir_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError):
         load(tmp_path)
+
+
+def test_the_platforms_own_names_are_no_competitor_mentions():
+    text = "京东快递太慢了，淘宝上便宜多了"
+    assert ("京东", "COMPETITOR") in spans(text)
+    kept = {(e["text"], e["label"]) for e in extract([text], own_names=["京东"])[0]}
+    assert ("京东", "COMPETITOR") not in kept
+    assert ("淘宝", "COMPETITOR") in kept and "LOGISTICS" in {label for _, label in kept}
+    # A name is found inside a longer mention of it.
+    assert extract(["在京东商城买的"], own_names=["京东"]) == [[]]
