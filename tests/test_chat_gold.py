@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from churnsignal.nlp.complaints import TOPICS
 from churnsignal.nlp.corpus import load_labelled, split_of, windows
 from churnsignal.nlp.training.chat import read_gold
 
@@ -59,3 +60,21 @@ def test_labelled_questions_are_train_split_text_without_overlap() -> None:
     assert not [row["text"] for row in rows if any(w in held_out for w in windows(row["text"]))]
     second = read("questions_second.jsonl")
     assert len(second) >= 100 and {row["id"] for row in second} <= {row["id"] for row in rows}
+
+
+def test_complaint_topics_are_of_gold_complaints_labelled_twice_by_majority() -> None:
+    gold = {row["id"]: row for row in read_gold("train") + read_gold("test")}
+    rows = read("chat_topics.jsonl")
+    assert len({row["id"] for row in rows}) == len(rows)
+    test = [row for row in rows if row["split"] == "test"]
+    # Every complaint of the test split, and development turns from the train split only.
+    assert {row["id"] for row in test} == {i for i, row in gold.items() if row["split"] == "test" and row["label"] == "negative"}
+    assert len(rows) - len(test) >= 400 and {row["split"] for row in rows} == {"train", "test"}
+    for row in rows:
+        source = gold[row["id"]]
+        assert (row["split"], row["text"], row["context"], source["label"]) == (source["split"], source["text"],
+                                                                               source["context"], "negative")
+        first, second, *third = map(set, row["votes"])
+        assert len(third) == (first != second), row["id"]
+        assert set().union(*row["votes"]) <= set(TOPICS)
+        assert row["topics"] == [t for t in TOPICS if sum(t in v for v in row["votes"]) * 2 > len(row["votes"])], row["id"]
