@@ -235,7 +235,7 @@ def train_entities(corpus_dir: Path, out_dir: Path, seed: int = 0, max_sentences
         "seconds": round(time.monotonic() - started, 1),
     }
     nlp.meta.update({
-        "name": "churnsignal_entities", "version": "0.1.0",
+        "name": "churnsignal_entities", "version": "0.1.1",
         "description": "Complaint entities for Chinese support text; labels and figures in model_cards/entities.md",
         "license": "research use only: trained on ChineseNlpCorpus reviews, which carry no licence",
         "churnsignal_training": stats,
