@@ -34,12 +34,19 @@ def main() -> None:
 
 
 def _settings():
+    from pydantic_settings import SettingsError
+
     from churnsignal.config import get_settings
 
     try:
         return get_settings()
     except (ValidationError, FileNotFoundError) as exc:
         raise click.ClickException(f"configuration: {exc}") from exc
+    except SettingsError as exc:
+        # pydantic-settings reads a list or object in an environment variable as JSON and
+        # names only the section it could not parse.
+        raise click.ClickException(f"configuration: {exc}; lists and objects in environment variables are "
+                                   """JSON, e.g. CHURNSIGNAL_ENTITIES__OWN_NAMES='["京东"]'""") from exc
 
 
 def _load_error(exc: Exception) -> click.ClickException:

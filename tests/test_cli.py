@@ -123,3 +123,18 @@ def test_bad_configuration_is_a_message_not_a_traceback() -> None:
 def test_a_missing_model_directory_is_a_message(tmp_path) -> None:
     result = invoke("好", CHURNSIGNAL_SENTIMENT__MODEL_DIR=str(tmp_path / "nowhere"))
     assert result.exit_code == 1 and "cannot load a model" in result.output and "config.json" in result.output
+
+
+@pytest.mark.parametrize(("value", "says"), [("京东", "lists and objects in environment variables are JSON"),
+                                             ('["京东", ""]', "entities.own_names holds an empty name")])
+def test_a_setting_that_cannot_be_read_is_a_message_not_a_traceback(value: str, says: str) -> None:
+    result = invoke("京东快递太慢了", CHURNSIGNAL_ENTITIES__OWN_NAMES=value)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith("Error: configuration:") and says in result.output
+
+
+def test_the_platforms_own_names_from_the_environment() -> None:
+    result = invoke("京东快递太慢了，淘宝便宜多了", CHURNSIGNAL_ENTITIES__OWN_NAMES='["京东"]')
+    assert result.exit_code == 0, result.output
+    competitors = [e["text"] for e in json.loads(result.stdout)["entities"] if e["label"] == "COMPETITOR"]
+    assert competitors == ["淘宝"]
