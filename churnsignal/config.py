@@ -77,6 +77,10 @@ class SentimentSettings(Section):
         return self
 
 
+# entities.own_names, joined by commas, fit beside the models' names in events.analysed_by.
+OWN_NAMES_CHARS = 100
+
+
 class EntitySettings(Section):
     """Where the spaCy complaint-entity pipeline lives (None: the shipped one), and whose
     platform the messages are written on."""
@@ -93,6 +97,9 @@ class EntitySettings(Section):
         names = [name.strip() for name in names]
         if any(not name for name in names):
             raise ValueError("entities.own_names holds an empty name, which every mention would contain")
+        # They are part of what each analysed message records (events.analysed_by, 200 characters).
+        if len(",".join(names)) > OWN_NAMES_CHARS:
+            raise ValueError(f"entities.own_names: at most {OWN_NAMES_CHARS} characters together, commas included")
         return names
 
 

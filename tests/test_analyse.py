@@ -110,10 +110,14 @@ def test_the_platforms_own_names_are_set_once_for_every_reading() -> None:
     assert analysed_by(own) == analysed_by(plain) + " own 京东"
 
 
-def test_an_empty_own_name_is_refused() -> None:
+def test_an_empty_or_too_long_own_names_list_is_refused() -> None:
     from pydantic import ValidationError
 
     from churnsignal.config import Settings
 
     with pytest.raises(ValidationError, match="entities.own_names holds an empty name"):
         Settings(entities={"own_names": ["京东", " "]})
+    # They are recorded with every analysed message: a list longer than the column holds is refused.
+    assert Settings(entities={"own_names": ["京东商城自营旗舰店"] * 10}).entities.own_names
+    with pytest.raises(ValidationError, match="at most 100 characters together"):
+        Settings(entities={"own_names": ["京东商城自营旗舰店"] * 11})
