@@ -403,3 +403,17 @@ def test_an_unreachable_database_is_one_clear_message(cli_env) -> None:
     answer = CliRunner().invoke(main, ["qa", "reanalyse"])
     assert answer.exit_code == 1
     assert "cannot open the database at postgresql+psycopg://postgres@127.0.0.1:1/none" in answer.output
+
+
+def test_naming_the_platform_takes_its_mentions_out_of_the_stored_competitor_topics(store, settings: Settings,
+                                                                                   tmp_path: Path) -> None:
+    ids = add(store, [("T1", "customer", "京东快递太慢了，淘宝上早就到了"), ("T1", "customer", "在京东买的东西怎么还没发货")])
+    pipeline.analyse(store, ids, settings)
+    before = stored(store)
+    assert all("COMPETITOR" in before[i]["entities"] for i in ids)
+    own = Settings(entities={"own_names": ["京东"]}, fusion={"cache_dir": str(tmp_path / "own-cache")})
+    assert pipeline.outdated(store, own) == 2 and pipeline.reanalyse(store, own).messages == 2
+    after = stored(store)
+    assert ["COMPETITOR" in after[i]["entities"] for i in ids] == [True, False]
+    assert [after[i]["entities"].get("LOGISTICS", 0) > 0 for i in ids] == [True, True]
+    assert {after[i]["analysed_by"] for i in ids} == {analysed_by(own)}
