@@ -37,6 +37,9 @@ def test_the_markdown_digest_counts_last_weeks_complaints_beside_the_week_before
     assert re.search(rf"\*\*投诉 complaints\*\*: {len(now)} \(上期 previous {len(before)}\b", result.output)
     logistics = sum("LOGISTICS" in topics(e.entities) for e in now)
     assert f"- 物流 logistics: {logistics} (上期 previous" in result.output
+    # A complaint that names no topic is counted as one that does not say, not as "other".
+    unnamed = sum(not topics(e.entities) for e in now)
+    assert unnamed and f"- 未点明主题 topic not named: {unnamed} (上期 previous" in result.output
     # The burst three days ago is a spike, with a masked example.
     assert re.search(r"## 突增 spikes\n- \S+ 物流 logistics: \d+ .*\[PHONE\]", result.output)
     assert "|" not in result.output.split("## 突增")[0], "no Markdown tables: group robots do not render them"

@@ -37,10 +37,12 @@ from churnsignal.webhook.pages.rollup_views import EVENTS, Basis
 from churnsignal.webhook.pages.tickets import ticket_url
 
 CHART_TOPICS = (*TOPICS, NO_TOPIC)
-# Chinese first, English beside it, as on the notes.
+# Chinese first, English beside it, as on the notes. A complaint counted under NO_TOPIC names
+# none in its own words; on real support chat that is most of them, whatever they are about
+# (model_cards/entities.md), so the name must not read "about something else".
 TOPIC_NAMES = {"QUALITY": "质量 quality", "LOGISTICS": "物流 logistics", "REFUND": "退款 refund",
                "SERVICE": "服务 service", "PRICE": "价格 price", "COMPETITOR": "竞品 competitor",
-               "OTHER": "其他 other"}
+               NO_TOPIC: "未点明主题 topic not named"}
 Across = Literal["source", "channel", "category"]
 
 
