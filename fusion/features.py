@@ -8,6 +8,8 @@ is built from (``fusion/reasons.py``).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -30,6 +32,9 @@ PURCHASE_FEATURES = (
 TOPIC_FEATURES = tuple(f"complaints_{topic.lower()}" for topic in TOPICS)
 # latest_complaints' column for a customer's latest complaint whatever its topic.
 LATEST = "latest"
+# The characters of a complaint a reason quotes (fusion/reasons.py): long enough to recognise
+# the complaint, short enough to sit on one line of a note.
+QUOTE_CHARS = 20
 TEXT_FEATURES = (
     "messages", "window_days", "neg_prob_mean", "neg_prob_max", "neg_prob_trend", "negative_word_share",
     *TOPIC_FEATURES, "complaints", "complaint_spike", "repeat_complaints", "competitor_mentions",
@@ -177,9 +182,53 @@ def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
     """
     complaints = events[(events["created_at"] < as_of) & events["is_complaint"]]
     complaints = complaints.sort_values("created_at", kind="stable")
-    latest = {topic: complaints[complaints[topic] > 0].groupby("customer_id")["masked_text"].last() for topic in TOPICS}
+    latest = {topic: _where_named(complaints[complaints[topic] > 0], topic).groupby(complaints["customer_id"]).last()
+              for topic in TOPICS}
     latest[LATEST] = complaints.groupby("customer_id")["masked_text"].last()
     return pd.DataFrame(latest, columns=[*TOPICS, LATEST])
+
+
+# Where a clause ends: a quote about a topic starts after the last of these before the topic's word.
+CLAUSE_END = re.compile(r"[，,。.！!？?；;：:\s]")
+
+
+def _where_named(complaints: pd.DataFrame, topic: str) -> pd.Series:
+    """Each complaint's masked text, from the clause that first names ``topic`` ("…" marking the
+    cut) where a quote of its beginning would not reach the word.
+
+    A quote is cut short, and a complaint may name its topic only at the end: "就是风扇的声音有些大，
+    … 不过这个价格忍了" is a price complaint by its entities, and an agent should see the words that
+    made it one ("…不过这个价格忍了") to judge it. The word is found in the masked text by its
+    place among the same words in the text as given (what ``entity_spans`` index); where it
+    cannot be found there, the quote starts at the beginning.
+    """
+    quoted = []
+    for text, masked, spans in zip(complaints["text"], complaints["masked_text"], complaints["entity_spans"]):
+        named = [span for span in spans or () if span["label"] == topic]
+        start = _found_at(text, masked, named[0]) if named else -1
+        width = named[0]["end"] - named[0]["start"] if named else 0
+        if len(masked) <= QUOTE_CHARS or start + width < QUOTE_CHARS:
+            quoted.append(masked)
+            continue
+        clause = max((m.end() for m in CLAUSE_END.finditer(masked, 0, start)), default=0)
+        # A long clause starts late enough for the word to fit ("…" and QUOTE_CHARS - 2 more),
+        # and never inside a masking placeholder: after it.
+        begin = max(clause, start + width - (QUOTE_CHARS - 2))
+        if masked.rfind("[", 0, begin) > masked.rfind("]", 0, begin):
+            begin = masked.find("]", begin) + 1
+        quoted.append("…" + masked[begin:])
+    return pd.Series(quoted, index=complaints.index, dtype=object)
+
+
+def _found_at(text: str, masked: str, span: dict) -> int:
+    """Where ``span`` of ``text`` is in its masked form: the same word, as many times before it."""
+    word = text[span["start"]:span["end"]]
+    at = -1
+    for _ in range(text.count(word, 0, span["start"]) + 1):
+        at = masked.find(word, at + 1)
+        if at < 0:
+            return -1
+    return at
 
 
 def _complaints_per_window(seen: pd.DataFrame, as_of: pd.Timestamp, window: pd.Series) -> pd.Series:

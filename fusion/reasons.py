@@ -19,12 +19,10 @@ import numpy as np
 import pandas as pd
 
 from churnsignal.config import FusionSettings
-from churnsignal.fusion.features import LATEST
+from churnsignal.fusion.features import LATEST, QUOTE_CHARS
 
 DRIVERS = ("price", "service", "social", "other")
 TOP_REASONS = 3
-# Long enough to recognise the complaint, short enough to sit on one line of a note.
-QUOTE_CHARS = 20
 
 
 @dataclass(frozen=True)

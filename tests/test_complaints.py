@@ -208,3 +208,18 @@ def test_scoring_carries_the_masked_quote_from_the_events_to_the_reason(settings
     assert scored.loc["c", "reason_list"] == [{"kind": "complaints_logistics", "zh": "物流投诉2次：“还没到！电话[PHONE]”",
                                                "en": '2 complaints about delivery: "还没到！电话[PHONE]"'}]
     assert scored.loc["calm", "reason_list"] == []
+
+
+def test_a_topic_named_late_in_a_complaint_is_quoted_from_where_it_is_named(settings) -> None:
+    events = turns([
+        ("f", 2, "t1", "customer", "东西用着还行，就是屏幕有点暗，说明书也看不懂，太差了，快递也慢"),
+        # One long clause: the quote starts late enough to show the word, and not inside [PHONE].
+        ("g", 2, "t2", "customer", "我的电话13812345678请尽快联系我这个太差的快递"),
+    ])
+    features, quotes = features_and_quotes(events, settings)
+    assert features.loc["f", "complaints_logistics"] == 1 and features.loc["g", "complaints_logistics"] == 1
+    why = explain(pushed_by(features, "complaints_logistics"), features, FusionSettings(), quotes)
+    assert [r["zh"] for r in why.loc["f", "reason_list"]] == ["物流投诉1次：“…快递也慢”"]
+    assert [r["zh"] for r in why.loc["g", "reason_list"]] == ["物流投诉1次：“…请尽快联系我这个太差的快递”"]
+    # The count of complaints whatever their topic still quotes a complaint from its beginning.
+    assert quotes.loc["f", "latest"].startswith("东西用着还行")
