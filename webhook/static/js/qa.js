@@ -35,8 +35,8 @@
   function heatmap(chart) {
     return {
       tooltip: { position: "top" },
-      grid: { top: 16, left: 110, right: 16, bottom: 64 },
-      xAxis: { type: "category", data: chart.columns, splitArea: { show: true } },
+      grid: { top: 16, left: 8, right: 16, bottom: 64, containLabel: true },
+      xAxis: { type: "category", data: chart.columns, splitArea: { show: true }, axisLabel: { interval: 0 } },
       yAxis: { type: "category", data: chart.topics.map(topicName), splitArea: { show: true } },
       visualMap: { min: 0, max: Math.max(chart.max, 1), calculable: true, orient: "horizontal", left: "center",
                    bottom: 0, itemHeight: 120 },
