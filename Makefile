@@ -27,6 +27,7 @@ vendor:
 	mkdir -p $(ECHARTS)
 	cp node_modules/echarts/dist/echarts.min.js node_modules/echarts/LICENSE node_modules/echarts/NOTICE $(ECHARTS)/
 
-# The browser tests, keeping their screenshots for docs/qa.md and docs/agents.md.
+# The browser tests, keeping their screenshots for docs/qa.md and docs/agents.md. Chinese
+# needs a CJK font on the machine (Debian: apt-get install fonts-noto-cjk), or it shows as boxes.
 screenshots: $(VENV)/.installed
 	CHURNSIGNAL_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/test_qa_browser.py tests/test_badge_browser.py
