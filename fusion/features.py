@@ -204,7 +204,7 @@ def _where_named(complaints: pd.DataFrame, topic: str) -> pd.Series:
     """
     quoted = []
     for text, masked, spans in zip(complaints["text"], complaints["masked_text"], complaints["entity_spans"]):
-        named = [span for span in spans or () if span["label"] == topic]
+        named = [span for span in spans if span["label"] == topic] if isinstance(spans, list) else []
         start = _found_at(text, masked, named[0]) if named else -1
         width = named[0]["end"] - named[0]["start"] if named else 0
         if len(masked) <= QUOTE_CHARS or start + width < QUOTE_CHARS:

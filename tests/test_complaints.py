@@ -223,3 +223,13 @@ def test_a_topic_named_late_in_a_complaint_is_quoted_from_where_it_is_named(sett
     assert [r["zh"] for r in why.loc["g", "reason_list"]] == ["物流投诉1次：“…请尽快联系我这个太差的快递”"]
     # The count of complaints whatever their topic still quotes a complaint from its beginning.
     assert quotes.loc["f", "latest"].startswith("东西用着还行")
+
+
+def test_a_complaint_stored_without_entity_positions_is_quoted_from_its_beginning(settings) -> None:
+    events = turns([("p", 2, "t1", "customer", "东西用着还行，就是屏幕有点暗，说明书也看不懂，太差了，快递也慢"),
+                    ("n", 2, "t2", "customer", "东西用着还行，就是屏幕有点暗，说明书也看不懂，太差了，快递也慢")])
+    analysed = text.analyse_events(events, settings)
+    # Messages analysed before migration 0005 have no positions: null in the store, NaN in a frame.
+    analysed["entity_spans"] = pd.Series({0: None, 1: float("nan")})
+    quotes = latest_complaints(analysed, AS_OF)
+    assert quotes.loc["p", "LOGISTICS"] == quotes.loc["n", "LOGISTICS"] == analysed.loc[0, "masked_text"]
