@@ -182,8 +182,10 @@ def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
     """
     complaints = events[(events["created_at"] < as_of) & events["is_complaint"]]
     complaints = complaints.sort_values("created_at", kind="stable")
-    latest = {topic: _where_named(complaints[complaints[topic] > 0], topic).groupby(complaints["customer_id"]).last()
-              for topic in TOPICS}
+    latest = {}
+    for topic in TOPICS:
+        last = complaints[complaints[topic] > 0].groupby("customer_id").tail(1)
+        latest[topic] = pd.Series(_where_named(last, topic), index=last["customer_id"].to_numpy(), dtype=object)
     latest[LATEST] = complaints.groupby("customer_id")["masked_text"].last()
     return pd.DataFrame(latest, columns=[*TOPICS, LATEST])
 
@@ -192,7 +194,7 @@ def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
 CLAUSE_END = re.compile(r"[，,。.！!？?；;：:\s]")
 
 
-def _where_named(complaints: pd.DataFrame, topic: str) -> pd.Series:
+def _where_named(complaints: pd.DataFrame, topic: str) -> list[str]:
     """Each complaint's masked text, from the clause that first names ``topic`` ("…" marking the
     cut) where a quote of its beginning would not reach the word.
 
@@ -217,7 +219,7 @@ def _where_named(complaints: pd.DataFrame, topic: str) -> pd.Series:
         if masked.rfind("[", 0, begin) > masked.rfind("]", 0, begin):
             begin = masked.find("]", begin) + 1
         quoted.append("…" + masked[begin:])
-    return pd.Series(quoted, index=complaints.index, dtype=object)
+    return quoted
 
 
 def _found_at(text: str, masked: str, span: dict) -> int:
