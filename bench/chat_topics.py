@@ -1,19 +1,23 @@
 """What real support-chat complaints are about, and how often the topics an alert names are right.
 
-    python bench/chat_topics.py [--split test|train] [--model DIR] [--own-names 京东]
+    python bench/chat_topics.py [--split test|train] [--round 1|2] [--model DIR] [--own-names 京东]
 
 Reads ``bench/data/chat_topics.jsonl``: JDDC customer turns that the chat gold set labels
-complaints (every test-split one, and 400 drawn from the train split for development), each
-given the topics it complains about by the guide in model_cards/entities.md, blind, by two
-labellers, and by a third where the two differed; ``topics`` is the per-topic majority.
+complaints, each given the topics it complains about by the guide in model_cards/entities.md.
+Every test-split complaint and 400 train-split ones for development (round 1) were labelled
+blind by two labellers, and by a third where the two differed; ``topics`` is the per-topic
+majority. 1,600 more train-split complaints (round 2) were labelled once, to train the reader
+of topics from the dialogue, and 200 of them a second time, blind, for the agreement figure.
 
 A complaint's topics, as the fusion, the alerts and the QA pages count them, are the topic
-labels among the entities the extractor finds in it (``churnsignal.nlp.complaints.topics``).
+labels among the entities the extractor finds in it (``churnsignal.nlp.complaints.topics``)
+and, where those name none, the topics the reader finds in the turns before it.
 Prints one JSON object for the chosen split: how far the labellers agree (Cohen's kappa per
-topic, over each turn's yes/no for it), and for the extractor without and with
-``entities.own_names`` (JDDC is JD.com's chat, so ``京东`` is its own platform): per topic
-precision, recall and F1, the share of complaints with a topic named, and the share of those
-whose every named topic is right.
+topic, over each turn's yes/no for it, on the turns labelled twice), and for the extractor
+without and with ``entities.own_names`` (JDDC is JD.com's chat, so ``京东`` is its own
+platform), and on the test split with the dialogue read too: per topic precision, recall and
+F1, the share of complaints with a topic named, and the share of those whose every named topic
+is right.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from pathlib import Path
 
 from sklearn.metrics import cohen_kappa_score
 
-from churnsignal.nlp.complaints import TOPICS, topics
-from churnsignal.nlp.entities import extract, load
+from churnsignal.nlp.complaints import TOPICS
+from churnsignal.nlp.entities import dialogue_reader, load
+from churnsignal.nlp.training.dialogue_topics import combined, named_topics, turns_before
 
 GOLD = Path(__file__).resolve().parent / "data" / "chat_topics.jsonl"
 
@@ -70,21 +75,33 @@ def score(gold: list[set[str]], named: list[set[str]]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("test", "train"), default="test",
-                        help="test: the evaluation; train: the 400 development turns")
+                        help="test: the evaluation; train: the development and training turns")
+    parser.add_argument("--round", type=int, choices=(1, 2), default=None,
+                        help="train only: 1, the 400 development turns labelled twice; 2, the 1,600 labelled "
+                             "to train the reader of topics from the dialogue (default: both)")
     parser.add_argument("--model", type=Path, default=None, help="entity pipeline directory (default: the shipped one)")
     parser.add_argument("--own-names", nargs="*", default=["京东"], help="the platform's own names (default: 京东)")
     args = parser.parse_args()
-    rows = read(args.split)
+    rows = [row for row in read(args.split) if args.round in (None, row.get("round", 1))]
     nlp = load(args.model)
     gold = [set(row["topics"]) for row in rows]
     texts = [row["text"] for row in rows]
     readings = {"without_own_names": [], "with_own_names": args.own_names}
-    print(json.dumps({"bench": "chat_topics", "split": args.split, "entities": nlp.meta.get("version"),
-                      "labellers": agreement(rows),
-                      **{reading: {"own_names": own,
-                                   **score(gold, [set(topics(e["label"] for e in found))
-                                                  for found in extract(texts, nlp, own_names=own)])}
-                         for reading, own in readings.items()}}, ensure_ascii=False, indent=2))
+    report = {"bench": "chat_topics", "split": args.split, "round": args.round, "entities": nlp.meta.get("version"),
+              "labellers": agreement([row for row in rows if len(row["votes"]) > 1]),
+              **{reading: {"own_names": own, **score(gold, [set(n) for n in named_topics(texts, nlp, own)])}
+                 for reading, own in readings.items()}}
+    reader = dialogue_reader(args.model)
+    if reader is not None and args.split == "test":
+        # What the product gives a complaint: what its words name, else what its dialogue says.
+        turns = turns_before([row["context"] for row in rows], nlp, args.own_names)
+        named = named_topics(texts, nlp, args.own_names)
+        report["with_the_dialogue"] = {"own_names": args.own_names, "dialogue_topics": reader.info(),
+                                       **score(gold, combined(named, reader.read(texts, turns), turns))}
+    elif reader is not None:
+        report["with_the_dialogue"] = ("the reader learned from the train split; its cross-validated figures are "
+                                       "printed by `churnsignal train dialogue-topics`")
+    print(json.dumps(report, ensure_ascii=False, indent=2))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ def _table_row(result: dict[str, Any], ensure_ascii: bool = False) -> str:
     if result.get("sentiment") is None:
         return f"{ident} {click.style('error', fg='magenta'):>8}       {result['error']}"
     label, prob = result["sentiment"]["label"], result["sentiment"]["negative_prob"]
-    ents = " ".join(f"[{e['label']} {e['text']}]" for e in result["entities"])
+    ents = " ".join([*(f"[{e['label']} {e['text']}]" for e in result["entities"]),
+                     *(f"[{topic} from the turns before]" for topic in result.get("dialogue_topics", ()))])
     text = result["masked_text"] if len(result["masked_text"]) <= 60 else result["masked_text"][:59] + "…"
     return f"{ident} {click.style(label.ljust(8), fg=_LABEL_COLOURS[label])} {prob:.2f}  {text}  {ents}"
 
@@ -237,6 +238,30 @@ def train_entities(corpus_dir: Path, out: Path, seed: int) -> None:
     from churnsignal.nlp.entity_training import train_entities as run
 
     click.echo(json.dumps(run(corpus_dir, out, seed=seed), ensure_ascii=False, indent=2))
+
+
+@train.command("dialogue-topics")
+@click.option("--gold", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("bench/data/chat_topics.jsonl"), show_default=True,
+              help="Labelled chat complaints (JSONL); only the train split is read.")
+@click.option("--entities", "entities_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Entity pipeline that reads the turns before (default: the shipped one).")
+@click.option("--own-names", multiple=True, help="The platform's own names, as entities.own_names (repeat the option).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Entity pipeline directory to write dialogue_topics.* into.")
+@click.option("-C", "C", default=128.0, show_default=True, help="Inverse regularisation of each topic's regression.")
+@click.option("--version", "model_version", default="unversioned", show_default=True)
+def train_dialogue_topics(gold: Path, entities_dir: Path | None, own_names: tuple[str, ...], out: Path, C: float,
+                          model_version: str) -> None:
+    """Learn which topics a complaint that names none is about from the turns before it."""
+    from churnsignal.nlp.entities import load
+    from churnsignal.nlp.training.dialogue_topics import train_dialogue_topics as run
+
+    try:
+        report = run(gold, out, load(entities_dir), own_names, C=C, version=model_version)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(report, ensure_ascii=False, indent=2))
 
 
 @main.group()

@@ -90,6 +90,10 @@ class EntitySettings(Section):
     # knows as COMPETITOR, and a customer of a JD.com shop writing 京东快递 mentions no rival.
     # A COMPETITOR span holding one of these names is dropped.
     own_names: list[str] = []
+    # A complaint that names no topic takes the topics the turns before it make clear ("怎么还没好"
+    # after "我的快递到哪了" is about delivery), where the pipeline has a reader for them
+    # (model_cards/entities.md, "Topics read from the dialogue"). False: only what its words name.
+    dialogue_topics: bool = True
 
     @field_validator("own_names")
     @classmethod

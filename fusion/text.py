@@ -93,7 +93,9 @@ def analysed_by(settings: Settings) -> str:
     It changes whenever their reading of a message may change, as this module's cache keys
     do: another sentiment model directory (its fingerprint hashes every file, the model card
     with its version included), int8 or not, another entity pipeline or version, other
-    ``entities.own_names`` (they decide which platform mentions are competitors). A stored
+    ``entities.own_names`` (they decide which platform mentions are competitors), topics read
+    from the dialogue or not, and from which ``negative_prob`` (they are read for complaints
+    only). A stored
     message with another value was read by other models and is read again by ``churnsignal
     qa reanalyse``.
     """
@@ -103,7 +105,9 @@ def analysed_by(settings: Settings) -> str:
     sentiment, found = models["sentiment"], models["entities"]
     return (f"sentiment {sentiment['version']} {sentiment['fingerprint']}{' int8' if sentiment['quantized'] else ''}; "
             f"entities {found['name']} {found['version']}"
-            + (f" own {','.join(found['own_names'])}" if found.get("own_names") else ""))
+            + (f" own {','.join(found['own_names'])}" if found.get("own_names") else "")
+            + (" topics {version} from {complaints_from}".format_map(found["dialogue_topics"])
+               if found.get("dialogue_topics") else ""))
 
 
 def ticket_contexts(events: pd.DataFrame) -> pd.Series:
@@ -141,7 +145,9 @@ def _analyse(texts: list[str], settings: Settings, contexts: list[tuple[tuple[st
     channels = [REVIEW if review else None for review in reviews]
     out = []
     for text, result in zip(texts, analyse(texts, settings, contexts, channels)):
-        mentions = Counter(e["label"] for e in result["entities"])
+        # A topic read from the dialogue counts as named once: the store keeps, per topic, how
+        # many times a message names it, and the text itself names it nowhere (no span).
+        mentions = Counter(e["label"] for e in result["entities"]) + Counter(result["dialogue_topics"])
         out.append({"negative_prob": result["sentiment"]["negative_prob"],
                     "negative_word_share": result["negative_word_share"],
                     "labels": {topic: mentions[topic] for topic in topics(mentions)},

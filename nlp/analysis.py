@@ -14,10 +14,12 @@ import torch
 
 from churnsignal.config import Settings, get_settings
 from churnsignal.nlp import entities, lexicon
-from churnsignal.nlp.complaints import is_negative
+from churnsignal.nlp.complaints import is_negative, negative_from, topics
+from churnsignal.nlp.dialogue_topics import DialogueTopics
 from churnsignal.nlp.masking import MaskedText, mask_pii, placeholder
 from churnsignal.nlp.normalize import normalize, origins
 from churnsignal.nlp.sentiment import SentimentModel, load_sentiment
+from churnsignal.nlp.support_chat import CONTEXT_TURNS
 
 # A helpdesk ticket is rarely longer than a few thousand characters; beyond this we read
 # the head and say so rather than spend seconds on a pasted log file.
@@ -80,12 +82,44 @@ def sentiment_model(settings: Settings) -> SentimentModel:
     return load_sentiment(s.model_dir, s.max_tokens, s.batch_size, s.negative_label, s.quantize)
 
 
+def dialogue_reader(settings: Settings) -> DialogueTopics | None:
+    """The reader of topics from the dialogue these settings use, or None (switched off, or none saved)."""
+    return entities.dialogue_reader(settings.entities.model_dir) if settings.entities.dialogue_topics else None
+
+
 def model_versions(settings: Settings | None = None) -> dict[str, dict]:
     """Name and version of each model ``analyse`` uses with these settings (loaded once per process)."""
     settings = settings or get_settings()
     pipeline = entities.load(settings.entities.model_dir)
     own = {"own_names": settings.entities.own_names} if settings.entities.own_names else {}
-    return {"sentiment": sentiment_model(settings).info, "entities": entities.info(pipeline) | own}
+    reader = dialogue_reader(settings)
+    # It reads complaints only, so which turns it read depends on where complaints start.
+    topics = ({"dialogue_topics": reader.info() | {"complaints_from": negative_from(settings)}}
+              if reader is not None else {})
+    return {"sentiment": sentiment_model(settings).info, "entities": entities.info(pipeline) | own | topics}
+
+
+def topics_from_dialogue(found: Sequence[list[dict]], negative: Sequence[bool], texts: Sequence[str],
+                         context: Sequence[Sequence[tuple[str, str]]] | None,
+                         settings: Settings) -> list[tuple[str, ...]]:
+    """For each complaint (``negative``) whose entities ``found`` name no topic and that has turns
+    before it, the topics those turns make clear (``nlp/dialogue_topics.py``); () for the rest.
+
+    The turns are read by the same entity pipeline, with the same own names, as the message.
+    """
+    reader = dialogue_reader(settings)
+    out: list[tuple[str, ...]] = [()] * len(texts)
+    if reader is None or context is None:
+        return out
+    asked = [i for i in range(len(texts))
+             if negative[i] and context[i] and not topics(e["label"] for e in found[i])]
+    turns = [context[i][-CONTEXT_TURNS:] for i in asked]
+    named = iter(entities.extract([said for before in turns for _, said in before],
+                                  entities.load(settings.entities.model_dir), own_names=settings.entities.own_names))
+    before = [[(author, topics(e["label"] for e in next(named))) for author, _ in turns_of] for turns_of in turns]
+    for i, read in zip(asked, reader.read([texts[i] for i in asked], before)):
+        out[i] = read
+    return out
 
 
 def analyse(texts: Sequence[str], settings: Settings | None = None,
@@ -118,6 +152,10 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
     probs = model.probabilities([masked[i].text for i in readable], context, channel)
     pipeline = entities.load(settings.entities.model_dir)
     docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)
+    docs = list(docs)
+    found = [entities.spans(doc, settings.entities.own_names) for doc in docs]
+    negative = [is_negative(round(float(p), 4), settings) for p in probs["negative"]]  # as the label reads it
+    from_dialogue = topics_from_dialogue(found, negative, [masked[i].text for i in readable], context, settings)
     results: list[dict[str, Any]] = [_empty(m.text) for m in masked]
     models = model_versions(settings)
     for position, (i, doc) in enumerate(zip(readable, docs)):
@@ -126,7 +164,8 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
         results[i] = {
             "sentiment": {"label": sentiment_label(classes, settings), "negative_prob": classes["negative"],
                           "probs": classes},
-            "entities": entities.spans(doc, settings.entities.own_names),
+            "entities": found[position],
+            "dialogue_topics": list(from_dialogue[position]),
             "negative_word_share": round(lexicon.negative_word_share(tokens), 4),
             "emotions": lexicon.emotions(tokens),
             "masked_text": masked[i].text,
@@ -139,5 +178,5 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
 
 
 def _empty(masked_text: str) -> dict[str, Any]:
-    return {"sentiment": None, "entities": [], "negative_word_share": 0.0, "emotions": {},
+    return {"sentiment": None, "entities": [], "dialogue_topics": [], "negative_word_share": 0.0, "emotions": {},
             "masked_text": masked_text, "pii": [], "truncated": False, "error": "empty text: nothing to analyse"}

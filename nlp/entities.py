@@ -23,6 +23,8 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from churnsignal.nlp.dialogue_topics import DialogueTopics
+
 # jieba's own logger prints its dictionary loading to stderr at DEBUG level; a worker must
 # not write that for every process start.
 jieba.setLogLevel(logging.WARNING)
@@ -86,6 +88,20 @@ def _load_cached(model_dir: str) -> Language:
     if not (Path(model_dir) / "config.cfg").is_file():
         raise FileNotFoundError(f"{model_dir}: no spaCy pipeline here (config.cfg missing)")
     return spacy.load(model_dir)
+
+
+def dialogue_reader(model_dir: Path | None = None) -> DialogueTopics | None:
+    """The reader of topics from the dialogue saved beside a pipeline (``nlp/dialogue_topics.py``),
+    or None where the directory has none (a pipeline trained elsewhere, or before 0.1.2)."""
+    if model_dir is None:
+        with resources.as_file(SHIPPED_MODEL) as shipped:
+            return _reader_cached(str(Path(shipped).resolve()))
+    return _reader_cached(str(Path(model_dir).resolve()))
+
+
+@lru_cache(maxsize=4)
+def _reader_cached(model_dir: str) -> DialogueTopics | None:
+    return DialogueTopics.load(Path(model_dir)) if DialogueTopics.saved_in(Path(model_dir)) else None
 
 
 def spans(doc: Doc, own_names: Sequence[str] = ()) -> list[dict]:

@@ -132,7 +132,8 @@ def test_the_migration_adds_the_column_and_the_worker_fills_it(database_url: str
                   ("customer", current), ("bot", None), ("customer (empty)", None), ("customer", current)]
     models = model_versions(settings)
     assert current == (f"sentiment {models['sentiment']['version']} {models['sentiment']['fingerprint']} int8; "
-                       f"entities {models['entities']['name']} {models['entities']['version']}")
+                       f"entities {models['entities']['name']} {models['entities']['version']} "
+                       f"topics {models['entities']['dialogue_topics']['version']} from {settings.sentiment.neutral_high}")
 
     migrate(store, command.downgrade, "0009")
     assert "analysed_by" not in columns(store)
