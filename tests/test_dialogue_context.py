@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from churnsignal.config import Settings
 from churnsignal.fusion import text as fusion_text
+from churnsignal.fusion.features import latest_complaints
 from churnsignal.fusion.text import analyse_events, ticket_contexts
 from churnsignal.nlp.analysis import analyse
 from churnsignal.store import Delivery, Event, utcnow
@@ -118,6 +119,25 @@ def test_turns_queued_together_are_read_in_their_order(store, tmp_path: Path) ->
                 analyse([COMPLAINT, CHASING], settings, [[], [("customer", COMPLAINT), ("agent", REPLY)]])]
     complaint, _, chasing = probs(store, ids)
     assert [complaint, chasing] == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_worker_stores_the_topic_a_complaints_dialogue_makes_clear(store, tmp_path: Path) -> None:
+    settings = Settings(fusion={"cache_dir": str(tmp_path / "cache")})
+    wordless = "怎么还没好"
+    ids = add(store, [("T1", "customer", COMPLAINT), ("T1", "agent", REPLY), ("T1", "customer", wordless),
+                      ("T2", "customer", wordless)])
+    pipeline.analyse(store, ids, settings)
+    with store.session() as session:
+        stored = [session.get(Event, i) for i in (ids[2], ids[3])]
+        # After the parcel complaint it is a delivery complaint, though it names no word of it
+        # (no span shows one); the same words opening a ticket name nothing.
+        assert [(e.entities, e.entity_spans) for e in stored] == [({"LOGISTICS": 1}, []), ({}, [])]
+        history = pipeline.support_events(session, "c-1")
+    # Scoring reads the same topics, and quotes the complaint from its beginning for them.
+    analysed = analyse_events(history, settings)
+    quotes = latest_complaints(analysed, utcnow() + timedelta(minutes=1))
+    assert quotes.loc["c-1", "LOGISTICS"] == wordless
+    assert analysed.loc[analysed["text"] == wordless, "LOGISTICS"].tolist() == [1, 0]
 
 
 def test_ticket_contexts_keep_the_last_turns_of_customer_and_agent_per_ticket() -> None:
