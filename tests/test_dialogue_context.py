@@ -135,7 +135,7 @@ def test_the_worker_stores_the_topic_a_complaints_dialogue_makes_clear(store, tm
         history = pipeline.support_events(session, "c-1")
     # Scoring reads the same topics, and quotes the complaint from its beginning for them.
     analysed = analyse_events(history, settings)
-    quotes = latest_complaints(analysed, utcnow() + timedelta(minutes=1))
+    quotes = latest_complaints(analysed, analysed["created_at"].max() + timedelta(seconds=1))
     assert quotes.loc["c-1", "LOGISTICS"] == wordless
     assert analysed.loc[analysed["text"] == wordless, "LOGISTICS"].tolist() == [1, 0]
 
