@@ -77,6 +77,8 @@ class SentimentSettings(Section):
         return self
 
 
+# What events.analysed_by holds: the models that read a message, in a few words (fusion.text.analysed_by).
+ANALYSED_BY_CHARS = 200
 # entities.own_names, joined by commas, fit beside the models' names in events.analysed_by.
 OWN_NAMES_CHARS = 100
 

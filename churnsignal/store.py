@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import JSON, Engine, ForeignKey, Index, String, Text, UniqueConstraint, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from churnsignal.config import ANALYSED_BY_CHARS
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -79,7 +81,7 @@ class Event(Base):
     # Which models wrote the four signals above (``fusion.text.analysed_by``), so that messages
     # read by a model since replaced can be read again (``churnsignal qa reanalyse``); null for
     # messages no model read and for those analysed before 0010.
-    analysed_by: Mapped[str | None] = mapped_column(String(200))
+    analysed_by: Mapped[str | None] = mapped_column(String(ANALYSED_BY_CHARS))
     # open, pending or solved, as the helpdesk reported it with this message; null where it
     # sends none (the fusion then reads who spoke last).
     ticket_status: Mapped[str | None] = mapped_column(String(16))

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from churnsignal.config import Settings
+from churnsignal.config import ANALYSED_BY_CHARS, Settings
 from churnsignal.nlp.complaints import TOPICS, is_complaint, topics
 
 BATCH = 256
@@ -103,11 +103,15 @@ def analysed_by(settings: Settings) -> str:
 
     models = model_versions(settings)
     sentiment, found = models["sentiment"], models["entities"]
-    return (f"sentiment {sentiment['version']} {sentiment['fingerprint']}{' int8' if sentiment['quantized'] else ''}; "
+    said = (f"sentiment {sentiment['version']} {sentiment['fingerprint']}{' int8' if sentiment['quantized'] else ''}; "
             f"entities {found['name']} {found['version']}"
             + (f" own {','.join(found['own_names'])}" if found.get("own_names") else "")
             + (" topics {version} from {complaints_from}".format_map(found["dialogue_topics"])
                if found.get("dialogue_topics") else ""))
+    if len(said) <= ANALYSED_BY_CHARS:
+        return said
+    # Long names (a pipeline's, many own names) must still fit the column and tell settings apart.
+    return f"{said[:ANALYSED_BY_CHARS - 14]}… {hashlib.sha256(said.encode()).hexdigest()[:12]}"
 
 
 def ticket_contexts(events: pd.DataFrame) -> pd.Series:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from churnsignal.config import ANALYSED_BY_CHARS, OWN_NAMES_CHARS
 from churnsignal.nlp import analyse
 
 NEGATIVE = ["快递三天都没到，客服也不回消息，我要退款", "太差了，质量很烂，再也不买了", "送餐慢了一个多小时，饭都凉了，差评"]
@@ -108,6 +109,13 @@ def test_the_platforms_own_names_are_set_once_for_every_reading() -> None:
     assert competitors == [{"京东", "淘宝"}, {"淘宝"}]
     # Messages stored under other names are read again by `qa reanalyse`.
     assert " own 京东" in analysed_by(own) and analysed_by(own).replace(" own 京东", "") == analysed_by(plain)
+    # As many own names as allowed, with a cut-off of many digits, still fit events.analysed_by
+    # and still tell settings apart.
+    many = [f"{n:02d}店铺名字很长啊" for n in range(10)]
+    assert len(",".join(many)) <= OWN_NAMES_CHARS
+    longest = [analysed_by(Settings(entities={"own_names": names}, sentiment={"neutral_high": 0.3512345}))
+               for names in (many, many[:-1] + ["99店铺名字很长啊"])]
+    assert max(map(len, longest)) <= ANALYSED_BY_CHARS and longest[0] != longest[1]
 
 
 def test_an_empty_or_too_long_own_names_list_is_refused() -> None:
