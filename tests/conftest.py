@@ -333,6 +333,8 @@ def seed_trends(store, now: datetime | None = None, seed: int = 0, settings=None
         for day in range(40):
             for _ in range(rng.randrange(2, 6)):
                 topic = rng.choice(list(SEED_TEXTS))
+                # A delivery complaint may also be a refund one that names no refund word: a topic
+                # read from the turns before (nlp/dialogue_topics.py), with no span.
                 entities = {topic: 1} | ({"REFUND": 1} if topic == "LOGISTICS" and rng.random() < 0.3 else {})
                 add(day, rng.choice(list(tiers)), "customer", rng.uniform(0.5, 0.99), entities, SEED_TEXTS[topic])
             for _ in range(rng.randrange(1, 4)):

@@ -96,6 +96,18 @@ def test_clicking_a_heat_map_cell_opens_the_messages_behind_it(logged_in, live_a
     logged_in.screenshot(path=shots / "qa-drill-down.png", full_page=True)
 
 
+def test_a_topic_read_from_the_dialogue_is_marked_as_such(logged_in, live_app):
+    logged_in.goto(f"{live_app.url}/qa/messages?topic=REFUND")
+    shown = [e for e in complaints_in_window(live_app) if "REFUND" in topics(e.entities)]
+    # The seed's delivery complaints that also count as refund ones name no refund word.
+    unnamed = [e for e in shown if "REFUND" not in {s["label"] for s in e.entity_spans or []}]
+    assert logged_in.locator(".message").count() == len(shown) > len(unnamed) > 0
+    chips = logged_in.locator(".message .topic.from-dialogue")
+    assert chips.all_inner_texts() == ["退款 refund · 上文 turns before"] * len(unnamed)
+    assert chips.first.evaluate("c => getComputedStyle(c).borderTopStyle") == "dashed"
+    assert logged_in.locator(".message .topic:not(.from-dialogue)").count() == len(shown)
+
+
 def test_a_csv_export_downloads_the_stores_numbers(logged_in, live_app, tmp_path):
     drawn(logged_in, "heatmap-channel")
     with logged_in.expect_download() as download:

@@ -237,6 +237,18 @@ def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 
     return rows
 
 
+def _from_dialogue(shown: tuple[str, ...], spans: list[dict] | None) -> list[str]:
+    """The topics no word of the message names: read from the turns before it (``nlp/dialogue_topics.py``).
+
+    None where the store kept no positions (messages analysed before migration 0005): then no
+    one can tell, and none is marked.
+    """
+    if spans is None:
+        return []
+    named = {span["label"] for span in spans}
+    return [topic for topic in shown if topic in TOPICS and topic not in named]
+
+
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
     """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
     found: list[dict[str, Any]] = []
@@ -257,7 +269,8 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
                           "ticket_url": ticket_url(event.source, event.ticket_id, settings.helpdesks),
                           "customer": masked[event.customer_id],
                           "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text,
-                          "entity_spans": event.entity_spans})
+                          "entity_spans": event.entity_spans,
+                          "from_dialogue": _from_dialogue(shown, event.entity_spans)})
             if len(found) >= limit:
                 return found
         if len(rows) < batch:
