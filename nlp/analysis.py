@@ -134,7 +134,8 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
     ``contexts``, when given, holds for each text the ``(author, text)`` turns before it in
     its ticket (oldest first): the sentiment then reads the message in its dialogue, so
     "还没到" after a complaint about a late parcel reads differently from a first question
-    (``SentimentModel.probabilities``). ``channels``, when given, holds each text's
+    (``SentimentModel.probabilities``), and a complaint whose entities name no topic gets
+    the topics those turns make clear (``dialogue_topics``). ``channels``, when given, holds each text's
     helpdesk channel: a ``"review"`` is read alone, as a review.
 
     Raises ``TypeError`` for a non-string item; empty or whitespace-only texts get a
@@ -155,8 +156,7 @@ def analyse(texts: Sequence[str], settings: Settings | None = None,
     channel = [channels[i] for i in readable] if channels is not None else None
     probs = model.probabilities([masked[i].text for i in readable], context, channel)
     pipeline = entities.load(settings.entities.model_dir)
-    docs = pipeline.pipe([masked[i].text for i in readable], batch_size=256)
-    docs = list(docs)
+    docs = list(pipeline.pipe([masked[i].text for i in readable], batch_size=256))
     found = [entities.spans(doc, settings.entities.own_names) for doc in docs]
     negative = [is_negative(round(float(p), 4), settings) for p in probs["negative"]]  # as the label reads it
     from_dialogue = topics_from_dialogue(found, negative, [masked[i].text for i in readable], context, settings)

@@ -1,11 +1,12 @@
 """What a complaint is, defined once: the fusion features, reasons and alerts all ask here.
 
-A customer's turn is a complaint when the sentiment reads it as negative
-(``is_negative``, defined here so that the web pages can ask without loading torch); its topics are the entity labels in it that name what went
-wrong, or a competitor. Only the customer's own turns count: an agent's reply, a bot's
-message and our own alert notes (which come back from the helpdesk stored as ``bot``, see
-``webhook/inbound.py``) may quote or answer angry words, but they are not the customer
-complaining.
+A customer's turn is a complaint when the sentiment reads it as negative (``is_negative``,
+defined here so that the web pages can ask without loading torch); its topics are the entity
+labels in it that name what went wrong, or a competitor, and where it names none, the topics
+its turns before make clear (``nlp/dialogue_topics.py``; stored with the others, so every count
+sees both). Only the customer's own turns count: an agent's reply, a bot's message and our own
+alert notes (which come back from the helpdesk stored as ``bot``, see ``webhook/inbound.py``)
+may quote or answer angry words, but they are not the customer complaining.
 """
 
 from __future__ import annotations
