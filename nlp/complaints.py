@@ -51,3 +51,15 @@ def topics(entity_labels: Iterable[str]) -> tuple[str, ...]:
     """What a complaint is about: the topic labels among its entities, once each, in ``TOPICS`` order."""
     present = set(entity_labels)
     return tuple(topic for topic in TOPICS if topic in present)
+
+
+def read_from_dialogue(message_topics: Iterable[str], spans: list[dict] | None) -> tuple[str, ...]:
+    """Which of a stored message's topics no word of it names: they were read from the turns before it.
+
+    ``spans`` are its stored entity positions (``events.entity_spans``). None where the store
+    kept none (messages analysed before migration 0005): then no one can tell, and none is.
+    """
+    if spans is None:
+        return ()
+    named = {span["label"] for span in spans}
+    return tuple(topic for topic in message_topics if topic in TOPICS and topic not in named)

@@ -47,7 +47,7 @@ def client(tmp_path, redis_url, store):
 
 
 def seed(store, source="zendesk", ticket="T1", customer="c-42", text=f"耳机坏了，打{PHONE}也没人接", tier="red",
-         churn_prob=0.83, alert=True) -> None:
+         churn_prob=0.83, alert=True, spans: list[dict] | None = None) -> None:
     """A customer's complaint on a ticket, analysed and scored, and the alert it raised."""
     now = utcnow()
     with store.session() as session:
@@ -57,7 +57,8 @@ def seed(store, source="zendesk", ticket="T1", customer="c-42", text=f"耳机坏
         event = Event(delivery_id=delivery.id, source=source, external_id=f"{ticket}-1", ticket_id=ticket,
                       customer_id=customer, author="customer", channel="chat", text=text,
                       created_at=now - timedelta(hours=1), received_at=now, status="analysed",
-                      negative_prob=0.97, negative_word_share=0.3, entities={"QUALITY": 1, "SERVICE": 1})
+                      negative_prob=0.97, negative_word_share=0.3, entities={"QUALITY": 1, "SERVICE": 1},
+                      entity_spans=spans)
         session.add(event)
         session.flush()
         add_score(session, customer, event.id, tier, churn_prob)
@@ -171,6 +172,15 @@ def test_the_page_shows_the_risk_masked_and_framed_only_by_the_helpdesk(client, 
     policy = response.headers["Content-Security-Policy"]
     assert f"frame-ancestors 'self' {HELPDESK}" in policy and "script-src 'self'" in policy
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_topic_the_latest_complaint_does_not_name_is_marked_as_read_from_its_dialogue(client, store):
+    # 坏了 names the quality complaint; nothing in the words names the service one.
+    seed(store, spans=[{"start": 2, "end": 4, "label": "QUALITY"}])
+    page = client.get(sign_link(SECRET, "zendesk", "T1", 60).path()).get_data(as_text=True)
+    assert '<mark class="entity entity-QUALITY"' in page
+    tags = re.findall(r'<span class="topic topic-tag( from-dialogue)?"[^>]*>([^<]*)</span>', page)
+    assert tags == [("", "质量 / quality"), (" from-dialogue", "服务 / service · 上文 turns before")]
 
 
 def test_the_badge_pages_use_the_shared_layout_compact_and_both_stylesheets(client, store):

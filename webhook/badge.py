@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 
 from churnsignal.config import Settings
-from churnsignal.nlp.complaints import is_complaint, topics
+from churnsignal.nlp.complaints import is_complaint, read_from_dialogue, topics
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.store import Alert, AlertHandling, Customer, Event, RiskScore, utcnow
 from churnsignal.webhook.api import ticket_customer
@@ -215,8 +215,10 @@ def _complaints(session: Session, settings: Settings, customer_id: str) -> tuple
     if not complaints:
         return counts, None
     latest = complaints[0]
+    named = topics((latest.entities or {}).keys())
+    unnamed = read_from_dialogue(named, latest.entity_spans)
     return counts, {"html": highlighted(latest.text, latest.entity_spans), "created_at": latest.created_at,
-                    "topics": [TOPIC_NAMES[t] for t in topics((latest.entities or {}).keys())],
+                    "topics": [(*TOPIC_NAMES[t], t in unnamed) for t in named],
                     "negative_prob": latest.negative_prob}
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Row, Select, literal, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from churnsignal.config import Settings
-from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from
+from churnsignal.nlp.complaints import CUSTOMER, TOPICS, negative_from, read_from_dialogue
 from churnsignal.nlp.masking import mask_pii
 from churnsignal.rollups import NO_CATEGORY, NO_TOPIC, category_label, complaint_topics
 from churnsignal.store import Alert, AlertHandling, Customer, Event, Order, RiskScore
@@ -237,18 +237,6 @@ def alerts(session: Session, filters: Filters, settings: Settings, limit: int = 
     return rows
 
 
-def _from_dialogue(shown: tuple[str, ...], spans: list[dict] | None) -> list[str]:
-    """The topics no word of the message names: read from the turns before it (``nlp/dialogue_topics.py``).
-
-    None where the store kept no positions (messages analysed before migration 0005): then no
-    one can tell, and none is marked.
-    """
-    if spans is None:
-        return []
-    named = {span["label"] for span in spans}
-    return [topic for topic in shown if topic in TOPICS and topic not in named]
-
-
 def messages(session: Session, filters: Filters, settings: Settings, limit: int = 200) -> list[dict[str, Any]]:
     """The complaints behind a chart cell, newest first: masked text, sentiment, topics, ticket link."""
     found: list[dict[str, Any]] = []
@@ -270,7 +258,7 @@ def messages(session: Session, filters: Filters, settings: Settings, limit: int 
                           "customer": masked[event.customer_id],
                           "negative_prob": round(event.negative_prob, 3), "topics": list(shown), "text": event.text,
                           "entity_spans": event.entity_spans,
-                          "from_dialogue": _from_dialogue(shown, event.entity_spans)})
+                          "from_dialogue": read_from_dialogue(shown, event.entity_spans)})
             if len(found) >= limit:
                 return found
         if len(rows) < batch:
