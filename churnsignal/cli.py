@@ -233,11 +233,13 @@ def train_chat_sentiment(support_dir: Path, corpus_dir: Path | None, base: Path 
 @click.option("--corpus-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--seed", default=0, show_default=True)
-def train_entities(corpus_dir: Path, out: Path, seed: int) -> None:
+@click.option("--weak-patterns", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Ruler patterns (JSONL) to weak-label with; default: the shipped ones.")
+def train_entities(corpus_dir: Path, out: Path, seed: int, weak_patterns: Path | None) -> None:
     """Weakly label train-split reviews with the patterns and train the spaCy NER."""
     from churnsignal.nlp.entity_training import train_entities as run
 
-    click.echo(json.dumps(run(corpus_dir, out, seed=seed), ensure_ascii=False, indent=2))
+    click.echo(json.dumps(run(corpus_dir, out, seed=seed, weak_patterns=weak_patterns), ensure_ascii=False, indent=2))
 
 
 @train.command("dialogue-topics")

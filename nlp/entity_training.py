@@ -193,9 +193,12 @@ def _sample(docs: list[Doc], sources: list[str], max_sentences: int, rng: random
 
 
 def train_entities(corpus_dir: Path, out_dir: Path, seed: int = 0, max_sentences: int = 10000,
-                   epochs: int = 4, gold: Path = DEFAULT_GOLD) -> dict:
+                   epochs: int = 4, gold: Path = DEFAULT_GOLD, weak_patterns: Path | None = None) -> dict:
     """Weak-label train-split sentences, train ``ner`` on them and save the whole pipeline.
 
+    ``weak_patterns`` (default: the shipped patterns) are the ruler patterns the weak labels
+    come from; the saved pipeline's ruler always holds the shipped ones. The shipped ``ner``
+    learned from an earlier pattern file (model_cards/entities.md), which this rebuilds it from.
     Returns (and stores in the saved ``meta.json``) what was trained on and how long it took.
     """
     started = time.monotonic()
@@ -205,7 +208,7 @@ def train_entities(corpus_dir: Path, out_dir: Path, seed: int = 0, max_sentences
     excluded = _gold_texts(gold)
     rows = [(s, src) for s, src, _ in train_sentences(corpus_dir) if s not in excluded]
     # Label with a throwaway pipeline so the saved vocabulary holds only the training sentences.
-    chosen = _sample(weak_label(build_pipeline(), rows), [src for _, src in rows], max_sentences, rng)
+    chosen = _sample(weak_label(build_pipeline(weak_patterns), rows), [src for _, src in rows], max_sentences, rng)
     nlp = build_pipeline()
     examples = [Example.from_dict(nlp.make_doc(d.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents]})
                 for d in chosen]
@@ -253,9 +256,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-sentences", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--weak-patterns", type=Path, default=None,
+                        help="ruler patterns to weak-label with (default: the shipped ones)")
     args = parser.parse_args(argv)
     stats = train_entities(args.corpus, args.out, seed=args.seed, max_sentences=args.max_sentences,
-                           epochs=args.epochs, gold=args.gold)
+                           epochs=args.epochs, gold=args.gold, weak_patterns=args.weak_patterns)
     print(json.dumps(stats, ensure_ascii=False, indent=2))
 
 
