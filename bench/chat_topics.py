@@ -1,13 +1,14 @@
 """What real support-chat complaints are about, and how often the topics an alert names are right.
 
-    python bench/chat_topics.py [--split test|train] [--round 1|2] [--model DIR] [--own-names 京东]
+    python bench/chat_topics.py [--split test|train] [--round 1|2|3] [--model DIR] [--own-names 京东]
 
 Reads ``bench/data/chat_topics.jsonl``: JDDC customer turns that the chat gold set labels
 complaints, each given the topics it complains about by the guide in model_cards/entities.md.
 Every test-split complaint and 400 train-split ones for development (round 1) were labelled
 blind by two labellers, and by a third where the two differed; ``topics`` is the per-topic
-majority. 1,600 more train-split complaints (round 2) were labelled once, to train the reader
-of topics from the dialogue, and 200 of them a second time, blind, for the agreement figure.
+majority. 1,600 more train-split complaints (round 2), and then the other 4,009 (round 3), were
+labelled once, to train the reader of topics from the dialogue, and 200 of each round a second
+time, blind, for the agreement figure.
 
 A complaint's topics, as the fusion, the alerts and the QA pages count them, are the topic
 labels among the entities the extractor finds in it (``churnsignal.nlp.complaints.topics``)
@@ -76,9 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=("test", "train"), default="test",
                         help="test: the evaluation; train: the development and training turns")
-    parser.add_argument("--round", type=int, choices=(1, 2), default=None,
-                        help="train only: 1, the 400 development turns labelled twice; 2, the 1,600 labelled "
-                             "to train the reader of topics from the dialogue (default: both)")
+    parser.add_argument("--round", type=int, choices=(1, 2, 3), default=None,
+                        help="train only: 1, the 400 development turns labelled twice; 2 and 3, the 1,600 and "
+                             "4,009 labelled to train the reader of topics from the dialogue (default: all)")
     parser.add_argument("--model", type=Path, default=None, help="entity pipeline directory (default: the shipped one)")
     parser.add_argument("--own-names", nargs="*", default=["京东"], help="the platform's own names (default: 京东)")
     args = parser.parse_args()

@@ -251,7 +251,7 @@ def train_entities(corpus_dir: Path, out: Path, seed: int, weak_patterns: Path |
 @click.option("--own-names", multiple=True, help="The platform's own names, as entities.own_names (repeat the option).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Entity pipeline directory to write dialogue_topics.* into.")
-@click.option("-C", "C", default=128.0, show_default=True, help="Inverse regularisation of each topic's regression.")
+@click.option("-C", "C", default=16.0, show_default=True, help="Inverse regularisation of each topic's regression.")
 @click.option("--version", "model_version", default="unversioned", show_default=True)
 def train_dialogue_topics(gold: Path, entities_dir: Path | None, own_names: tuple[str, ...], out: Path, C: float,
                           model_version: str) -> None:
