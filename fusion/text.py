@@ -106,7 +106,7 @@ def analysed_by(settings: Settings) -> str:
     said = (f"sentiment {sentiment['version']} {sentiment['fingerprint']}{' int8' if sentiment['quantized'] else ''}; "
             f"entities {found['name']} {found['version']}"
             + (f" own {','.join(found['own_names'])}" if found.get("own_names") else "")
-            + (" topics {version} from {complaints_from}".format_map(found["dialogue_topics"])
+            + (" topics {version} {fingerprint} from {complaints_from}".format_map(found["dialogue_topics"])
                if found.get("dialogue_topics") else ""))
     if len(said) <= ANALYSED_BY_CHARS:
         return said

@@ -15,6 +15,7 @@ pipeline, like the sentiment n-grams: no pickles to trust.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,8 @@ class DialogueTopics:
         self.C = C
         self.cutoff = cutoff
         self.version = version
+        # Of the saved files, once loaded: two readers retrained under one version differ here.
+        self.fingerprint = ""
         self.tfidf = TfidfTransformer(sublinear_tf=True)
         self.coef = np.zeros((len(READ), FEATURES + len(TURN_COLUMNS)), dtype=np.float32)
         self.intercept = np.zeros(len(READ), dtype=np.float32)
@@ -98,7 +101,7 @@ class DialogueTopics:
                 for row in self.probabilities(texts, turns)]
 
     def info(self) -> dict:
-        return {"version": self.version, "cutoff": self.cutoff}
+        return {"version": self.version, "fingerprint": self.fingerprint, "cutoff": self.cutoff}
 
     def save(self, directory: Path) -> None:
         """Write ``dialogue_topics.safetensors`` and ``.json`` into ``directory`` (an entity pipeline's)."""
@@ -120,6 +123,10 @@ class DialogueTopics:
             raise ValueError(f"{directory / FILE}.json was written for other features or topics than this version reads")
         arrays = load_file(str(directory / f"{FILE}.safetensors"))
         reader = cls(C=config["C"], cutoff=config["cutoff"], version=config["version"])
+        digest = hashlib.sha256()
+        for suffix in ("json", "safetensors"):
+            digest.update((directory / f"{FILE}.{suffix}").read_bytes())
+        reader.fingerprint = digest.hexdigest()[:12]
         reader.tfidf.idf_ = arrays["idf"].astype(np.float64)
         reader.coef = arrays["coef"].astype(np.float32)
         reader.intercept = arrays["intercept"].astype(np.float32)

@@ -67,7 +67,10 @@ def test_a_saved_reader_reads_as_it_was_fitted_and_refuses_other_features(tmp_pa
     fitted = DialogueTopics(C=10.0, cutoff=0.4, version="t").fit(texts, turns, topics)
     fitted.save(tmp_path)
     loaded = DialogueTopics.load(tmp_path)
-    assert loaded.info() == {"version": "t", "cutoff": 0.4}
+    assert loaded.info() == {"version": "t", "fingerprint": loaded.fingerprint, "cutoff": 0.4}
+    # Another reader saved under the same version is told apart (events.analysed_by, cache keys).
+    DialogueTopics(C=1.0, cutoff=0.4, version="t").fit(texts, turns, topics).save(tmp_path / "other")
+    assert len(loaded.fingerprint) == 12 and DialogueTopics.load(tmp_path / "other").fingerprint != loaded.fingerprint
     assert np.allclose(loaded.probabilities(texts, turns), fitted.probabilities(texts, turns), atol=0.01)
     assert loaded.read(texts[:3], turns[:3]) == [("LOGISTICS",), ("LOGISTICS",), ("QUALITY",)]
     assert "COMPETITOR" not in READ

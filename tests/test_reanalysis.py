@@ -133,7 +133,8 @@ def test_the_migration_adds_the_column_and_the_worker_fills_it(database_url: str
     models = model_versions(settings)
     assert current == (f"sentiment {models['sentiment']['version']} {models['sentiment']['fingerprint']} int8; "
                        f"entities {models['entities']['name']} {models['entities']['version']} "
-                       f"topics {models['entities']['dialogue_topics']['version']} from {settings.sentiment.neutral_high}")
+                       f"topics {models['entities']['dialogue_topics']['version']} "
+                       f"{models['entities']['dialogue_topics']['fingerprint']} from {settings.sentiment.neutral_high}")
 
     migrate(store, command.downgrade, "0009")
     assert "analysed_by" not in columns(store)
