@@ -117,3 +117,27 @@ def test_training_without_train_complaints_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["train", "dialogue-topics", "--gold", str(gold), "--out", str(tmp_path / "out")])
     assert result.exit_code == 1 and "no train-split complaints" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("not json", "line 2: not JSON"),
+    (json.dumps({"text": "还没到", "context": ["客户说: 你好"], "topics": []}), 'line 2: "context" must be'),
+    (json.dumps({"text": "还没到", "context": [], "topics": ["DELIVERY"]}), 'line 2: "topics" must be'),
+    (json.dumps(["还没到"]), 'line 2: expected an object with a string "text"'),
+])
+def test_a_bad_line_of_labelled_complaints_is_named_and_nothing_is_trained(tmp_path: Path, line, says) -> None:
+    gold = tmp_path / "gold.jsonl"
+    good = {"text": "怎么还没到", "context": ["customer: 我的快递呢", "agent: 请稍等"], "topics": ["LOGISTICS"]}
+    gold.write_text(json.dumps(good, ensure_ascii=False) + "\n" + line + "\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["train", "dialogue-topics", "--gold", str(gold), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1 and says in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_labelled_complaints_without_a_split_are_train_ones(tmp_path: Path) -> None:
+    gold = tmp_path / "gold.jsonl"
+    rows = [{"text": "怎么还没到", "context": ["customer: 我的快递呢"], "topics": ["LOGISTICS"]},
+            {"text": "人呢", "split": "test", "topics": ["SERVICE"]}]
+    gold.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    assert [row["text"] for row in read_gold(gold)] == ["怎么还没到"]
+    assert [row["text"] for row in read_gold(gold, "test")] == ["人呢"]

@@ -20,8 +20,8 @@ import numpy as np
 from sklearn.model_selection import KFold
 from spacy.language import Language
 
-from churnsignal.nlp.complaints import topics
-from churnsignal.nlp.dialogue_topics import READ, DialogueTopics, Turns
+from churnsignal.nlp.complaints import TOPICS, topics
+from churnsignal.nlp.dialogue_topics import AUTHORS, READ, DialogueTopics, Turns
 from churnsignal.nlp.entities import extract
 from churnsignal.nlp.support_chat import CONTEXT_TURNS
 
@@ -31,9 +31,38 @@ FOLDS = 5
 
 
 def read_gold(path: Path, split: str = "train") -> list[dict]:
-    """The labelled complaints of one split: ``text``, ``context`` ("customer: …" turns) and ``topics``."""
+    """The labelled complaints of one split: ``text``, ``context`` ("customer: …" turns) and ``topics``.
+
+    A line without a ``split`` is a train one (your own labelled complaints); a line that is
+    not such a complaint is refused with its number, before anything is trained.
+    """
+    rows = []
     with open(path, encoding="utf-8") as handle:
-        return [row for row in map(json.loads, handle) if row["split"] == split]
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}, line {number}: not JSON") from None
+            if problem := _problem(row):
+                raise ValueError(f"{path}, line {number}: {problem}")
+            if row.get("split", "train") == split:
+                rows.append(row)
+    return rows
+
+
+def _problem(row: object) -> str | None:
+    """What keeps one line from being a labelled complaint, or None."""
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        return 'expected an object with a string "text"'
+    context, given = row.get("context", []), row.get("topics")
+    if not isinstance(context, list) or not all(
+            isinstance(turn, str) and turn.split(": ", 1)[0] in AUTHORS and ": " in turn for turn in context):
+        return '"context" must be a list of "customer: …" or "agent: …" turns'
+    if not isinstance(given, list) or not set(given) <= set(TOPICS):
+        return f'"topics" must be a list of {", ".join(TOPICS)}'
+    return None
 
 
 def turns_before(contexts: Sequence[Sequence[str]], nlp: Language, own_names: Sequence[str] = ()) -> list[Turns]:
@@ -95,7 +124,7 @@ def train_dialogue_topics(gold_path: Path, out: Path, nlp: Language, own_names: 
     rows = read_gold(gold_path)
     if not rows:
         raise ValueError(f"{gold_path}: no train-split complaints to learn from")
-    turns = turns_before([row["context"] for row in rows], nlp, own_names)
+    turns = turns_before([row.get("context", []) for row in rows], nlp, own_names)
     named = named_topics([row["text"] for row in rows], nlp, own_names)
     gold = [set(row["topics"]) for row in rows]
     probs = out_of_fold(rows, turns, C)
