@@ -62,7 +62,7 @@ def _turn_columns(turns: Sequence[Turns]) -> sp.csr_matrix:
 class DialogueTopics:
     """Per topic, the probability that a complaint is about it, given its text and the turns before it."""
 
-    def __init__(self, C: float = 4.0, cutoff: float = 0.5, version: str = "unversioned") -> None:
+    def __init__(self, C: float = 16.0, cutoff: float = 0.5, version: str = "unversioned") -> None:
         self.C = C
         self.cutoff = cutoff
         self.version = version
@@ -76,7 +76,7 @@ class DialogueTopics:
         return sp.hstack([self.tfidf.transform(_chars().transform(texts)), _turn_columns(turns)], format="csr")
 
     def fit(self, texts: Sequence[str], turns: Sequence[Turns], topics: Sequence[Sequence[str]]) -> DialogueTopics:
-        """Learn from complaints and the topics labellers gave them; a topic none of them has reads as never."""
+        """Learn from complaints and the topics labellers gave them (a topic none or all of them have: never, always)."""
         self.tfidf.fit(_chars().transform(texts))
         features = self._features(texts, turns)
         for k, topic in enumerate(READ):

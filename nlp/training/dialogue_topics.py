@@ -119,7 +119,7 @@ def choose_cutoff(probs: np.ndarray, named: Sequence[Sequence[str]], turns: Sequ
 
 
 def train_dialogue_topics(gold_path: Path, out: Path, nlp: Language, own_names: Sequence[str] = (),
-                          C: float = 4.0, version: str = "unversioned") -> dict:
+                          C: float = 16.0, version: str = "unversioned") -> dict:
     """Cross-validate, choose the cut-off, fit on every train complaint and save into ``out``; returns the report."""
     rows = read_gold(gold_path)
     if not rows:
