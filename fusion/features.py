@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from churnsignal.config import FusionSettings
-from churnsignal.nlp.complaints import TOPICS
+from churnsignal.nlp.complaints import TOPICS, read_from_dialogue
 
 DAY = pd.Timedelta(days=1)
 MONTH_DAYS = 30
@@ -32,6 +32,9 @@ PURCHASE_FEATURES = (
 TOPIC_FEATURES = tuple(f"complaints_{topic.lower()}" for topic in TOPICS)
 # latest_complaints' column for a customer's latest complaint whatever its topic.
 LATEST = "latest"
+# Beside each topic's column of latest_complaints: whether that complaint's words name no such
+# topic, so that the turns before it gave it (nlp/dialogue_topics.py).
+FROM_DIALOGUE = "{topic} from the dialogue"
 # The characters of a complaint a reason quotes (fusion/reasons.py): long enough to recognise
 # the complaint, short enough to sit on one line of a note.
 QUOTE_CHARS = 20
@@ -174,7 +177,8 @@ def _core_category_gap(paid: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
 
 def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per customer (rows) and topic (columns), the masked text of their latest complaint about
-    it; column ``LATEST``, their latest complaint whatever its topic.
+    it; column ``LATEST``, their latest complaint whatever its topic; columns ``FROM_DIALOGUE``,
+    per topic, whether that complaint's own words name it or the turns before it gave it.
 
     Features are numbers; a reason also quotes what the customer said, so that an agent sees
     the complaint behind a count without opening the ticket. Only rows before ``as_of`` are
@@ -185,9 +189,14 @@ def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
     latest = {}
     for topic in TOPICS:
         last = complaints[complaints[topic] > 0].groupby("customer_id").tail(1)
-        latest[topic] = pd.Series(_where_named(last, topic), index=last["customer_id"].to_numpy(), dtype=object)
+        customers = last["customer_id"].to_numpy()
+        latest[topic] = pd.Series(_where_named(last, topic), index=customers, dtype=object)
+        latest[FROM_DIALOGUE.format(topic=topic)] = pd.Series(
+            [bool(read_from_dialogue((topic,), spans)) if isinstance(spans, list) else False
+             for spans in last["entity_spans"]], index=customers, dtype=bool)
     latest[LATEST] = complaints.groupby("customer_id")["masked_text"].last()
-    return pd.DataFrame(latest, columns=[*TOPICS, LATEST])
+    columns = [*TOPICS, LATEST, *(FROM_DIALOGUE.format(topic=topic) for topic in TOPICS)]
+    return pd.DataFrame(latest, columns=columns)
 
 
 # Where a clause ends: a quote about a topic starts after the last of these before the topic's word.

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from churnsignal.config import FusionSettings
-from churnsignal.fusion.features import LATEST, QUOTE_CHARS
+from churnsignal.fusion.features import FROM_DIALOGUE, LATEST, QUOTE_CHARS
 
 DRIVERS = ("price", "service", "social", "other")
 TOP_REASONS = 3
@@ -215,23 +215,30 @@ def _sentences(kinds: list[str], values: np.ndarray, features: pd.DataFrame, cus
     """One customer's reasons, in order. Each complaint is quoted once: by a topic's count
     rather than by a total, else by the first reason that has it."""
     said = [_latest(quotes, customer, SIGNALS[name].topic) for name in kinds]
+    inferred = [_from_dialogue(quotes, customer, SIGNALS[name].topic) for name in kinds]
     quoted: set[str] = set()
     for k in sorted(range(len(kinds)), key=lambda k: SIGNALS[kinds[k]].topic == LATEST):
         if said[k] in quoted:
             said[k] = None
         elif said[k] is not None:
             quoted.add(said[k])
-    return [_sentence(name, value, features, customer, quote) for name, value, quote in zip(kinds, values, said)]
+    return [_sentence(name, value, features, customer, quote, from_dialogue)
+            for name, value, quote, from_dialogue in zip(kinds, values, said, inferred)]
 
 
-def _sentence(name: str, value: float, features: pd.DataFrame, customer, said: str | None) -> dict[str, str]:
+def _sentence(name: str, value: float, features: pd.DataFrame, customer, said: str | None,
+              from_dialogue: bool = False) -> dict[str, str]:
     """The reason for one feature: its sentences with the customer's values, and its kind (the
-    feature), ending with ``said`` (a complaint) when given."""
+    feature), ending with ``said`` (a complaint) when given. A quote whose words do not name the
+    topic (the turns before it did) says so, or an agent would look for it in vain."""
     zh, en = SIGNALS[name].wording(features, customer)
     values = {"v": value} | {field: features.at[customer, field] for field in _fields(zh) if field != "v"}
     english = en.replace("[s]", "" if round(value) == 1 else "s")
     reason = {"kind": name, "zh": zh.format(**values), "en": english.format(**values)}
     if said is not None:
+        if from_dialogue:
+            reason["zh"] += "（主题见上文）"
+            reason["en"] += " (topic from the turns before)"
         # Appended, never formatted: a customer's braces are text, not template fields.
         reason["zh"] += f"：“{_shortened(said)}”"
         reason["en"] += f': "{_shortened(said)}"'
@@ -244,6 +251,15 @@ def _latest(quotes: pd.DataFrame | None, customer, topic: str | None) -> str | N
         return None
     said = quotes.at[customer, topic]
     return said if isinstance(said, str) and said.strip() else None
+
+
+def _from_dialogue(quotes: pd.DataFrame | None, customer, topic: str | None) -> bool:
+    """Whether the customer's latest complaint about ``topic`` took it from the turns before it."""
+    column = None if topic in (None, LATEST) else FROM_DIALOGUE.format(topic=topic)
+    if quotes is None or column not in quotes.columns or customer not in quotes.index:
+        return False
+    # A customer without such a complaint has no value here (NaN, which is truthy).
+    return quotes.at[customer, column] is True or quotes.at[customer, column] is np.True_
 
 
 def _shortened(text: str) -> str:

@@ -225,6 +225,25 @@ def test_a_topic_named_late_in_a_complaint_is_quoted_from_where_it_is_named(sett
     assert quotes.loc["f", "latest"].startswith("东西用着还行")
 
 
+def test_a_topic_read_from_the_turns_before_is_said_to_be_so_in_its_reason(settings, monkeypatch) -> None:
+    def read(texts, settings, contexts, reviews):
+        signals = keyword_signals(texts, settings, contexts, reviews)
+        for text, signal in zip(texts, signals):
+            if text == "怎么还没好，气死了":  # names nothing; the dialogue reader gave it delivery
+                signal["labels"] = {"LOGISTICS": 1}
+        return signals
+
+    monkeypatch.setattr(text, "_analyse", read)
+    events = turns([("w", 3, "t1", "customer", "请问我的包裹到哪了"), ("w", 2, "t1", "customer", "怎么还没好，气死了"),
+                    ("n", 2, "t2", "customer", "快递还没到，气死了")])
+    features, quotes = features_and_quotes(events, settings)
+    why = explain(pushed_by(features, "complaints_logistics"), features, FusionSettings(), quotes)
+    assert why.loc["w", "reason_list"] == [{"kind": "complaints_logistics", "zh": "物流投诉1次（主题见上文）：“怎么还没好，气死了”",
+                                            "en": '1 complaint about delivery (topic from the turns before): "怎么还没好，气死了"'}]
+    # A complaint whose words name its topic is quoted as before.
+    assert [r["zh"] for r in why.loc["n", "reason_list"]] == ["物流投诉1次：“快递还没到，气死了”"]
+
+
 def test_a_complaint_stored_without_entity_positions_is_quoted_from_its_beginning(settings) -> None:
     events = turns([("p", 2, "t1", "customer", "东西用着还行，就是屏幕有点暗，说明书也看不懂，太差了，快递也慢"),
                     ("n", 2, "t2", "customer", "东西用着还行，就是屏幕有点暗，说明书也看不懂，太差了，快递也慢")])

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from churnsignal.config import Settings
 from churnsignal.fusion import text as fusion_text
-from churnsignal.fusion.features import latest_complaints
+from churnsignal.fusion.features import FROM_DIALOGUE, latest_complaints
 from churnsignal.fusion.text import analyse_events, ticket_contexts
 from churnsignal.nlp.analysis import analyse
 from churnsignal.store import Delivery, Event, utcnow
@@ -136,7 +136,7 @@ def test_the_worker_stores_the_topic_a_complaints_dialogue_makes_clear(store, tm
     # Scoring reads the same topics, and quotes the complaint from its beginning for them.
     analysed = analyse_events(history, settings)
     quotes = latest_complaints(analysed, analysed["created_at"].max() + timedelta(seconds=1))
-    assert quotes.loc["c-1", "LOGISTICS"] == wordless
+    assert quotes.loc["c-1", "LOGISTICS"] == wordless and quotes.loc["c-1", FROM_DIALOGUE.format(topic="LOGISTICS")]
     assert analysed.loc[analysed["text"] == wordless, "LOGISTICS"].tolist() == [1, 0]
 
 
