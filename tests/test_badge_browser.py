@@ -122,7 +122,8 @@ def seed(store: Store) -> None:
                       customer_id="c-42", author="customer", channel="chat",
                       text=text, created_at=now - timedelta(hours=1),
                       received_at=now, status="analysed", negative_prob=0.96, negative_word_share=0.3,
-                      entities={"QUALITY": 1, "SERVICE": 1},
+                      # No word names delivery: the turns before it did (nlp/dialogue_topics.py).
+                      entities={"QUALITY": 1, "SERVICE": 1, "LOGISTICS": 1},
                       entity_spans=[{"start": text.index(word), "end": text.index(word) + len(word), "label": label}
                                     for word, label in (("没人接", "SERVICE"), ("质量", "QUALITY"))])
         session.add(event)
@@ -170,6 +171,10 @@ def test_the_chatwoot_app_shows_the_badge_and_records_handled(page, hosts, servi
     expect(badge.locator("mark.pii").first).to_have_text("[PHONE]")
     expect(badge.locator("mark.entity-QUALITY")).to_have_text("质量")
     expect(badge.locator("mark.entity-SERVICE")).to_have_text("没人接")
+    inferred = badge.locator(".complaint + .meta .topic-tag.from-dialogue")
+    expect(inferred).to_have_text("物流 / delivery · 上文 turns before")
+    assert inferred.evaluate("t => getComputedStyle(t).borderTopStyle") == "dashed"
+    expect(badge.locator(".complaint + .meta .topic-tag:not(.from-dialogue)")).to_have_count(2)
     expect(badge.locator(".who")).to_contain_text(AGENT)
     page.screenshot(path=shots / "badge-chatwoot.png")
 
