@@ -18,7 +18,7 @@ topic, over each turn's yes/no for it, on the turns labelled twice), and for the
 without and with ``entities.own_names`` (JDDC is JD.com's chat, so ``京东`` is its own
 platform), and on the test split with the dialogue read too: per topic precision, recall and
 F1, the share of complaints with a topic named, and the share of those whose every named topic
-is right.
+is right; and how often the topics the reader added are right.
 """
 
 from __future__ import annotations
@@ -97,8 +97,14 @@ def main() -> None:
         # What the product gives a complaint: what its words name, else what its dialogue says.
         turns = turns_before([row["context"] for row in rows], nlp, args.own_names)
         named = named_topics(texts, nlp, args.own_names)
-        report["with_the_dialogue"] = {"own_names": args.own_names, "dialogue_topics": reader.info(),
-                                       **score(gold, combined(named, reader.read(texts, turns), turns))}
+        given = combined(named, reader.read(texts, turns), turns)
+        # The topics the reader gave, on complaints whose words named none: how often right.
+        added = [(g, n) for g, n, words in zip(gold, given, named) if n and not words]
+        right = sum(len(g & n) for g, n in added)
+        report["with_the_dialogue"] = {
+            "own_names": args.own_names, "dialogue_topics": reader.info(), **score(gold, given),
+            "added_by_the_reader": {"complaints": len(added), "topics": sum(len(n) for _, n in added), "right": right,
+                                    "precision": round(right / max(sum(len(n) for _, n in added), 1), 3)}}
     elif reader is not None:
         report["with_the_dialogue"] = ("the reader learned from the train split; its cross-validated figures are "
                                        "printed by `churnsignal train dialogue-topics`")
