@@ -104,6 +104,16 @@ def test_table_format_is_one_readable_line_per_message() -> None:
     assert line.startswith("t1") and "negative" in line and "饭都凉了" in line
 
 
+def test_jsonl_with_turns_before_gives_a_wordless_complaint_its_dialogues_topic() -> None:
+    line = {"id": "t2", "text": "怎么还没好", "context": [{"author": "customer", "text": "我的快递三天了怎么还没有发货"},
+                                                         {"author": "agent", "text": "已经帮您催促仓库了"}]}
+    given = json.dumps(line, ensure_ascii=False) + "\n"
+    [result] = [json.loads(out) for out in invoke("--jsonl", input=given).stdout.splitlines()]
+    assert result["entities"] == [] and result["dialogue_topics"] == ["LOGISTICS"]
+    [row] = invoke("--jsonl", "--format", "table", input=given).stdout.splitlines()
+    assert row.startswith("t2") and row.endswith("[LOGISTICS from the turns before]")
+
+
 @pytest.mark.parametrize("args", [(), ("some text", "--jsonl")])
 def test_text_or_jsonl_not_both_nor_neither(args: tuple[str, ...]) -> None:
     result = invoke(*args)
