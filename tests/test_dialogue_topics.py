@@ -7,6 +7,7 @@ as the worker reads; its training is run on the gold set's development turns.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,16 @@ def test_reading_the_dialogue_for_topics_can_be_switched_off() -> None:
     # so are they when complaints start elsewhere (it reads complaints only).
     assert " topics " not in analysed_by(off) and analysed_by(off) != analysed_by(Settings())
     assert analysed_by(Settings(sentiment={"neutral_high": 0.5})) != analysed_by(Settings())
+
+
+def test_an_entity_pipeline_without_a_reader_reads_topics_from_words_only(tmp_path: Path) -> None:
+    from churnsignal.nlp.entities import SHIPPED_MODEL
+
+    pipeline = tmp_path / "entities"
+    shutil.copytree(Path(str(SHIPPED_MODEL)), pipeline, ignore=shutil.ignore_patterns("dialogue_topics.*"))
+    settings = Settings(entities={"model_dir": str(pipeline)})
+    assert read("怎么还没好", PARCEL, settings)["dialogue_topics"] == []
+    assert " topics " not in analysed_by(settings) and " topics " in analysed_by(Settings())
 
 
 def test_a_saved_reader_reads_as_it_was_fitted_and_refuses_other_features(tmp_path: Path) -> None:
