@@ -195,8 +195,11 @@ def latest_complaints(events: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame
             [bool(read_from_dialogue((topic,), spans)) if isinstance(spans, list) else False
              for spans in last["entity_spans"]], index=customers, dtype=bool)
     latest[LATEST] = complaints.groupby("customer_id")["masked_text"].last()
-    columns = [*TOPICS, LATEST, *(FROM_DIALOGUE.format(topic=topic) for topic in TOPICS)]
-    return pd.DataFrame(latest, columns=columns)
+    flags = [FROM_DIALOGUE.format(topic=topic) for topic in TOPICS]
+    frame = pd.DataFrame(latest, columns=[*TOPICS, LATEST, *flags])
+    # A customer with no complaint about a topic: nothing was read from a dialogue for it.
+    frame[flags] = frame[flags].fillna(False).astype(bool)
+    return frame
 
 
 # Where a clause ends: a quote about a topic starts after the last of these before the topic's word.

@@ -258,8 +258,7 @@ def _from_dialogue(quotes: pd.DataFrame | None, customer, topic: str | None) -> 
     column = None if topic in (None, LATEST) else FROM_DIALOGUE.format(topic=topic)
     if quotes is None or column not in quotes.columns or customer not in quotes.index:
         return False
-    # A customer without such a complaint has no value here (NaN, which is truthy).
-    return quotes.at[customer, column] is True or quotes.at[customer, column] is np.True_
+    return bool(quotes.at[customer, column])
 
 
 def _shortened(text: str) -> str:

@@ -115,6 +115,8 @@ def topics_from_dialogue(found: Sequence[list[dict]], negative: Sequence[bool], 
         return out
     asked = [i for i in range(len(texts))
              if negative[i] and context[i] and not topics(e["label"] for e in found[i])]
+    if not asked:
+        return out
     turns = [context[i][-CONTEXT_TURNS:] for i in asked]
     named = {text: topics(e["label"] for e in spans) for text, spans in zip(texts, found)}
     unread = list(dict.fromkeys(said for before in turns for _, said in before if said not in named))
